@@ -1,0 +1,247 @@
+"""Dispatch throughput of the bus against the floor and against peers, in one run.
+
+    python benchmarks/dispatch.py [--n 20000] [--runs 7] [--json PATH] [--no-peers]
+
+Scenarios (no-op handlers; messages built before timing):
+    S1  send N commands one at a time, one handler each
+    S2  publish N events, one subscriber
+    S3  publish N events, ten subscribers
+    S4  S1 with three no-op middlewares; its floor is the same three composed by hand
+    S5  S1 with the logging middleware installed, its lines filtered out by level, so
+        the envelope's ids are made and bound but nothing is written
+
+The floor is the least any dispatcher can do: look up ``type(message)`` in a dict and
+await the handler(s). Every runner runs once per round, rounds interleave the runners
+(so drift on a shared machine hits all of them alike), and each figure is the median
+of the rounds. The ratio is floor time / runner time *of the same scenario*: 1.0 is the
+floor, 2.0 is twice its cost. Peers (``pip install -e .[bench]``) run in the same rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import structlog
+
+from messagebus import Command, Envelope, Event, Message, MessageBus
+from messagebus.middleware import CallNext, LoggingMiddleware
+
+Runner = Callable[[], Awaitable[None]]
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5")
+
+
+@attrs.frozen
+class Ping(Command[int], name="bench.ping"):
+    n: int
+
+
+@attrs.frozen
+class Pinged(Event, name="bench.pinged"):
+    n: int
+
+
+async def handle_ping(command: Ping) -> int:
+    return command.n
+
+
+async def on_pinged(event: Pinged) -> None:
+    return None
+
+
+async def passthrough(envelope: Envelope[Message], call_next: CallNext) -> Any:
+    return await call_next(envelope)
+
+
+async def raw_passthrough(message: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    return await call_next(message)
+
+
+def compose_by_hand(layers: list[Any], handler: Any) -> Any:
+    """Wrap ``handler`` in ``layers`` with plain closures: the cheapest chain there is."""
+
+    def link(layer: Any, call_next: Any) -> Any:
+        return lambda message: layer(message, call_next)
+
+    call = handler
+    for layer in reversed(layers):
+        call = link(layer, call)
+    return call
+
+
+def floor_runner(scenario: str, n: int) -> Runner:
+    """The least a dispatcher can do for ``scenario``."""
+    if scenario in ("S1", "S5"):
+        commands = [Ping(i) for i in range(n)]
+        handlers: dict[type, Any] = {Ping: handle_ping}
+
+        async def floor_send() -> None:
+            for command in commands:
+                await handlers[type(command)](command)
+
+        return floor_send
+    if scenario == "S4":
+        commands = [Ping(i) for i in range(n)]
+        composed: dict[type, Any] = {Ping: compose_by_hand([raw_passthrough] * 3, handle_ping)}
+
+        async def floor_middleware() -> None:
+            for command in commands:
+                await composed[type(command)](command)
+
+        return floor_middleware
+    events = [Pinged(i) for i in range(n)]
+    subscribers: dict[type, list[Any]] = {Pinged: [on_pinged] * (10 if scenario == "S3" else 1)}
+
+    async def floor_publish() -> None:
+        for event in events:
+            for subscriber in subscribers[type(event)]:
+                await subscriber(event)
+
+    return floor_publish
+
+
+def bus_runner(scenario: str, n: int) -> Runner:
+    """The bus doing ``scenario``."""
+    if scenario in ("S1", "S4", "S5"):
+        middleware: list[Any] = {  # type: ignore[assignment]
+            "S1": [],
+            "S4": [passthrough] * 3,
+            "S5": [LoggingMiddleware()],
+        }[scenario]
+        bus = MessageBus(middleware=middleware)
+        bus.handler(Ping, handle_ping)
+        commands = [Ping(i) for i in range(n)]
+        assert anyio.run(bus.send, Ping(7)) == 7
+
+        async def bus_send() -> None:
+            send = bus.send
+            for command in commands:
+                await send(command)
+
+        return bus_send
+    bus = MessageBus()
+    for i in range(10 if scenario == "S3" else 1):
+        bus.subscriber(Pinged, on_pinged, name=f"subscriber-{i}")
+    events = [Pinged(i) for i in range(n)]
+
+    async def bus_publish() -> None:
+        publish = bus.publish
+        for event in events:
+            await publish(event)
+
+    return bus_publish
+
+
+def peer_runners(scenario: str, n: int) -> dict[str, Runner]:
+    """Each installed peer's runner for ``scenario``, where the peer can express it."""
+    try:
+        from peers import PEERS
+    except ImportError:
+        return {}
+    runners: dict[str, Runner] = {}
+    for peer in PEERS:
+        if peer.available():
+            runner = peer.build(scenario, n)
+            if runner is not None:
+                runners[peer.NAME] = runner
+    return runners
+
+
+async def measure(runners: dict[str, Runner], runs: int, n: int) -> dict[str, float]:
+    """Median ops/s of each runner over ``runs`` interleaved rounds (one warm-up round)."""
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for round_ in range(runs + 1):
+        for name, runner in runners.items():
+            gc.collect()
+            started = time.perf_counter()
+            await runner()
+            elapsed = time.perf_counter() - started
+            if round_:
+                samples[name].append(n / elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def configure_quiet_logging() -> None:
+    # S5 measures the middleware with its lines filtered out by level, as in production
+    # at WARNING: the cost that remains is the ids and the context binding.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        cache_logger_on_first_use=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=20_000, help="messages per run")
+    parser.add_argument("--runs", type=int, default=7, help="timed rounds (median)")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--no-peers", action="store_true", help="measure the bus only")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).parent))
+    configure_quiet_logging()
+
+    report: dict[str, Any] = {"n": args.n, "runs": args.runs, "scenarios": {}, "peers": {}}
+    for scenario in args.scenario or SCENARIOS:
+        runners = {"floor": floor_runner(scenario, args.n), "bus": bus_runner(scenario, args.n)}
+        if not args.no_peers:
+            runners.update(peer_runners(scenario, args.n))
+        ops = anyio.run(measure, runners, args.runs, args.n)
+        floor = ops.pop("floor")
+        bus = ops.pop("bus")
+        report["scenarios"][scenario] = {
+            "ops_per_s": round(bus),
+            "floor_ops_per_s": round(floor),
+            "ratio_to_floor": round(floor / bus, 2),
+        }
+        for peer, value in ops.items():
+            report["peers"].setdefault(peer, {})[scenario] = {
+                "ops_per_s": round(value),
+                "ratio_to_floor": round(floor / value, 2),
+            }
+    print(render(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def render(report: dict[str, Any]) -> str:
+    """Return the figures as a Markdown table: ops/s and ratio to the floor."""
+    scenarios = list(report["scenarios"])
+
+    def cell(figures: dict[str, Any] | None) -> str:
+        if figures is None:
+            return "n/a"
+        return f"{figures['ops_per_s']:,}/s (x{figures['ratio_to_floor']})"
+
+    def row(name: str, cells: list[str]) -> str:
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    lines = [
+        row("runner", scenarios),
+        "|---|" + "---|" * len(scenarios),
+        row("floor", [f"{report['scenarios'][s]['floor_ops_per_s']:,}/s" for s in scenarios]),
+        row("**messagebus**", [cell(report["scenarios"][s]) for s in scenarios]),
+    ]
+    for peer, figures in report["peers"].items():
+        lines.append(row(peer, [cell(figures.get(s)) for s in scenarios]))
+    lines.append("")
+    lines.append(
+        f"N={report['n']} per run, median of {report['runs']} interleaved runs; "
+        "(xR) = floor time / runner time, 1.0 is the floor."
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""A small blog service built on messagebus: the demo of the library."""

@@ -1,0 +1,64 @@
+"""Run the blog demo: ``python -m examples.blog`` (or ``python3 dev.py demo``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import anyio
+import structlog
+
+from examples.blog.app import Blog, PublishPost, build_bus
+from messagebus import CommandRejected
+
+
+def configure_logging() -> None:
+    """Configure structlog for a terminal: the application decides this, never the library."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )
+
+
+async def main() -> None:
+    """Tell the story of commands and events, one step at a time."""
+    say = structlog.get_logger("demo").info
+    blog = Blog(followers={"ada": ["grace", "linus"]})
+    bus = build_bus(blog)
+
+    async with bus:
+        say("1. ada publishes a post: one command, one handler, then an event to two subscribers")
+        post_id = await bus.send(PublishPost("ada", "Hello messagebus"))
+        say("   post published", post_id=post_id, grace_inbox=blog.inboxes["grace"])
+
+        say("2. a post without a title: the handler rejects the command, the sender sees why")
+        try:
+            await bus.send(PublishPost("ada", "   "))
+        except CommandRejected as rejected:
+            say("   rejected", reason=rejected.reason, posts=len(blog.posts))
+
+        say("3. the search cluster is down: that subscriber fails, the other one still runs")
+        blog.search_is_down = True
+        post_id = await bus.send(PublishPost("ada", "Events are facts"))
+        say("   the publisher carried on", post_id=post_id, linus_inbox=blog.inboxes["linus"])
+
+        say("4. the failure is kept as a dead letter, not just a log line")
+        for letter in await bus.dead_letters.list():
+            say(
+                "   dead letter",
+                handler=letter.handler,
+                error=f"{letter.error_type}: {letter.error_message}",
+                message=letter.envelope.message,
+            )
+    say("done")
+
+
+if __name__ == "__main__":
+    configure_logging()
+    anyio.run(main)

@@ -1,0 +1,60 @@
+"""messagebus: commands to exactly one handler, events to every subscriber.
+
+The public names live here; everything else is in private modules.
+"""
+
+from messagebus._bus import Fanout, MessageBus
+from messagebus._context import Context, current_envelope
+from messagebus._dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
+from messagebus._envelope import Envelope
+from messagebus._errors import (
+    BusStateError,
+    CommandRejected,
+    ConfigurationError,
+    DispatchError,
+    DuplicateHandlerError,
+    DuplicateMessageTypeError,
+    DuplicateSubscriberError,
+    InvalidHandlerError,
+    InvalidMessageTypeError,
+    MessageBusError,
+    MessageKindError,
+    NoHandlerError,
+)
+from messagebus._handlers import HandlerInfo
+from messagebus._messages import Command, Event, Message, wire_name, wire_version
+from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
+from messagebus._registry import MessageRegistry
+
+__all__ = [
+    "BusStateError",
+    "CallNext",
+    "Command",
+    "CommandRejected",
+    "ConfigurationError",
+    "Context",
+    "DeadLetter",
+    "DeadLetterStore",
+    "DispatchError",
+    "DuplicateHandlerError",
+    "DuplicateMessageTypeError",
+    "DuplicateSubscriberError",
+    "Envelope",
+    "Event",
+    "Fanout",
+    "HandlerAwareMiddleware",
+    "HandlerInfo",
+    "InMemoryDeadLetterStore",
+    "InvalidHandlerError",
+    "InvalidMessageTypeError",
+    "Message",
+    "MessageBus",
+    "MessageBusError",
+    "MessageKindError",
+    "MessageRegistry",
+    "Middleware",
+    "NoHandlerError",
+    "current_envelope",
+    "wire_name",
+    "wire_version",
+]

@@ -1,0 +1,556 @@
+"""The message bus: registration, dispatch and lifecycle."""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar, overload
+
+import anyio
+import anyio.abc
+import structlog
+
+from messagebus._context import Context, Frame, current_frame, envelope_of
+from messagebus._dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
+from messagebus._envelope import Envelope
+from messagebus._errors import (
+    BusStateError,
+    DuplicateHandlerError,
+    DuplicateSubscriberError,
+    InvalidMessageTypeError,
+    MessageKindError,
+    NoHandlerError,
+)
+from messagebus._handlers import HandlerInfo, inspect_handler
+from messagebus._messages import Command, Event, Message
+from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware, compose
+from messagebus._registry import MessageRegistry
+
+__all__ = ["Fanout", "MessageBus"]
+
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+Fanout = Literal["sequential", "concurrent"]
+AnyMiddleware = Middleware | HandlerAwareMiddleware
+
+
+class _Route:
+    """One handler, ready to run: its info and its composed chain."""
+
+    __slots__ = ("direct", "handler", "invoke", "middleware")
+
+    def __init__(
+        self,
+        handler: HandlerInfo,
+        middleware: tuple[AnyMiddleware, ...],
+        direct: Callable[[Message], Awaitable[Any]] | None,
+        invoke: Callable[[Frame], Awaitable[Any]],
+    ) -> None:
+        self.handler = handler
+        self.middleware = middleware
+        # The handler itself when nothing stands around it: awaited with no wrapper.
+        self.direct = direct
+        self.invoke = invoke
+
+
+class MessageBus:
+    """Routes each command to its one handler and each event to all its subscribers.
+
+    Handlers are ``async def handler(message)`` or ``async def handler(message, ctx)``,
+    where ``ctx`` is a :class:`~messagebus.Context`. Plain ``def`` handlers work too and
+    run inline on the event loop thread, blocking it while they run: keep them short,
+    or move blocking work to a thread with :func:`anyio.to_thread.run_sync`.
+
+    Args:
+        middleware: global middleware, wrapped around every handler, first outermost.
+        fanout: ``"sequential"`` (the default) runs an event's subscribers one after
+            another in registration order; ``"concurrent"`` runs them in parallel tasks.
+            Either way each subscriber is isolated: its failure is logged and recorded
+            as a dead letter, and the others and the publisher carry on.
+        dead_letters: where failed subscriber runs are recorded; in memory by default.
+        logger: a structlog logger for the bus's own log lines (``structlog.get_logger
+            ("messagebus")`` by default). The bus never configures structlog.
+    """
+
+    def __init__(
+        self,
+        *,
+        middleware: Iterable[AnyMiddleware] = (),
+        fanout: Fanout = "sequential",
+        dead_letters: DeadLetterStore | None = None,
+        logger: Any = None,
+    ) -> None:
+        if fanout not in ("sequential", "concurrent"):
+            raise ValueError(f"fanout must be 'sequential' or 'concurrent', not {fanout!r}")
+        self.registry = MessageRegistry()
+        self.dead_letters: DeadLetterStore = (
+            InMemoryDeadLetterStore() if dead_letters is None else dead_letters
+        )
+        self._middleware: list[AnyMiddleware] = list(middleware)
+        self._fanout = fanout
+        self._log = structlog.get_logger("messagebus") if logger is None else logger
+        self._commands: dict[type[Message], _Route] = {}
+        self._events: dict[type[Message], tuple[_Route, ...]] = {}
+        self._services: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    # -- registration -------------------------------------------------------------------
+
+    @overload
+    def handler(
+        self,
+        command_type: type[Command[Any]],
+        fn: None = None,
+        *,
+        name: str | None = None,
+        middleware: Iterable[AnyMiddleware] = (),
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def handler(
+        self,
+        command_type: type[Command[Any]],
+        fn: F,
+        *,
+        name: str | None = None,
+        middleware: Iterable[AnyMiddleware] = (),
+    ) -> F: ...
+
+    def handler(
+        self,
+        command_type: type[Command[Any]],
+        fn: F | None = None,
+        *,
+        name: str | None = None,
+        middleware: Iterable[AnyMiddleware] = (),
+    ) -> F | Callable[[F], F]:
+        """Register ``fn`` as the one handler of ``command_type``.
+
+        Use as a decorator, ``@bus.handler(PublishPost)``, or call it,
+        ``bus.handler(PublishPost, publish_post)``. ``middleware`` wraps this handler
+        only, inside the global middleware. Returns ``fn`` unchanged.
+
+        Raises:
+            DuplicateHandlerError: ``command_type`` already has a handler.
+            InvalidMessageTypeError: ``command_type`` is not a Command subclass.
+            InvalidHandlerError: ``fn`` cannot be called as ``(message)`` or
+                ``(message, ctx)``.
+        """
+        self._require_kind(command_type, Command, "handler", "subscriber")
+
+        def register(fn: F) -> F:
+            info = inspect_handler(fn, command_type, "command", name)
+            existing = self._commands.get(command_type)
+            if existing is not None:
+                raise DuplicateHandlerError(
+                    f"command {command_type.__message_name__!r} already has its handler "
+                    f"{existing.handler.name}; a command has exactly one handler, so "
+                    f"{info.name} cannot be registered too"
+                )
+            self.registry.add(command_type)
+            self._commands[command_type] = self._route(info, tuple(middleware))
+            return fn
+
+        return register if fn is None else register(fn)
+
+    @overload
+    def subscriber(
+        self,
+        event_type: type[Event],
+        fn: None = None,
+        *,
+        name: str | None = None,
+        middleware: Iterable[AnyMiddleware] = (),
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def subscriber(
+        self,
+        event_type: type[Event],
+        fn: F,
+        *,
+        name: str | None = None,
+        middleware: Iterable[AnyMiddleware] = (),
+    ) -> F: ...
+
+    def subscriber(
+        self,
+        event_type: type[Event],
+        fn: F | None = None,
+        *,
+        name: str | None = None,
+        middleware: Iterable[AnyMiddleware] = (),
+    ) -> F | Callable[[F], F]:
+        """Subscribe ``fn`` to ``event_type``; an event type may have any number.
+
+        Use as a decorator, ``@bus.subscriber(PostPublished)``, or call it,
+        ``bus.subscriber(PostPublished, notify_followers)``. ``name`` identifies the
+        subscriber in idempotency records, retries, dead letters and logs; it defaults
+        to ``"<module>.<qualified name>"`` of ``fn``. Returns ``fn`` unchanged.
+
+        Raises:
+            DuplicateSubscriberError: ``event_type`` has a subscriber of that name.
+            InvalidMessageTypeError: ``event_type`` is not an Event subclass.
+            InvalidHandlerError: ``fn`` cannot be called as ``(message)`` or
+                ``(message, ctx)``.
+        """
+        self._require_kind(event_type, Event, "subscriber", "handler")
+
+        def register(fn: F) -> F:
+            info = inspect_handler(fn, event_type, "event", name)
+            routes = self._events.get(event_type, ())
+            if any(route.handler.name == info.name for route in routes):
+                raise DuplicateSubscriberError(
+                    f"event {event_type.__message_name__!r} already has a subscriber named "
+                    f"{info.name!r}; pass name= to tell them apart"
+                )
+            self.registry.add(event_type)
+            self._events[event_type] = (*routes, self._route(info, tuple(middleware)))
+            return fn
+
+        return register if fn is None else register(fn)
+
+    def add_middleware(self, middleware: AnyMiddleware) -> None:
+        """Append ``middleware`` to the global list (innermost of the globals so far).
+
+        Every handler's chain is rebuilt now, so this belongs to start-up code.
+        """
+        self._middleware.append(middleware)
+        self._commands = {
+            message_type: self._route(route.handler, route.middleware)
+            for message_type, route in self._commands.items()
+        }
+        self._events = {
+            message_type: tuple(self._route(r.handler, r.middleware) for r in routes)
+            for message_type, routes in self._events.items()
+        }
+
+    def _require_kind(
+        self, message_type: object, kind: type[Message], method: str, other: str
+    ) -> None:
+        if not (isinstance(message_type, type) and issubclass(message_type, kind)):
+            word = kind.__name__
+            raise InvalidMessageTypeError(
+                f"bus.{method}() takes a {word} type, not {message_type!r}"
+                + (
+                    f": use bus.{other}() for it"
+                    if isinstance(message_type, type) and issubclass(message_type, Message)
+                    else ""
+                )
+            )
+
+    def _route(self, info: HandlerInfo, middleware: tuple[AnyMiddleware, ...]) -> _Route:
+        layers = (*self._middleware, *middleware)
+        chain = compose(layers, self._terminal(info), info)
+
+        def invoke(frame: Frame) -> Awaitable[Any]:
+            return chain(frame[2] or envelope_of(frame))
+
+        direct = info.fn if info.is_async and not info.takes_context and not layers else None
+        return _Route(info, middleware, direct, invoke)
+
+    def _terminal(self, info: HandlerInfo) -> CallNext:
+        """Return the innermost link of a chain: the call of the handler itself."""
+        fn = info.fn
+        if info.is_async and not info.takes_context:
+
+            def call_plain(envelope: Envelope[Message]) -> Awaitable[Any]:
+                return fn(envelope.message)  # type: ignore[no-any-return]
+
+            return call_plain
+        if info.is_async:
+
+            def call_with_context(envelope: Envelope[Message]) -> Awaitable[Any]:
+                return fn(envelope.message, self._context(envelope, info))  # type: ignore[no-any-return]
+
+            return call_with_context
+
+        async def call_sync(envelope: Envelope[Message]) -> Any:
+            if info.takes_context:
+                result = fn(envelope.message, self._context(envelope, info))
+            else:
+                result = fn(envelope.message)
+            # A plain function that returns an awaitable is an async handler in disguise
+            # (a lambda around a coroutine function, say): finish what it started.
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+        return call_sync
+
+    def _context(self, envelope: Envelope[Message], info: HandlerInfo) -> Context[Message]:
+        context = Context(self, envelope, info)
+        frame = current_frame.get()
+        if frame is not None:
+            # Each run gets a fresh context, so a retried run's follow-ups replace those
+            # of the attempt that failed.
+            frame[3] = context
+        return context
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    async def send(
+        self,
+        command: Command[R],
+        /,
+        *,
+        idempotency_key: str | None = None,
+        group_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+    ) -> R:
+        """Run ``command``'s handler and return its result.
+
+        Follow-up messages the handler held back with ``ctx.publish`` / ``ctx.send`` are
+        dispatched after it succeeds and before this returns. The handler's exceptions
+        reach the caller unchanged, :class:`~messagebus.CommandRejected` included.
+        Keyword arguments set the envelope's metadata; ``correlation_id`` overrides the
+        one inherited from the message being handled, if any.
+
+        Raises:
+            NoHandlerError: no handler is registered for the command's type.
+            MessageKindError: ``command`` is an Event, or not a message at all.
+        """
+        try:
+            route = self._commands[type(command)]
+        except KeyError:
+            raise self._unsendable(command) from None
+        frame: Frame = [command, current_frame.get(), None, None]
+        if not (
+            idempotency_key is None
+            and group_key is None
+            and headers is None
+            and correlation_id is None
+        ):
+            frame[2] = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
+        token = current_frame.set(frame)
+        try:
+            direct = route.direct
+            result: R = await (direct(command) if direct is not None else route.invoke(frame))
+        finally:
+            current_frame.reset(token)
+        context: Context[Message] | None = frame[3]
+        if context is not None and context._pending:
+            await self._drain(context._pending)
+        return result
+
+    async def publish(
+        self,
+        event: Event,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        group_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        """Deliver ``event`` to every subscriber of its type; never raises their errors.
+
+        A subscriber that fails is logged and recorded in :attr:`dead_letters`; the
+        other subscribers still run and this still returns normally. An event with no
+        subscribers is valid and goes nowhere. Follow-ups held back by subscribers that
+        succeeded are dispatched before this returns.
+
+        Raises:
+            MessageKindError: ``event`` is a Command, or not a message at all.
+        """
+        routes = self._events.get(type(event))
+        if routes is None:
+            self.check_publishable(event)
+            return
+        frame: Frame = [event, current_frame.get(), None, None]
+        if not (
+            idempotency_key is None
+            and group_key is None
+            and headers is None
+            and correlation_id is None
+        ):
+            frame[2] = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
+        pending = await self._deliver(routes, frame)
+        if pending:
+            await self._drain(pending)
+
+    def check_sendable(self, command: object) -> None:
+        """Raise what :meth:`send` would raise before running ``command``'s handler.
+
+        Raises:
+            NoHandlerError: no handler is registered for the command's type.
+            MessageKindError: ``command`` is an Event, or not a message at all.
+        """
+        if type(command) not in self._commands:
+            raise self._unsendable(command)
+
+    def check_publishable(self, event: object) -> None:
+        """Raise :class:`~messagebus.MessageKindError` unless ``event`` is an Event."""
+        if not isinstance(event, Event):
+            if isinstance(event, Command):
+                raise MessageKindError(
+                    f"{type(event).__qualname__} is a command: send it with bus.send(); "
+                    "publish() is for events"
+                )
+            raise MessageKindError(f"publish() takes an Event, not {event!r}")
+
+    def _unsendable(self, command: object) -> Exception:
+        if isinstance(command, Command):
+            return NoHandlerError(
+                f"no handler is registered for command {type(command).__message_name__!r} "
+                f"({type(command).__qualname__}); register one with @bus.handler"
+            )
+        if isinstance(command, Event):
+            return MessageKindError(
+                f"{type(command).__qualname__} is an event: publish it with bus.publish(); "
+                "send() is for commands"
+            )
+        return MessageKindError(f"send() takes a Command, not {command!r}")
+
+    def _envelope(
+        self,
+        frame: Frame,
+        idempotency_key: str | None,
+        group_key: str | None,
+        headers: Mapping[str, str] | None,
+        correlation_id: str | None,
+    ) -> Envelope[Message]:
+        parent = frame[1]
+        return Envelope(
+            frame[0],
+            parent=None if parent is None else envelope_of(parent),
+            correlation_id=correlation_id,
+            idempotency_key=idempotency_key,
+            group_key=group_key,
+            headers=headers,
+        )
+
+    async def _deliver(
+        self, routes: Sequence[_Route], frame: Frame
+    ) -> list[Envelope[Message]] | None:
+        """Run every subscriber in ``routes`` on ``frame``; return their follow-ups."""
+        if self._fanout == "concurrent" and len(routes) > 1:
+            return await self._deliver_concurrently(routes, frame)
+        pending: list[Envelope[Message]] | None = None
+        event = frame[0]
+        token = current_frame.set(frame)
+        try:
+            for route in routes:
+                try:
+                    direct = route.direct
+                    await (direct(event) if direct is not None else route.invoke(frame))
+                except Exception as exc:  # noqa: BLE001  # isolation is the contract
+                    frame[3] = None
+                    await self._record_failure(route.handler, frame, exc)
+                    continue
+                context: Context[Message] | None = frame[3]
+                if context is not None:
+                    frame[3] = None
+                    if context._pending:
+                        pending = [*(pending or ()), *context._pending]
+        finally:
+            current_frame.reset(token)
+        return pending
+
+    async def _deliver_concurrently(
+        self, routes: Sequence[_Route], frame: Frame
+    ) -> list[Envelope[Message]] | None:
+        # Every subscriber sees the same envelope, so ids must exist before the split.
+        envelope = envelope_of(frame)
+        outcomes: list[list[Envelope[Message]] | None] = [None] * len(routes)
+
+        async def run(index: int, route: _Route) -> None:
+            outcomes[index] = await self._run_isolated(route, [frame[0], frame[1], envelope, None])
+
+        async with anyio.create_task_group() as tasks:
+            for index, route in enumerate(routes):
+                tasks.start_soon(run, index, route)
+        # Follow-ups keep subscriber registration order, whatever order runs finished in.
+        pending = [held for outcome in outcomes if outcome for held in outcome]
+        return pending or None
+
+    async def _run_isolated(self, route: _Route, frame: Frame) -> list[Envelope[Message]] | None:
+        """Run one handler on ``frame``; record a failure instead of raising it."""
+        token = current_frame.set(frame)
+        try:
+            await route.invoke(frame)
+        except Exception as exc:  # noqa: BLE001  # isolation is the contract
+            await self._record_failure(route.handler, frame, exc)
+            return None
+        finally:
+            current_frame.reset(token)
+        context: Context[Message] | None = frame[3]
+        return context._pending if context is not None else None
+
+    async def _drain(self, pending: list[Envelope[Message]]) -> None:
+        """Dispatch held-back follow-ups breadth first, with theirs after them."""
+        queue = deque(pending)
+        while queue:
+            envelope = queue.popleft()
+            message = envelope.message
+            frame: Frame = [message, None, envelope, None]
+            if isinstance(message, Command):
+                more = await self._run_isolated(self._commands[type(message)], frame)
+            else:
+                routes = self._events.get(type(message))
+                more = await self._deliver(routes, frame) if routes else None
+            if more:
+                queue.extend(more)
+
+    async def _record_failure(self, handler: HandlerInfo, frame: Frame, exc: Exception) -> None:
+        context: Context[Message] | None = frame[3]
+        envelope = context.envelope if context is not None else envelope_of(frame)
+        self._log.error(
+            "handler failed; message dead-lettered",
+            handler=handler.name,
+            message_type=envelope.message_type,
+            message_id=envelope.message_id,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.causation_id,
+            attempt=envelope.attempt,
+            error=f"{type(exc).__qualname__}: {exc}",
+        )
+        await self.dead_letters.add(DeadLetter.from_exception(envelope, handler.name, exc))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True between entering and leaving ``async with bus``."""
+        return self._task_group is not None
+
+    def _add_service(self, service: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``service`` in the bus's task group while the bus runs (from its start).
+
+        For the library's own background work (consumers, the outbox relay); the
+        service is cancelled when the bus stops.
+        """
+        self._services.append(service)
+        if self._task_group is not None:
+            self._task_group.start_soon(service)
+
+    async def __aenter__(self) -> MessageBus:
+        if self._task_group is not None:
+            raise BusStateError("this bus is already running; enter it once")
+        tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        self._task_group = tasks
+        for service in self._services:
+            tasks.start_soon(service)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tasks, self._task_group = self._task_group, None
+        assert tasks is not None  # __aexit__ follows a successful __aenter__
+        tasks.cancel_scope.cancel()
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            return await tasks.__aexit__(exc_type, exc, tb)
+        # The block's own exception is the caller's business: let it propagate as it is,
+        # not wrapped in the task group's ExceptionGroup. Failures of background
+        # services still surface (with the block's exception as their context).
+        await tasks.__aexit__(None, None, None)
+        return None

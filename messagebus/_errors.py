@@ -1,0 +1,100 @@
+"""The exceptions messagebus raises, rooted at one base class.
+
+Catch :class:`MessageBusError` to catch everything the library raises on its own
+account. A handler's own exceptions are never wrapped on their way back to the
+sender of a command: ``await bus.send(cmd)`` re-raises exactly what the handler raised.
+
+The tree::
+
+    MessageBusError
+    ├── ConfigurationError            raised at registration or start-up, never mid-dispatch
+    │   ├── DuplicateHandlerError     a second handler for one command type
+    │   ├── DuplicateSubscriberError  two subscribers with one name on one event type
+    │   ├── DuplicateMessageTypeError two classes claim one wire name and version
+    │   ├── InvalidMessageTypeError   a bad wire name or version, or not a Command/Event
+    │   └── InvalidHandlerError       a handler whose signature the bus cannot call
+    ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
+    │   ├── NoHandlerError            a command with no registered handler
+    │   └── MessageKindError          an event sent, a command published, or not a message
+    ├── BusStateError                 the bus is not in the state asked for (entered twice)
+    └── CommandRejected               a handler refused the command (a business outcome)
+
+Later layers add their own branches under the same root (serialization, transports,
+idempotency, retries); each one is documented where it is raised.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusStateError",
+    "CommandRejected",
+    "ConfigurationError",
+    "DispatchError",
+    "DuplicateHandlerError",
+    "DuplicateMessageTypeError",
+    "DuplicateSubscriberError",
+    "InvalidHandlerError",
+    "InvalidMessageTypeError",
+    "MessageBusError",
+    "MessageKindError",
+    "NoHandlerError",
+]
+
+
+class MessageBusError(Exception):
+    """Base class of every exception messagebus raises on its own account."""
+
+
+class ConfigurationError(MessageBusError):
+    """The bus was set up in a way that cannot work; raised before any message moves."""
+
+
+class DuplicateHandlerError(ConfigurationError):
+    """A command type already has its one handler."""
+
+
+class DuplicateSubscriberError(ConfigurationError):
+    """An event type already has a subscriber with this name."""
+
+
+class DuplicateMessageTypeError(ConfigurationError):
+    """Two different classes claim the same wire name and version."""
+
+
+class InvalidMessageTypeError(ConfigurationError):
+    """A message type has an unusable wire name or version, or is not a Command or Event."""
+
+
+class InvalidHandlerError(ConfigurationError):
+    """A handler's signature is not ``(message)`` or ``(message, ctx)``."""
+
+
+class DispatchError(MessageBusError):
+    """A message could not be dispatched as asked."""
+
+
+class NoHandlerError(DispatchError):
+    """A command was sent, but no handler is registered for its type."""
+
+
+class MessageKindError(DispatchError, TypeError):
+    """An event was sent, a command was published, or the object is not a message at all.
+
+    Also a :class:`TypeError`, because it is one: the argument has the wrong kind.
+    """
+
+
+class BusStateError(MessageBusError):
+    """The bus is not in the state the operation needs, such as entering it twice."""
+
+
+class CommandRejected(MessageBusError):
+    """Raised by a command handler to refuse the command; the sender receives it as is.
+
+    A rejection is a business outcome, not a fault: it is never retried and it is not a
+    dead letter when the sender is waiting for the answer.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

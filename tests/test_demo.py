@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from examples.blog.__main__ import main
+
+pytestmark = pytest.mark.anyio
+
+
+class TestDemo:
+    """The README's demo runs to the end and tells each step of its story."""
+
+    async def test_story(self) -> None:
+        """Each scenario's outcome shows in the log lines."""
+        with capture_logs() as logs:
+            await main()
+        events = [line["event"] for line in logs]
+        assert events[-1] == "done"
+        rejected = next(line for line in logs if line["event"] == "   rejected")
+        assert rejected["reason"] == "a post needs a title"
+        assert rejected["posts"] == 1
+        failed = [line for line in logs if line["log_level"] == "error"]
+        assert {line["handler"] for line in failed} == {"update-search-index"}
+        carried_on = next(line for line in logs if line["event"] == "   the publisher carried on")
+        assert carried_on["linus_inbox"] == ["ada: Hello messagebus", "ada: Events are facts"]
+        letter = next(line for line in logs if line["event"] == "   dead letter")
+        assert letter["handler"] == "update-search-index"
+        handled = [line for line in logs if line["event"] == "message handled"]
+        publish, notify = handled[0], handled[1]
+        assert notify["causation_id"] == publish["message_id"]
+        assert notify["correlation_id"] == publish["correlation_id"]

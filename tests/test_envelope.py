@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from messagebus import Envelope
+from messagebus._ids import new_message_id
+from tests.messages import ChargeCard, PostPublished, PublishPost
+
+UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+class TestMessageIds:
+    """Message ids are UUIDv7 text, time-ordered to the millisecond."""
+
+    def test_layout(self) -> None:
+        """Version 7, RFC variant, lowercase hex with dashes."""
+        for _ in range(200):
+            assert UUID7.fullmatch(new_message_id())
+
+    def test_carries_the_current_millisecond(self) -> None:
+        """The first 48 bits are Unix milliseconds."""
+        before = int(datetime.now(UTC).timestamp() * 1000)
+        millis = int(new_message_id().replace("-", "")[:12], 16)
+        after = int(datetime.now(UTC).timestamp() * 1000)
+        assert before <= millis <= after
+
+    def test_unique(self) -> None:
+        """No repeats in a burst made within the same milliseconds."""
+        ids = [new_message_id() for _ in range(10_000)]
+        assert len(set(ids)) == len(ids)
+
+
+class TestEnvelope:
+    """Envelope metadata, made lazily and stable once made."""
+
+    def test_root_envelope(self) -> None:
+        """A root's correlation id is its own id; it has no cause."""
+        envelope = Envelope(PublishPost("hello"))
+        assert UUID7.fullmatch(envelope.message_id)
+        assert envelope.message_id == envelope.message_id
+        assert envelope.correlation_id == envelope.message_id
+        assert envelope.causation_id is None
+        assert envelope.attempt == 1
+        assert dict(envelope.headers) == {}
+        assert envelope.idempotency_key is None
+        assert envelope.group_key is None
+        assert envelope.message_type == "blog.post.publish"
+        assert envelope.message_version == 1
+        assert envelope.kind == "command"
+
+    def test_child_inherits_correlation_and_points_at_its_cause(self) -> None:
+        """A child carries the root's correlation id and its parent's id as cause."""
+        root = Envelope(PublishPost("hello"))
+        child = Envelope(PostPublished(1, "hello"), parent=root)
+        grandchild = Envelope(ChargeCard(5), parent=child)
+        assert child.correlation_id == root.message_id
+        assert child.causation_id == root.message_id
+        assert grandchild.correlation_id == root.message_id
+        assert grandchild.causation_id == child.message_id
+        assert child.kind == "event"
+
+    def test_explicit_ids_win(self) -> None:
+        """Ids given to the constructor are kept as given."""
+        root = Envelope(PublishPost("x"))
+        envelope = Envelope(
+            PostPublished(1, "x"),
+            message_id="m",
+            correlation_id="c",
+            causation_id="k",
+            parent=root,
+        )
+        assert (envelope.message_id, envelope.correlation_id, envelope.causation_id) == (
+            "m",
+            "c",
+            "k",
+        )
+
+    def test_timestamp_is_utc_now(self) -> None:
+        """The timestamp is taken when the envelope is made, in UTC."""
+        before = datetime.now(UTC)
+        envelope = Envelope(PublishPost("x"))
+        after = datetime.now(UTC)
+        assert before - timedelta(microseconds=1) <= envelope.timestamp <= after
+        assert envelope.timestamp.tzinfo is UTC
+
+    def test_given_timestamp_is_kept_to_the_microsecond(self) -> None:
+        """A timestamp read from the wire round-trips."""
+        when = datetime(2026, 11, 26, 12, 30, 1, 123456, tzinfo=UTC)
+        assert Envelope(PublishPost("x"), timestamp=when).timestamp == when
+
+    def test_headers_are_a_read_only_copy(self) -> None:
+        """Changing the caller's dict afterwards does not change the envelope."""
+        headers = {"tenant": "acme"}
+        envelope = Envelope(PublishPost("x"), headers=headers)
+        headers["tenant"] = "evil"
+        assert envelope.headers == {"tenant": "acme"}
+        with pytest.raises(TypeError):
+            envelope.headers["x"] = "y"  # type: ignore[index]
+
+    def test_replace_keeps_ids_and_time(self) -> None:
+        """replace() changes only what it is given."""
+        envelope = Envelope(PublishPost("x"), idempotency_key="k", headers={"a": "b"})
+        retried = envelope.replace(attempt=2)
+        assert retried.attempt == 2
+        assert retried.message_id == envelope.message_id
+        assert retried.correlation_id == envelope.correlation_id
+        assert retried.timestamp == envelope.timestamp
+        assert retried.idempotency_key == "k"
+        assert retried.headers == {"a": "b"}
+        assert retried != envelope
+        assert retried.replace(attempt=1) == envelope
+
+    def test_replace_refuses_unknown_fields(self) -> None:
+        """A typo in replace() is an error, not a silent no-op."""
+        with pytest.raises(TypeError, match="atempt"):
+            Envelope(PublishPost("x")).replace(atempt=2)
+
+    def test_only_messages_travel(self) -> None:
+        """An envelope refuses to carry anything but a Command or an Event."""
+        with pytest.raises(TypeError):
+            Envelope("not a message")  # type: ignore[type-var]
+
+    def test_equality_and_repr(self) -> None:
+        """Envelopes compare by content; the repr shows the ids."""
+        envelope = Envelope(PublishPost("x"))
+        assert envelope == envelope.replace()
+        assert envelope != object()
+        assert envelope.message_id in repr(envelope)

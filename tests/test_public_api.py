@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+
+import messagebus
+import messagebus.middleware
+from messagebus import (
+    BusStateError,
+    CommandRejected,
+    ConfigurationError,
+    DispatchError,
+    DuplicateHandlerError,
+    DuplicateMessageTypeError,
+    DuplicateSubscriberError,
+    InvalidHandlerError,
+    InvalidMessageTypeError,
+    MessageBusError,
+    MessageKindError,
+    NoHandlerError,
+)
+
+
+class TestPublicSurface:
+    """The root module only re-exports, with a sorted, complete __all__."""
+
+    @pytest.mark.parametrize("module", [messagebus, messagebus.middleware])
+    def test_all_is_sorted_and_resolvable(self, module: object) -> None:
+        """__all__ is sorted, unique, and every name exists."""
+        names = module.__all__  # type: ignore[attr-defined]
+        assert names == sorted(names)
+        assert len(set(names)) == len(names)
+        for name in names:
+            assert hasattr(module, name), name
+
+    def test_public_names_are_exported(self) -> None:
+        """Every public attribute of the root module is in __all__ (modules aside)."""
+        public = {
+            name
+            for name, value in vars(messagebus).items()
+            if not name.startswith("_") and not isinstance(value, type(messagebus))
+        }
+        assert public == set(messagebus.__all__)
+
+
+class TestErrorTree:
+    """One tree rooted at MessageBusError, as drawn in the errors module."""
+
+    @pytest.mark.parametrize(
+        ("error", "parent"),
+        [
+            (ConfigurationError, MessageBusError),
+            (DuplicateHandlerError, ConfigurationError),
+            (DuplicateSubscriberError, ConfigurationError),
+            (DuplicateMessageTypeError, ConfigurationError),
+            (InvalidMessageTypeError, ConfigurationError),
+            (InvalidHandlerError, ConfigurationError),
+            (DispatchError, MessageBusError),
+            (NoHandlerError, DispatchError),
+            (MessageKindError, DispatchError),
+            (MessageKindError, TypeError),
+            (BusStateError, MessageBusError),
+            (CommandRejected, MessageBusError),
+        ],
+    )
+    def test_parentage(self, error: type[Exception], parent: type[Exception]) -> None:
+        """Each error sits where the drawing puts it."""
+        assert issubclass(error, parent)
+
+    def test_every_error_is_drawn(self) -> None:
+        """The module docstring names every exception class it exports."""
+        from messagebus import _errors
+
+        assert _errors.__doc__ is not None
+        for name in _errors.__all__:
+            assert name in _errors.__doc__, name
