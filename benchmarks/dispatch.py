@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import logging
 import statistics
@@ -145,11 +146,11 @@ def bus_runner(scenario: str, n: int) -> Runner:
 def peer_runners(scenario: str, n: int) -> dict[str, Runner]:
     """Each installed peer's runner for ``scenario``, where the peer can express it."""
     try:
-        from peers import PEERS
+        peers: Any = importlib.import_module("peers")
     except ImportError:
         return {}
     runners: dict[str, Runner] = {}
-    for peer in PEERS:
+    for peer in peers.PEERS:
         if peer.available():
             runner = peer.build(scenario, n)
             if runner is not None:
