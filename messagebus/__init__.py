@@ -4,7 +4,7 @@ The public names live here; everything else is in private modules.
 """
 
 from messagebus._bus import Fanout, MessageBus
-from messagebus._context import Context, current_envelope
+from messagebus._context import Context, add_message_context, current_envelope
 from messagebus._dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 from messagebus._envelope import Envelope
 from messagebus._errors import (
@@ -54,6 +54,7 @@ __all__ = [
     "MessageRegistry",
     "Middleware",
     "NoHandlerError",
+    "add_message_context",
     "current_envelope",
     "wire_name",
     "wire_version",

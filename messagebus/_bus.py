@@ -90,7 +90,7 @@ class MessageBus:
             InMemoryDeadLetterStore() if dead_letters is None else dead_letters
         )
         self._middleware: list[AnyMiddleware] = list(middleware)
-        self._fanout = fanout
+        self._concurrent = fanout == "concurrent"
         self._log = structlog.get_logger("messagebus") if logger is None else logger
         self._commands: dict[type[Message], _Route] = {}
         self._events: dict[type[Message], tuple[_Route, ...]] = {}
@@ -318,7 +318,7 @@ class MessageBus:
             route = self._commands[type(command)]
         except KeyError:
             raise self._unsendable(command) from None
-        frame: Frame = [command, current_frame.get(), None, None]
+        frame: Frame = [command, current_frame.get(), None, None, route.handler]
         if not (
             idempotency_key is None
             and group_key is None
@@ -361,7 +361,7 @@ class MessageBus:
         if routes is None:
             self.check_publishable(event)
             return
-        frame: Frame = [event, current_frame.get(), None, None]
+        frame: Frame = [event, current_frame.get(), None, None, None]
         if not (
             idempotency_key is None
             and group_key is None
@@ -428,19 +428,20 @@ class MessageBus:
         self, routes: Sequence[_Route], frame: Frame
     ) -> list[Envelope[Message]] | None:
         """Run every subscriber in ``routes`` on ``frame``; return their follow-ups."""
-        if self._fanout == "concurrent" and len(routes) > 1:
+        if self._concurrent and len(routes) > 1:
             return await self._deliver_concurrently(routes, frame)
         pending: list[Envelope[Message]] | None = None
         event = frame[0]
         token = current_frame.set(frame)
         try:
             for route in routes:
+                frame[4] = route.handler
                 try:
                     direct = route.direct
                     await (direct(event) if direct is not None else route.invoke(frame))
                 except Exception as exc:  # noqa: BLE001  # isolation is the contract
-                    frame[3] = None
                     await self._record_failure(route.handler, frame, exc)
+                    frame[3] = None
                     continue
                 context: Context[Message] | None = frame[3]
                 if context is not None:
@@ -448,6 +449,7 @@ class MessageBus:
                     if context._pending:
                         pending = [*(pending or ()), *context._pending]
         finally:
+            frame[4] = None
             current_frame.reset(token)
         return pending
 
@@ -459,7 +461,8 @@ class MessageBus:
         outcomes: list[list[Envelope[Message]] | None] = [None] * len(routes)
 
         async def run(index: int, route: _Route) -> None:
-            outcomes[index] = await self._run_isolated(route, [frame[0], frame[1], envelope, None])
+            own_frame = [frame[0], frame[1], envelope, None, route.handler]
+            outcomes[index] = await self._run_isolated(route, own_frame)
 
         async with anyio.create_task_group() as tasks:
             for index, route in enumerate(routes):
@@ -487,11 +490,14 @@ class MessageBus:
         while queue:
             envelope = queue.popleft()
             message = envelope.message
-            frame: Frame = [message, None, envelope, None]
             if isinstance(message, Command):
-                more = await self._run_isolated(self._commands[type(message)], frame)
+                route = self._commands[type(message)]
+                more = await self._run_isolated(
+                    route, [message, None, envelope, None, route.handler]
+                )
             else:
                 routes = self._events.get(type(message))
+                frame: Frame = [message, None, envelope, None, None]
                 more = await self._deliver(routes, frame) if routes else None
             if more:
                 queue.extend(more)

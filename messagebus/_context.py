@@ -6,7 +6,7 @@ handles. Anything that dispatches a message from inside (``ctx.publish``, a dire
 envelope inherits ``correlation_id`` and gets ``causation_id`` = the handled message's
 id. Context variables follow tasks, so this holds for tasks the handler starts too.
 
-A frame is a 4-item list rather than an object: one is made per dispatched message on
+A frame is a 5-item list rather than an object: one is made per dispatched message on
 the hot path, and a list literal costs a fifth of an instance with an ``__init__``
 (measured in ``benchmarks/dispatch.py``). Its slots::
 
@@ -14,22 +14,23 @@ the hot path, and a list literal costs a fifth of an instance with an ``__init__
     [1] parent        the frame of the message being handled when this one was sent, or None
     [2] envelope      the Envelope, made on first need (None until then)
     [3] context       the Context of the handler run in progress, if one was made
+    [4] handler       the HandlerInfo of the handler running on it (None between runs)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from messagebus._envelope import Envelope
+from messagebus._envelope import Envelope, lazy_envelope
 from messagebus._messages import Message
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
     from messagebus._handlers import HandlerInfo
 
-__all__ = ["Context", "Frame", "current_envelope", "envelope_of"]
+__all__ = ["Context", "Frame", "add_message_context", "current_envelope", "envelope_of"]
 
 M_co = TypeVar("M_co", bound=Message, covariant=True)
 
@@ -43,8 +44,8 @@ def envelope_of(frame: Frame) -> Envelope[Message]:
     envelope: Envelope[Message] | None = frame[2]
     if envelope is None:
         parent = frame[1]
-        envelope = frame[2] = Envelope(
-            frame[0], parent=None if parent is None else envelope_of(parent)
+        envelope = frame[2] = lazy_envelope(
+            frame[0], None if parent is None else envelope_of(parent)
         )
     return envelope
 
@@ -53,6 +54,33 @@ def current_envelope() -> Envelope[Message] | None:
     """Return the envelope of the message being handled in this task, or None outside handlers."""
     frame = current_frame.get()
     return None if frame is None else envelope_of(frame)
+
+
+def add_message_context(
+    logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Add the handled message's ids to a structlog event dict (a structlog processor).
+
+    Add it to your structlog ``processors``; any line logged while a handler runs (in
+    the handler, in code it calls, in tasks it starts) gets ``message_id``,
+    ``correlation_id``, ``causation_id``, ``message_type``, ``handler`` and ``attempt``.
+    Keys already in the line win. It costs nothing per dispatch: the ids are read when
+    a line is logged, and made then if nothing made them before.
+    """
+    frame = current_frame.get()
+    if frame is None:
+        return event_dict
+    context: Context[Message] | None = frame[3]
+    envelope = context.envelope if context is not None else envelope_of(frame)
+    handler: HandlerInfo | None = frame[4]
+    event_dict.setdefault("message_type", envelope.message_type)
+    event_dict.setdefault("message_id", envelope.message_id)
+    event_dict.setdefault("correlation_id", envelope.correlation_id)
+    event_dict.setdefault("causation_id", envelope.causation_id)
+    if handler is not None:
+        event_dict.setdefault("handler", handler.name)
+    event_dict.setdefault("attempt", envelope.attempt)
+    return event_dict
 
 
 class Context(Generic[M_co]):

@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 from messagebus._ids import new_message_id
 from messagebus._messages import Command, Message
 
-__all__ = ["Envelope"]
+__all__ = ["Envelope", "lazy_envelope"]
 
 M_co = TypeVar("M_co", bound=Message, covariant=True)
 
@@ -191,3 +191,27 @@ class Envelope(Generic[M_co]):
             f"idempotency_key={self.idempotency_key!r}, group_key={self.group_key!r}, "
             f"attempt={self.attempt!r})"
         )
+
+
+_new_envelope = object.__new__
+
+
+def lazy_envelope(message: Message, parent: Envelope[Message] | None) -> Envelope[Message]:
+    """Return a default envelope for ``message``, caused by ``parent`` if given.
+
+    The bus's own constructor for the envelopes it makes per dispatch: the same result
+    as ``Envelope(message, parent=parent)`` without the keyword handling and checks,
+    which cost more than the stores themselves on the hot path.
+    """
+    envelope: Envelope[Message] = _new_envelope(Envelope)
+    envelope.message = message
+    envelope._message_id = None
+    envelope._correlation_id = None
+    envelope._causation_id = None
+    envelope._parent = parent
+    envelope._timestamp_ns = time_ns()
+    envelope.headers = _NO_HEADERS
+    envelope.idempotency_key = None
+    envelope.group_key = None
+    envelope.attempt = 1
+    return envelope

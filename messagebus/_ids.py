@@ -13,9 +13,6 @@ from time import time_ns
 
 __all__ = ["new_message_id"]
 
-_VERSION_7 = 0x7 << 76
-_VARIANT_RFC = 0x2 << 62
-
 
 def new_message_id() -> str:
     """Return a new UUIDv7 as 36-character lowercase text.
@@ -24,13 +21,14 @@ def new_message_id() -> str:
     fields. Ids made in the same millisecond are unique (74 random bits) but not ordered
     among themselves.
     """
+    millis = time_ns() // 1_000_000
     rand = getrandbits(74)
-    value = (
-        (time_ns() // 1_000_000) << 80
-        | _VERSION_7
-        | (rand >> 62) << 64
-        | _VARIANT_RFC
-        | (rand & 0x3FFF_FFFF_FFFF_FFFF)
+    # One %-format of the five groups: measured faster than formatting 128 bits then
+    # slicing, or than an f-string with the same five fields.
+    return "%08x-%04x-%04x-%04x-%012x" % (  # noqa: UP031
+        millis >> 16,
+        millis & 0xFFFF,
+        0x7000 | rand >> 62,  # version 7, then the top 12 random bits
+        0x8000 | (rand >> 48) & 0x3FFF,  # RFC 9562 variant, then 14 random bits
+        rand & 0xFFFF_FFFF_FFFF,
     )
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -7,7 +8,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from messagebus import CommandRejected, Context, MessageBus
+from messagebus import CommandRejected, Context, MessageBus, add_message_context
 from messagebus.middleware import LoggingMiddleware
 from tests.messages import ChargeCard, PostPublished, Receipt
 
@@ -87,9 +88,9 @@ class TestLoggingMiddleware:
         (line,) = logs
         assert (line["event"], line["log_level"]) == ("handler cancelled", "warning")
 
-    async def test_ids_are_bound_for_the_handlers_own_lines(self) -> None:
-        """The handler's own log lines carry the ids; nothing stays bound after."""
-        bus = MessageBus(middleware=[LoggingMiddleware()])
+    async def test_ids_can_be_bound_for_the_handlers_own_lines(self) -> None:
+        """With bind_contextvars, the handler's own lines carry the ids; nothing stays after."""
+        bus = MessageBus(middleware=[LoggingMiddleware(bind_contextvars=True)])
         seen: list[dict[str, Any]] = []
 
         @bus.handler(ChargeCard, name="charge")
@@ -103,9 +104,9 @@ class TestLoggingMiddleware:
         assert bound["handler"] == "charge"
         assert structlog.contextvars.get_contextvars() == {}
 
-    async def test_binding_can_be_turned_off(self) -> None:
-        """bind_contextvars=False leaves structlog's context alone."""
-        bus = MessageBus(middleware=[LoggingMiddleware(bind_contextvars=False)])
+    async def test_binding_is_off_by_default(self) -> None:
+        """By default structlog's context variables are left alone."""
+        bus = MessageBus(middleware=[LoggingMiddleware()])
         seen: list[dict[str, Any]] = []
 
         @bus.handler(ChargeCard)
@@ -158,3 +159,122 @@ class TestLoggingMiddleware:
         with capture_logs():
             anyio.run(bus.send, ChargeCard(1))
         assert structlog.get_config() == before
+
+
+class TestFilteredLevels:
+    """With info filtered out, successful runs log nothing; failures still do."""
+
+    def logger(self) -> Any:
+        return structlog.wrap_logger(
+            structlog.testing.CapturingLogger(),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            processors=[],
+        )
+
+    async def test_success_and_rejection_are_silent_failures_are_not(self) -> None:
+        """Only the failure reaches a logger filtering at WARNING."""
+        log = self.logger()
+        bus = MessageBus(middleware=[LoggingMiddleware(logger=log)])
+
+        @bus.handler(ChargeCard, name="charge")
+        async def charge(command: ChargeCard) -> Receipt:
+            if command.amount < 0:
+                raise CommandRejected("negative amount")
+            if command.amount == 0:
+                raise ValueError("zero")
+            return Receipt(command.amount)
+
+        assert await bus.send(ChargeCard(1)) == Receipt(1)
+        with pytest.raises(CommandRejected):
+            await bus.send(ChargeCard(-1))
+        with pytest.raises(ValueError, match="zero"):
+            await bus.send(ChargeCard(0))
+        (call,) = log._logger.calls
+        assert call.method_name == "error"
+        assert call.kwargs["event"] == "handler failed"
+        assert call.kwargs["handler"] == "charge"
+
+    async def test_stdlib_level_is_respected(self) -> None:
+        """A stdlib-backed logger's level is asked once, through isEnabledFor."""
+
+        class StdlibLike:
+            def __init__(self) -> None:
+                self.lines: list[str] = []
+
+            def bind(self) -> StdlibLike:
+                return self
+
+            def isEnabledFor(self, level: int) -> bool:  # stdlib's name
+                return level >= logging.ERROR
+
+            def error(self, event: str, **kw: Any) -> None:
+                self.lines.append(event)
+
+        log = StdlibLike()
+        bus = MessageBus(middleware=[LoggingMiddleware(logger=log)])
+        bus.handler(ChargeCard, lambda command: Receipt(1))
+        await bus.send(ChargeCard(1))
+        assert log.lines == []
+
+    async def test_loggers_that_cannot_tell_log_info(self) -> None:
+        """A logger without a level check gets every line."""
+
+        class Plain:
+            def __init__(self) -> None:
+                self.lines: list[str] = []
+
+            def bind(self) -> Plain:
+                return self
+
+            def info(self, event: str, **kw: Any) -> None:
+                self.lines.append(event)
+
+        log = Plain()
+        bus = MessageBus(middleware=[LoggingMiddleware(logger=log)])
+        bus.handler(ChargeCard, lambda command: Receipt(1))
+        await bus.send(ChargeCard(1))
+        assert log.lines == ["message handled"]
+
+
+class TestAddMessageContext:
+    """The structlog processor adds the handled message's ids to any line."""
+
+    async def test_lines_logged_inside_handlers_carry_the_ids(self) -> None:
+        """A handler's own line gets the ids of the message it handles."""
+        bus = MessageBus()
+        log = structlog.get_logger("app")
+
+        @bus.handler(ChargeCard, name="charge")
+        async def charge(command: ChargeCard, ctx: Context[ChargeCard]) -> Receipt:
+            log.info("charging", amount=command.amount)
+            ctx.publish(PostPublished(1, "paid"))
+            return Receipt(1)
+
+        @bus.subscriber(PostPublished, name="notify")
+        async def notify(event: PostPublished) -> None:
+            log.info("notifying", message_type="explicit wins")
+
+        with capture_logs(processors=[add_message_context]) as logs:
+            log.info("outside")
+            await bus.send(ChargeCard(1), idempotency_key="k")
+        outside, charging, notifying = logs
+        assert IDS.isdisjoint(outside)
+        assert charging["handler"] == "charge"
+        assert charging["message_type"] == "payments.card.charge"
+        assert charging["attempt"] == 1
+        assert charging["causation_id"] is None
+        assert notifying["handler"] == "notify"
+        assert notifying["causation_id"] == charging["message_id"]
+        assert notifying["correlation_id"] == charging["correlation_id"]
+        assert notifying["message_type"] == "explicit wins"
+
+    async def test_sequential_subscribers_are_told_apart(self) -> None:
+        """Each subscriber's lines name that subscriber; a plain handler's too."""
+        bus = MessageBus()
+        log = structlog.get_logger("app")
+        bus.subscriber(PostPublished, lambda event: log.info("a"), name="a")
+        bus.subscriber(PostPublished, lambda event: log.info("b"), name="b")
+        with capture_logs(processors=[add_message_context]) as logs:
+            await bus.publish(PostPublished(1, "x"))
+        assert [(line["event"], line["handler"]) for line in logs] == [("a", "a"), ("b", "b")]
+        assert logs[0]["message_id"] == logs[1]["message_id"]
