@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -14,7 +13,7 @@ import structlog
 
 from messagebus._context import Context, Frame, current_frame, envelope_of
 from messagebus._dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
-from messagebus._envelope import Envelope
+from messagebus._envelope import Envelope, lazy_envelope
 from messagebus._errors import (
     BusStateError,
     DuplicateHandlerError,
@@ -34,26 +33,56 @@ R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
 Fanout = Literal["sequential", "concurrent"]
+
+# Bound once: calling ``current_frame.set`` makes a new method object on every call, a
+# measurable share of a dispatch (instruction counts in benchmarks/dispatch.py's notes).
+_get_frame = current_frame.get
+_set_frame = current_frame.set
+_reset_frame = current_frame.reset
 AnyMiddleware = Middleware | HandlerAwareMiddleware
+
+
+# Result types of sync handlers known not to be awaitable. The hot paths test
+# ``type(result) not in _plain_results`` inline before calling _is_awaitable: asking the
+# type itself costs more than the handler call (a failed attribute lookup on a type
+# raises and swallows an AttributeError), and so does a Python-level call.
+_plain_results: set[type] = {type(None)}
+
+
+def _is_awaitable(result: object) -> bool:
+    """Tell whether a sync handler's result must be awaited.
+
+    A plain function that returns an awaitable is an async handler in disguise (a lambda
+    around a coroutine function, say): the bus finishes what it started.
+    """
+    kind = type(result)
+    if hasattr(kind, "__await__"):
+        return True
+    _plain_results.add(kind)
+    return False
 
 
 class _Route:
     """One handler, ready to run: its info and its composed chain."""
 
-    __slots__ = ("direct", "handler", "invoke", "middleware")
+    __slots__ = ("direct", "handler", "inline", "invoke", "middleware")
 
     def __init__(
         self,
         handler: HandlerInfo,
         middleware: tuple[AnyMiddleware, ...],
-        direct: Callable[[Message], Awaitable[Any]] | None,
         invoke: Callable[[Frame], Awaitable[Any]],
+        *,
+        wrapped: bool,
     ) -> None:
         self.handler = handler
         self.middleware = middleware
-        # The handler itself when nothing stands around it: awaited with no wrapper.
-        self.direct = direct
         self.invoke = invoke
+        # When nothing stands around the handler, the bus calls it itself: an async one
+        # is awaited with no wrapper coroutine, a sync one is called with none at all.
+        plain = not handler.takes_context and not wrapped
+        self.direct = handler.fn if plain and handler.is_async else None
+        self.inline = handler.fn if plain and not handler.is_async else None
 
 
 class MessageBus:
@@ -247,10 +276,15 @@ class MessageBus:
         chain = compose(layers, self._terminal(info), info)
 
         def invoke(frame: Frame) -> Awaitable[Any]:
-            return chain(frame[2] or envelope_of(frame))
+            envelope = frame[2]
+            if envelope is None:
+                parent = frame[1]
+                envelope = frame[2] = lazy_envelope(
+                    frame[0], None if parent is None else envelope_of(parent)
+                )
+            return chain(envelope)
 
-        direct = info.fn if info.is_async and not info.takes_context and not layers else None
-        return _Route(info, middleware, direct, invoke)
+        return _Route(info, middleware, invoke, wrapped=bool(layers))
 
     def _terminal(self, info: HandlerInfo) -> CallNext:
         """Return the innermost link of a chain: the call of the handler itself."""
@@ -273,9 +307,7 @@ class MessageBus:
                 result = fn(envelope.message, self._context(envelope, info))
             else:
                 result = fn(envelope.message)
-            # A plain function that returns an awaitable is an async handler in disguise
-            # (a lambda around a coroutine function, say): finish what it started.
-            if inspect.isawaitable(result):
+            if type(result) not in _plain_results and _is_awaitable(result):
                 result = await result
             return result
 
@@ -292,11 +324,37 @@ class MessageBus:
 
     # -- dispatch -----------------------------------------------------------------------
 
-    async def send(
+    # The metadata options are keyword-only for type checkers (the stubs under
+    # TYPE_CHECKING) but positional-or-keyword at run time: CPython 3.11 takes a slower
+    # call path for functions with keyword-only parameters, 10 % of a whole dispatch.
+    if TYPE_CHECKING:
+
+        async def send(
+            self,
+            command: Command[R],
+            /,
+            *,
+            idempotency_key: str | None = None,
+            group_key: str | None = None,
+            headers: Mapping[str, str] | None = None,
+            correlation_id: str | None = None,
+        ) -> R: ...
+
+        def publish(
+            self,
+            event: Event,
+            /,
+            *,
+            idempotency_key: str | None = None,
+            group_key: str | None = None,
+            headers: Mapping[str, str] | None = None,
+            correlation_id: str | None = None,
+        ) -> Coroutine[Any, Any, None]: ...
+
+    async def send(  # type: ignore[no-redef]
         self,
         command: Command[R],
         /,
-        *,
         idempotency_key: str | None = None,
         group_key: str | None = None,
         headers: Mapping[str, str] | None = None,
@@ -318,7 +376,7 @@ class MessageBus:
             route = self._commands[type(command)]
         except KeyError:
             raise self._unsendable(command) from None
-        frame: Frame = [command, current_frame.get(), None, None, route.handler]
+        frame: Frame = [command, _get_frame(), None, None, route.handler]
         if not (
             idempotency_key is None
             and group_key is None
@@ -326,33 +384,44 @@ class MessageBus:
             and correlation_id is None
         ):
             frame[2] = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
-        token = current_frame.set(frame)
+        token = _set_frame(frame)
         try:
             direct = route.direct
-            result: R = await (direct(command) if direct is not None else route.invoke(frame))
+            if direct is not None:
+                result: R = await direct(command)
+            elif route.inline is not None:
+                result = route.inline(command)
+                if type(result) not in _plain_results and _is_awaitable(result):
+                    result = await result  # type: ignore[misc]
+            else:
+                result = await route.invoke(frame)
         finally:
-            current_frame.reset(token)
+            _reset_frame(token)
         context: Context[Message] | None = frame[3]
         if context is not None and context._pending:
             await self._drain(context._pending)
         return result
 
-    async def publish(
+    def publish(  # type: ignore[no-redef]
         self,
         event: Event,
         /,
-        *,
         idempotency_key: str | None = None,
         group_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         correlation_id: str | None = None,
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
         """Deliver ``event`` to every subscriber of its type; never raises their errors.
 
-        A subscriber that fails is logged and recorded in :attr:`dead_letters`; the
-        other subscribers still run and this still returns normally. An event with no
-        subscribers is valid and goes nowhere. Follow-ups held back by subscribers that
-        succeeded are dispatched before this returns.
+        Await the result: ``await bus.publish(event)``. A subscriber that fails is logged
+        and recorded in :attr:`dead_letters`; the other subscribers still run and this
+        still returns normally. An event with no subscribers is valid and goes nowhere.
+        Follow-ups held back by subscribers that succeeded are dispatched before the
+        awaited call returns. The message being handled, if any, is taken as the cause
+        when this is called, not when the result is awaited.
+
+        This is a plain method returning a coroutine (one coroutine frame per publish
+        instead of two), so a wrong argument raises at the call, before any ``await``.
 
         Raises:
             MessageKindError: ``event`` is a Command, or not a message at all.
@@ -360,8 +429,8 @@ class MessageBus:
         routes = self._events.get(type(event))
         if routes is None:
             self.check_publishable(event)
-            return
-        frame: Frame = [event, current_frame.get(), None, None, None]
+            routes = ()
+        frame: Frame = [event, _get_frame(), None, None, None]
         if not (
             idempotency_key is None
             and group_key is None
@@ -369,9 +438,7 @@ class MessageBus:
             and correlation_id is None
         ):
             frame[2] = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
-        pending = await self._deliver(routes, frame)
-        if pending:
-            await self._drain(pending)
+        return self._deliver(routes, frame, True)  # type: ignore[return-value]
 
     def check_sendable(self, command: object) -> None:
         """Raise what :meth:`send` would raise before running ``command``'s handler.
@@ -425,20 +492,35 @@ class MessageBus:
         )
 
     async def _deliver(
-        self, routes: Sequence[_Route], frame: Frame
+        self, routes: Sequence[_Route], frame: Frame, drain: bool
     ) -> list[Envelope[Message]] | None:
-        """Run every subscriber in ``routes`` on ``frame``; return their follow-ups."""
+        """Run every subscriber in ``routes`` on ``frame``.
+
+        With ``drain``, dispatch the follow-ups they held back before returning;
+        otherwise return them (the drain loop queues them breadth first).
+        """
         if self._concurrent and len(routes) > 1:
-            return await self._deliver_concurrently(routes, frame)
-        pending: list[Envelope[Message]] | None = None
+            pending = await self._deliver_concurrently(routes, frame)
+            if drain and pending:
+                await self._drain(pending)
+                return None
+            return pending
+        pending = None
         event = frame[0]
-        token = current_frame.set(frame)
+        token = _set_frame(frame)
         try:
             for route in routes:
                 frame[4] = route.handler
                 try:
                     direct = route.direct
-                    await (direct(event) if direct is not None else route.invoke(frame))
+                    if direct is not None:
+                        await direct(event)
+                    elif route.inline is not None:
+                        result = route.inline(event)
+                        if type(result) not in _plain_results and _is_awaitable(result):
+                            await result
+                    else:
+                        await route.invoke(frame)
                 except Exception as exc:  # noqa: BLE001  # isolation is the contract
                     await self._record_failure(route.handler, frame, exc)
                     frame[3] = None
@@ -450,7 +532,10 @@ class MessageBus:
                         pending = [*(pending or ()), *context._pending]
         finally:
             frame[4] = None
-            current_frame.reset(token)
+            _reset_frame(token)
+        if drain and pending:
+            await self._drain(pending)
+            return None
         return pending
 
     async def _deliver_concurrently(
@@ -473,14 +558,14 @@ class MessageBus:
 
     async def _run_isolated(self, route: _Route, frame: Frame) -> list[Envelope[Message]] | None:
         """Run one handler on ``frame``; record a failure instead of raising it."""
-        token = current_frame.set(frame)
+        token = _set_frame(frame)
         try:
             await route.invoke(frame)
         except Exception as exc:  # noqa: BLE001  # isolation is the contract
             await self._record_failure(route.handler, frame, exc)
             return None
         finally:
-            current_frame.reset(token)
+            _reset_frame(token)
         context: Context[Message] | None = frame[3]
         return context._pending if context is not None else None
 
@@ -498,7 +583,7 @@ class MessageBus:
             else:
                 routes = self._events.get(type(message))
                 frame: Frame = [message, None, envelope, None, None]
-                more = await self._deliver(routes, frame) if routes else None
+                more = await self._deliver(routes, frame, False) if routes else None
             if more:
                 queue.extend(more)
 

@@ -26,3 +26,11 @@ async def test_send_is_typed_by_the_command_result() -> None:
     post_id = assert_type(await bus.send(PublishPost("x")), PostId)
     nothing = assert_type(await bus.send(IndexPost(1)), None)
     assert (receipt, post_id, nothing) == (Receipt(5), PostId(1), None)
+
+
+async def test_metadata_options_are_keyword_only_for_type_checkers() -> None:
+    """Passing an option positionally is a type error (mypy flags the ignore if not)."""
+    bus = MessageBus()
+    bus.handler(ChargeCard, lambda command: Receipt(command.amount))
+    receipt = await bus.send(ChargeCard(1), "key")  # type: ignore[call-arg]
+    assert receipt == Receipt(1)
