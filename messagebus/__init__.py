@@ -4,27 +4,32 @@ The public names live here; everything else is in private modules.
 """
 
 from messagebus._bus import Fanout, MessageBus
+from messagebus._codec import WireCodec
 from messagebus._context import Context, add_message_context, current_envelope
-from messagebus._dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 from messagebus._envelope import Envelope
 from messagebus._errors import (
     BusStateError,
     CommandRejected,
     ConfigurationError,
+    DecodeError,
     DispatchError,
     DuplicateHandlerError,
     DuplicateMessageTypeError,
     DuplicateSubscriberError,
+    EncodeError,
     InvalidHandlerError,
     InvalidMessageTypeError,
     MessageBusError,
     MessageKindError,
     NoHandlerError,
+    RetriesExhausted,
+    SerializationError,
 )
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Command, Event, Message, wire_name, wire_version
 from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
 from messagebus._registry import MessageRegistry
+from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 
 __all__ = [
     "BusStateError",
@@ -35,10 +40,12 @@ __all__ = [
     "Context",
     "DeadLetter",
     "DeadLetterStore",
+    "DecodeError",
     "DispatchError",
     "DuplicateHandlerError",
     "DuplicateMessageTypeError",
     "DuplicateSubscriberError",
+    "EncodeError",
     "Envelope",
     "Event",
     "Fanout",
@@ -54,6 +61,9 @@ __all__ = [
     "MessageRegistry",
     "Middleware",
     "NoHandlerError",
+    "RetriesExhausted",
+    "SerializationError",
+    "WireCodec",
     "add_message_context",
     "current_envelope",
     "wire_name",

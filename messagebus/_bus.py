@@ -11,8 +11,8 @@ import anyio
 import anyio.abc
 import structlog
 
+from messagebus._codec import WireCodec
 from messagebus._context import Context, Frame, current_frame, envelope_of
-from messagebus._dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 from messagebus._envelope import Envelope, lazy_envelope
 from messagebus._errors import (
     BusStateError,
@@ -26,6 +26,7 @@ from messagebus._handlers import HandlerInfo, inspect_handler
 from messagebus._messages import Command, Event, Message
 from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware, compose
 from messagebus._registry import MessageRegistry
+from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 
 __all__ = ["Fanout", "MessageBus"]
 
@@ -102,6 +103,14 @@ class MessageBus:
         dead_letters: where failed subscriber runs are recorded; in memory by default.
         logger: a structlog logger for the bus's own log lines (``structlog.get_logger
             ("messagebus")`` by default). The bus never configures structlog.
+        source: the CloudEvents ``source`` of the messages this service produces, such
+            as ``"/blog"``; used by :attr:`codec`.
+
+    Attributes:
+        registry: the message types this bus knows (every handled type is added).
+        codec: the wire codec for those types (CloudEvents JSON); dead letters keep
+            their envelope in this form, and transports send it.
+        dead_letters: the dead letter store.
     """
 
     def __init__(
@@ -111,10 +120,12 @@ class MessageBus:
         fanout: Fanout = "sequential",
         dead_letters: DeadLetterStore | None = None,
         logger: Any = None,
+        source: str = "/messagebus",
     ) -> None:
         if fanout not in ("sequential", "concurrent"):
             raise ValueError(f"fanout must be 'sequential' or 'concurrent', not {fanout!r}")
         self.registry = MessageRegistry()
+        self.codec = WireCodec(self.registry, source=source)
         self.dead_letters: DeadLetterStore = (
             InMemoryDeadLetterStore() if dead_letters is None else dead_letters
         )
@@ -600,7 +611,9 @@ class MessageBus:
             attempt=envelope.attempt,
             error=f"{type(exc).__qualname__}: {exc}",
         )
-        await self.dead_letters.add(DeadLetter.from_exception(envelope, handler.name, exc))
+        await self.dead_letters.add(
+            DeadLetter.from_failure(self.codec, envelope, handler.name, exc)
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -169,7 +169,7 @@ class Envelope(Generic[M_co]):
             self.message_id,
             self.correlation_id,
             self.causation_id,
-            self._timestamp_ns,
+            self._timestamp_ns // 1000,  # the documented precision, which the wire keeps
             dict(self.headers),
             self.idempotency_key,
             self.group_key,

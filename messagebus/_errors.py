@@ -16,28 +16,38 @@ The tree::
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   └── MessageKindError          an event sent, a command published, or not a message
+    ├── SerializationError            a message could not cross the wire format
+    │   ├── EncodeError               a message field has no JSON form
+    │   └── DecodeError               a body is not a registered type's CloudEvents JSON
+    ├── RetriesExhausted              a retry policy gave up; the last error is its __cause__
     ├── BusStateError                 the bus is not in the state asked for (entered twice)
     └── CommandRejected               a handler refused the command (a business outcome)
 
-Later layers add their own branches under the same root (serialization, transports,
-idempotency, retries); each one is documented where it is raised.
+Later layers add their own branches under the same root (transports, idempotency); each
+one is documented where it is raised.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 __all__ = [
     "BusStateError",
     "CommandRejected",
     "ConfigurationError",
+    "DecodeError",
     "DispatchError",
     "DuplicateHandlerError",
     "DuplicateMessageTypeError",
     "DuplicateSubscriberError",
+    "EncodeError",
     "InvalidHandlerError",
     "InvalidMessageTypeError",
     "MessageBusError",
     "MessageKindError",
     "NoHandlerError",
+    "RetriesExhausted",
+    "SerializationError",
 ]
 
 
@@ -98,3 +108,31 @@ class CommandRejected(MessageBusError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SerializationError(MessageBusError):
+    """A message could not be turned into the wire format, or back."""
+
+
+class EncodeError(SerializationError):
+    """A message has a field with no JSON form; nothing was sent or stored."""
+
+
+class DecodeError(SerializationError):
+    """A body is not CloudEvents JSON of a registered type and version. Never retried."""
+
+
+class RetriesExhausted(MessageBusError):
+    """A retry policy gave up on a handler; the last failure is ``__cause__``.
+
+    Attributes:
+        handler: the name of the handler that kept failing.
+        attempts: how many times it ran.
+        first_failed_at: when the first attempt failed.
+    """
+
+    def __init__(self, handler: str, attempts: int, first_failed_at: datetime) -> None:
+        super().__init__(f"{handler} failed {attempts} time(s); giving up")
+        self.handler = handler
+        self.attempts = attempts
+        self.first_failed_at = first_failed_at

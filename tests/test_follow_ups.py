@@ -152,7 +152,7 @@ class TestHeldBack:
             await bus.publish(PostPublished(1, "x"))
         (letter,) = await bus.dead_letters.list()
         assert letter.error_type == "messagebus._errors.CommandRejected"
-        assert letter.envelope.message == ChargeCard(5)
+        assert bus.codec.decode(letter.body).message == ChargeCard(5)
 
     async def test_sending_an_unhandled_follow_up_fails_the_handler_at_once(self) -> None:
         """ctx.send() checks for a handler immediately, so the handler can roll back."""

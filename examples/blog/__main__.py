@@ -54,7 +54,7 @@ async def main() -> None:
                 "   dead letter",
                 handler=letter.handler,
                 error=f"{letter.error_type}: {letter.error_message}",
-                message=letter.envelope.message,
+                message=bus.codec.decode(letter.body).message,
             )
     say("done")
 
