@@ -11,6 +11,7 @@ from messagebus._errors import (
     BusStateError,
     CommandRejected,
     ConfigurationError,
+    DeadLetterNotFoundError,
     DecodeError,
     DispatchError,
     DuplicateHandlerError,
@@ -29,9 +30,22 @@ from messagebus._handlers import HandlerInfo
 from messagebus._messages import Command, Event, Message, wire_name, wire_version
 from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
 from messagebus._registry import MessageRegistry
+from messagebus._retry_policy import (
+    NEVER_RETRIED,
+    Attempt,
+    Decision,
+    Discard,
+    ExponentialBackoff,
+    FixedBackoff,
+    GiveUp,
+    Retry,
+    RetryPolicy,
+)
 from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 
 __all__ = [
+    "NEVER_RETRIED",
+    "Attempt",
     "BusStateError",
     "CallNext",
     "Command",
@@ -39,8 +53,11 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "DeadLetter",
+    "DeadLetterNotFoundError",
     "DeadLetterStore",
+    "Decision",
     "DecodeError",
+    "Discard",
     "DispatchError",
     "DuplicateHandlerError",
     "DuplicateMessageTypeError",
@@ -48,7 +65,10 @@ __all__ = [
     "EncodeError",
     "Envelope",
     "Event",
+    "ExponentialBackoff",
     "Fanout",
+    "FixedBackoff",
+    "GiveUp",
     "HandlerAwareMiddleware",
     "HandlerInfo",
     "InMemoryDeadLetterStore",
@@ -62,6 +82,8 @@ __all__ = [
     "Middleware",
     "NoHandlerError",
     "RetriesExhausted",
+    "Retry",
+    "RetryPolicy",
     "SerializationError",
     "WireCodec",
     "add_message_context",

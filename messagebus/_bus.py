@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 import anyio.abc
+import attrs
 import structlog
 
 from messagebus._codec import WireCodec
@@ -16,6 +17,7 @@ from messagebus._context import Context, Frame, current_frame, envelope_of
 from messagebus._envelope import Envelope, lazy_envelope
 from messagebus._errors import (
     BusStateError,
+    DeadLetterNotFoundError,
     DuplicateHandlerError,
     DuplicateSubscriberError,
     InvalidMessageTypeError,
@@ -61,6 +63,12 @@ def _is_awaitable(result: object) -> bool:
         return True
     _plain_results.add(kind)
     return False
+
+
+def _envelope_of_run(frame: Frame) -> Envelope[Message]:
+    """Return the envelope the handler last saw: its context's, else the frame's."""
+    context: Context[Message] | None = frame[3]
+    return context.envelope if context is not None else envelope_of(frame)
 
 
 class _Route:
@@ -147,6 +155,7 @@ class MessageBus:
         *,
         name: str | None = None,
         middleware: Iterable[AnyMiddleware] = (),
+        idempotent: bool = False,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -157,6 +166,7 @@ class MessageBus:
         *,
         name: str | None = None,
         middleware: Iterable[AnyMiddleware] = (),
+        idempotent: bool = False,
     ) -> F: ...
 
     def handler(
@@ -166,12 +176,15 @@ class MessageBus:
         *,
         name: str | None = None,
         middleware: Iterable[AnyMiddleware] = (),
+        idempotent: bool = False,
     ) -> F | Callable[[F], F]:
         """Register ``fn`` as the one handler of ``command_type``.
 
         Use as a decorator, ``@bus.handler(PublishPost)``, or call it,
         ``bus.handler(PublishPost, publish_post)``. ``middleware`` wraps this handler
-        only, inside the global middleware. Returns ``fn`` unchanged.
+        only, inside the global middleware. ``idempotent=True`` declares that running the
+        handler twice on one message is harmless (it silences the warning about retrying
+        commands). Returns ``fn`` unchanged.
 
         Raises:
             DuplicateHandlerError: ``command_type`` already has a handler.
@@ -182,7 +195,7 @@ class MessageBus:
         self._require_kind(command_type, Command, "handler", "subscriber")
 
         def register(fn: F) -> F:
-            info = inspect_handler(fn, command_type, "command", name)
+            info = inspect_handler(fn, command_type, "command", name, idempotent=idempotent)
             existing = self._commands.get(command_type)
             if existing is not None:
                 raise DuplicateHandlerError(
@@ -284,7 +297,9 @@ class MessageBus:
 
     def _route(self, info: HandlerInfo, middleware: tuple[AnyMiddleware, ...]) -> _Route:
         layers = (*self._middleware, *middleware)
-        chain = compose(layers, self._terminal(info), info)
+        info = attrs.evolve(info, middleware=layers)
+        terminal = self._terminal(info)
+        chain = compose(layers, terminal, info)
 
         def invoke(frame: Frame) -> Awaitable[Any]:
             envelope = frame[2]
@@ -295,7 +310,7 @@ class MessageBus:
                 )
             return chain(envelope)
 
-        return _Route(info, middleware, invoke, wrapped=bool(layers))
+        return _Route(info, middleware, invoke, wrapped=chain is not terminal)
 
     def _terminal(self, info: HandlerInfo) -> CallNext:
         """Return the innermost link of a chain: the call of the handler itself."""
@@ -599,8 +614,8 @@ class MessageBus:
                 queue.extend(more)
 
     async def _record_failure(self, handler: HandlerInfo, frame: Frame, exc: Exception) -> None:
-        context: Context[Message] | None = frame[3]
-        envelope = context.envelope if context is not None else envelope_of(frame)
+        envelope = _envelope_of_run(frame)
+        letter = DeadLetter.from_failure(self.codec, envelope, handler.name, exc)
         self._log.error(
             "handler failed; message dead-lettered",
             handler=handler.name,
@@ -608,11 +623,72 @@ class MessageBus:
             message_id=envelope.message_id,
             correlation_id=envelope.correlation_id,
             causation_id=envelope.causation_id,
-            attempt=envelope.attempt,
-            error=f"{type(exc).__qualname__}: {exc}",
+            attempts=letter.attempts,
+            error=f"{letter.error_type}: {letter.error_message}",
+            dead_letter_id=letter.id,
         )
-        await self.dead_letters.add(
-            DeadLetter.from_failure(self.codec, envelope, handler.name, exc)
+        await self.dead_letters.add(letter)
+
+    # -- dead letters --------------------------------------------------------------------
+
+    async def replay(self, dead_letter_id: str) -> Any:
+        """Run a dead letter's handler again on its message; forget the letter if it works.
+
+        The message is decoded from the record with :attr:`codec` and handed to the one
+        handler named in the record, through that handler's whole chain (so retries
+        apply again), with ``attempt`` back at 1 and its ids and correlation unchanged.
+        On success the record is deleted, follow-ups are dispatched, and the handler's
+        result is returned. On failure the record stays, updated with the new error,
+        the attempts added and the new failure time, and the error is raised.
+
+        Raises:
+            DeadLetterNotFoundError: no record has this id.
+            DecodeError: the record's body no longer decodes (its type was removed).
+            NoHandlerError: no handler of that name handles that type any more.
+        """
+        store = self.dead_letters
+        letter = await store.get(dead_letter_id)
+        if letter is None:
+            raise DeadLetterNotFoundError(f"no dead letter has id {dead_letter_id!r}")
+        envelope = self.codec.decode(letter.body).replace(attempt=1)
+        message = envelope.message
+        route = self._route_named(type(message), letter.handler)
+        frame: Frame = [message, None, envelope, None, route.handler]
+        token = _set_frame(frame)
+        try:
+            result = await route.invoke(frame)
+        except Exception as exc:
+            failed = DeadLetter.from_failure(
+                self.codec, _envelope_of_run(frame), letter.handler, exc
+            )
+            await store.delete(letter.id)
+            await store.add(
+                attrs.evolve(
+                    failed,
+                    id=letter.id,
+                    attempts=letter.attempts + failed.attempts,
+                    first_failed_at=letter.first_failed_at,
+                )
+            )
+            raise
+        finally:
+            _reset_frame(token)
+        await store.delete(letter.id)
+        context: Context[Message] | None = frame[3]
+        if context is not None and context._pending:
+            await self._drain(context._pending)
+        return result
+
+    def _route_named(self, message_type: type[Message], name: str) -> _Route:
+        command_route = self._commands.get(message_type)
+        routes = (
+            (command_route,) if command_route is not None else self._events.get(message_type, ())
+        )
+        for route in routes:
+            if route.handler.name == name:
+                return route
+        raise NoHandlerError(
+            f"no handler named {name!r} handles {message_type.__message_name__!r} any more"
         )
 
     # -- lifecycle ----------------------------------------------------------------------

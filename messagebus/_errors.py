@@ -20,6 +20,7 @@ The tree::
     │   ├── EncodeError               a message field has no JSON form
     │   └── DecodeError               a body is not a registered type's CloudEvents JSON
     ├── RetriesExhausted              a retry policy gave up; the last error is its __cause__
+    ├── DeadLetterNotFoundError       no dead letter has the id asked for (also a LookupError)
     ├── BusStateError                 the bus is not in the state asked for (entered twice)
     └── CommandRejected               a handler refused the command (a business outcome)
 
@@ -35,6 +36,7 @@ __all__ = [
     "BusStateError",
     "CommandRejected",
     "ConfigurationError",
+    "DeadLetterNotFoundError",
     "DecodeError",
     "DispatchError",
     "DuplicateHandlerError",
@@ -136,3 +138,7 @@ class RetriesExhausted(MessageBusError):
         self.handler = handler
         self.attempts = attempts
         self.first_failed_at = first_failed_at
+
+
+class DeadLetterNotFoundError(MessageBusError, LookupError):
+    """No dead letter has the id asked for (it was replayed, purged, or never existed)."""

@@ -30,6 +30,9 @@ class HandlerInfo:
         fn: the user's callable.
         takes_context: it is called as ``fn(message, ctx)`` rather than ``fn(message)``.
         is_async: it returns an awaitable; otherwise it runs inline, on the event loop.
+        idempotent: the registration declared that running it twice on one message is
+            harmless (``bus.handler(..., idempotent=True)``).
+        middleware: every middleware around it, outermost first, as given to the bus.
     """
 
     name: str
@@ -38,6 +41,8 @@ class HandlerInfo:
     fn: Callable[..., Any] = attrs.field(eq=False, repr=False)
     takes_context: bool
     is_async: bool
+    idempotent: bool = False
+    middleware: tuple[Any, ...] = attrs.field(default=(), eq=False, repr=False)
 
 
 def default_handler_name(fn: Callable[..., Any]) -> str:
@@ -55,6 +60,8 @@ def inspect_handler(
     message_type: type[Message],
     kind: Literal["command", "event"],
     name: str | None,
+    *,
+    idempotent: bool = False,
 ) -> HandlerInfo:
     """Build the :class:`HandlerInfo` of ``fn``, checking that the bus can call it.
 
@@ -100,4 +107,5 @@ def inspect_handler(
         fn=fn,
         takes_context=takes_context,
         is_async=is_async,
+        idempotent=idempotent,
     )

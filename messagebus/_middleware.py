@@ -6,9 +6,10 @@ times) and return the handler's result or its own. Configurable middleware is an
 object with that ``__call__``, typically an attrs class.
 
 A middleware that needs to know which handler it wraps (a logger naming the handler, a
-retry policy chosen per handler) also defines ``bind(handler) -> Middleware``; the bus
-calls it once per handler when it builds that handler's chain, and uses what it
-returns.
+retry policy chosen per handler) also defines ``bind(handler) -> Middleware | None``;
+the bus calls it once per handler when it builds that handler's chain, and uses what it
+returns; None leaves the layer out of that handler's chain altogether (it costs nothing
+there).
 
 Order: global middleware (given to the bus) wraps per-handler middleware, and within
 each list the first one added is the outermost: ``[a, b]`` runs ``a`` -> ``b`` ->
@@ -38,8 +39,8 @@ Middleware: TypeAlias = Callable[[Envelope[Message], CallNext], Awaitable[Any]]
 class HandlerAwareMiddleware(Protocol):
     """A middleware that is specialised for each handler when the chain is built."""
 
-    def bind(self, handler: HandlerInfo) -> Middleware:
-        """Return the middleware to run around ``handler``."""
+    def bind(self, handler: HandlerInfo) -> Middleware | None:
+        """Return the middleware to run around ``handler``, or None for no layer."""
 
 
 def compose(
@@ -51,7 +52,8 @@ def compose(
     call = terminal
     for layer in reversed(list(middleware)):
         bound = layer.bind(handler) if isinstance(layer, HandlerAwareMiddleware) else layer
-        call = _link(bound, call)
+        if bound is not None:
+            call = _link(bound, call)
     return call
 
 

@@ -26,6 +26,14 @@ class TestDemo:
         assert carried_on["linus_inbox"] == ["ada: Hello messagebus", "ada: Events are facts"]
         letter = next(line for line in logs if line["event"] == "   dead letter")
         assert letter["handler"] == "update-search-index"
+        assert letter["attempts"] == 3
+        retries = [line for line in logs if line["event"] == "retrying handler"]
+        assert [line["handler"] for line in retries[:2]] == ["send-welcome-email"] * 2
+        welcomed = next(line for line in logs if line["event"] == "   registered, and welcomed")
+        assert welcomed["emails"] == ["welcome, grace <grace@example.org>"]
+        replayed = next(line for line in logs if line["event"] == "   replayed")
+        assert replayed["dead_letters"] == 0
+        assert "facts" in replayed["words"]
         handled = [line for line in logs if line["event"] == "message handled"]
         publish, notify = handled[0], handled[1]
         assert notify["causation_id"] == publish["message_id"]

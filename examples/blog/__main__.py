@@ -8,7 +8,7 @@ import sys
 import anyio
 import structlog
 
-from examples.blog.app import Blog, PublishPost, build_bus
+from examples.blog.app import Blog, PublishPost, RegisterUser, build_bus
 from messagebus import CommandRejected
 
 
@@ -43,19 +43,34 @@ async def main() -> None:
         except CommandRejected as rejected:
             say("   rejected", reason=rejected.reason, posts=len(blog.posts))
 
-        say("3. the search cluster is down: that subscriber fails, the other one still runs")
+        say("3. grace registers; the mail server fails twice, the third attempt works")
+        blog.mail_server_failures_left = 2
+        await bus.send(RegisterUser("grace", "grace@example.org"))
+        say("   registered, and welcomed", users=sorted(blog.users), emails=blog.sent_emails)
+
+        say("4. the search cluster is down: that subscriber fails, the other one still runs")
         blog.search_is_down = True
         post_id = await bus.send(PublishPost("ada", "Events are facts"))
         say("   the publisher carried on", post_id=post_id, linus_inbox=blog.inboxes["linus"])
 
-        say("4. the failure is kept as a dead letter, not just a log line")
-        for letter in await bus.dead_letters.list():
-            say(
-                "   dead letter",
-                handler=letter.handler,
-                error=f"{letter.error_type}: {letter.error_message}",
-                message=bus.codec.decode(letter.body).message,
-            )
+        say("5. after its retries the failure is kept as a dead letter, not just a log line")
+        (letter,) = await bus.dead_letters.list()
+        say(
+            "   dead letter",
+            handler=letter.handler,
+            attempts=letter.attempts,
+            error=f"{letter.error_type}: {letter.error_message}",
+            message=bus.codec.decode(letter.body).message,
+        )
+
+        say("6. the cluster is back: replay the dead letter to that one subscriber")
+        blog.search_is_down = False
+        await bus.replay(letter.id)
+        say(
+            "   replayed",
+            words=sorted(blog.search_index),
+            dead_letters=len(await bus.dead_letters.list()),
+        )
     say("done")
 
 

@@ -2,15 +2,25 @@
 
 ``PublishPost`` (a command) writes a post and announces ``PostPublished`` (an event);
 two subscribers react to it: one notifies the author's followers, one updates the
-search index. Nothing here knows how messages travel: the bus decides.
+search index. ``RegisterUser`` announces ``UserRegistered``, whose subscriber sends a
+welcome email through a flaky mail server. Nothing here knows how messages travel: the
+bus decides.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from messagebus import Command, CommandRejected, Context, Event, MessageBus
-from messagebus.middleware import LoggingMiddleware
+from messagebus import (
+    Command,
+    CommandRejected,
+    Context,
+    Event,
+    ExponentialBackoff,
+    MessageBus,
+    RetryPolicy,
+)
+from messagebus.middleware import LoggingMiddleware, RetryMiddleware
 
 
 @attrs.frozen
@@ -30,6 +40,22 @@ class PostPublished(Event, name="blog.post.published"):
     title: str
 
 
+@attrs.frozen
+class RegisterUser(Command[None], name="accounts.user.register"):
+    """Open an account."""
+
+    name: str
+    email: str
+
+
+@attrs.frozen
+class UserRegistered(Event, name="accounts.user.registered"):
+    """An account was opened."""
+
+    name: str
+    email: str
+
+
 @attrs.define
 class Blog:
     """The service's state; a database in a real service."""
@@ -39,15 +65,26 @@ class Blog:
     inboxes: dict[str, list[str]] = attrs.field(factory=dict)
     search_index: dict[str, int] = attrs.field(factory=dict)
     search_is_down: bool = False
+    users: dict[str, str] = attrs.field(factory=dict)
+    sent_emails: list[str] = attrs.field(factory=list)
+    mail_server_failures_left: int = 0
 
 
 class SearchUnavailableError(ConnectionError):
     """The search cluster did not answer."""
 
 
+class MailServerBusyError(ConnectionError):
+    """The mail server refused the connection for now."""
+
+
+# Short waits so the demo runs in a blink; a service would keep the defaults.
+DEMO_RETRIES = RetryPolicy(max_attempts=3, backoff=ExponentialBackoff(initial=0.01))
+
+
 def build_bus(blog: Blog) -> MessageBus:
     """Return a bus with the blog's handlers registered."""
-    bus = MessageBus(middleware=[LoggingMiddleware()])
+    bus = MessageBus(middleware=[LoggingMiddleware(), RetryMiddleware(events=DEMO_RETRIES)])
 
     @bus.handler(PublishPost)
     async def publish_post(command: PublishPost, ctx: Context[PublishPost]) -> int:
@@ -69,5 +106,17 @@ def build_bus(blog: Blog) -> MessageBus:
             raise SearchUnavailableError("search cluster timed out")
         for word in event.title.lower().split():
             blog.search_index[word] = event.post_id
+
+    @bus.handler(RegisterUser)
+    async def register_user(command: RegisterUser, ctx: Context[RegisterUser]) -> None:
+        blog.users[command.name] = command.email
+        ctx.publish(UserRegistered(command.name, command.email))
+
+    @bus.subscriber(UserRegistered, name="send-welcome-email")
+    async def send_welcome_email(event: UserRegistered) -> None:
+        if blog.mail_server_failures_left:
+            blog.mail_server_failures_left -= 1
+            raise MailServerBusyError("421 try again later")
+        blog.sent_emails.append(f"welcome, {event.name} <{event.email}>")
 
     return bus

@@ -2,5 +2,13 @@
 
 from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
 from messagebus.middleware._logging import LoggingMiddleware
+from messagebus.middleware._retry import DEFAULT_EVENT_POLICY, RetryMiddleware
 
-__all__ = ["CallNext", "HandlerAwareMiddleware", "LoggingMiddleware", "Middleware"]
+__all__ = [
+    "DEFAULT_EVENT_POLICY",
+    "CallNext",
+    "HandlerAwareMiddleware",
+    "LoggingMiddleware",
+    "Middleware",
+    "RetryMiddleware",
+]

@@ -1,0 +1,146 @@
+"""Retrying failed handler runs, by policy, inside the process."""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import attrs
+import structlog
+
+from messagebus._envelope import Envelope
+from messagebus._errors import RetriesExhausted
+from messagebus._handlers import HandlerInfo
+from messagebus._messages import Message
+from messagebus._middleware import CallNext, Middleware
+from messagebus._retry_policy import Attempt, Discard, Retry, RetryPolicy
+
+__all__ = ["RetryMiddleware"]
+
+DEFAULT_EVENT_POLICY = RetryPolicy()
+"""Subscribers: 5 attempts, exponential backoff from 0.1 s (cap 30 s), full jitter."""
+
+
+@attrs.frozen
+class RetryMiddleware:
+    """Runs a failed handler again by its :class:`~messagebus.RetryPolicy`, then gives up.
+
+    Which policy applies to a handler is settled once, when its chain is built; the most
+    specific wins: ``by_handler[handler name]``, then ``by_message_type[message class]``,
+    then ``events`` for subscribers or ``commands`` for command handlers. ``None`` at any
+    level means "do not retry" and removes the layer from that handler's chain.
+
+    Defaults: subscribers retry (:data:`DEFAULT_EVENT_POLICY`); command handlers do not,
+    because whether to repeat an intention (charge a card again?) is a business decision.
+    A command handler given a policy without idempotency protection (an idempotency
+    middleware in its chain, or ``bus.handler(..., idempotent=True)``) gets a
+    :class:`RuntimeWarning` when its chain is built.
+
+    When the policy gives up after more than one attempt, the middleware raises
+    :class:`~messagebus.RetriesExhausted` from the last error (the bus then records a dead
+    letter for a subscriber, or the sender of a command receives it); after a single
+    attempt (an error that is never retried) the error itself propagates unchanged. A
+    ``Discard`` decision returns None without a dead letter.
+
+    Waits happen in this task with ``sleep``: keep in-process delays short (the default
+    cap is 30 s), as the handler's caller waits through them. Longer delays belong to a
+    transport's redelivery, which a later version hands them to.
+
+    Args:
+        events: the policy for event subscribers.
+        commands: the policy for command handlers (None: no retries).
+        by_message_type: policies for the handlers of particular message types.
+        by_handler: policies for particular handlers, by handler name.
+        sleep: how to wait (``anyio.sleep``); tests pass a fake.
+        clock: a monotonic clock in seconds, for deadlines (``time.monotonic``).
+        uniform: the jitter's random draw (``random.uniform``).
+    """
+
+    events: RetryPolicy | None = DEFAULT_EVENT_POLICY
+    commands: RetryPolicy | None = None
+    by_message_type: Mapping[type[Message], RetryPolicy | None] = attrs.field(factory=dict)
+    by_handler: Mapping[str, RetryPolicy | None] = attrs.field(factory=dict)
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    clock: Callable[[], float] = time.monotonic
+    uniform: Callable[[float, float], float] = random.uniform
+    logger: Any = None
+
+    def policy_for(self, handler: HandlerInfo) -> RetryPolicy | None:
+        """Return the policy that applies to ``handler`` (None: no retries)."""
+        if handler.name in self.by_handler:
+            return self.by_handler[handler.name]
+        if handler.message_type in self.by_message_type:
+            return self.by_message_type[handler.message_type]
+        return self.events if handler.kind == "event" else self.commands
+
+    def bind(self, handler: HandlerInfo) -> Middleware | None:
+        """Return the retry layer for ``handler``, or None when it is not retried."""
+        policy = self.policy_for(handler)
+        if policy is None or policy.max_attempts == 1:
+            return None
+        if handler.kind == "command" and not _protected(handler):
+            warnings.warn(
+                f"command handler {handler.name} is retried ({policy.max_attempts} attempts) "
+                "without idempotency protection: a retry can repeat its side effects "
+                "(charge a card twice). Add idempotency middleware, or register it with "
+                "idempotent=True if running it twice is harmless.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return _retrying(self, handler.name, policy)
+
+    async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
+        """Not used directly: the bus calls :meth:`bind` for each handler."""
+        raise TypeError("RetryMiddleware is bound per handler by the bus; do not call it")
+
+
+def _protected(handler: HandlerInfo) -> bool:
+    return handler.idempotent or any(
+        getattr(layer, "provides_idempotency", False) for layer in handler.middleware
+    )
+
+
+def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Middleware:
+    sleep, clock, uniform = config.sleep, config.clock, config.uniform
+    source = structlog.get_logger("messagebus") if config.logger is None else config.logger
+
+    async def retry_handler_run(envelope: Envelope[Message], call_next: CallNext) -> Any:
+        started = clock()
+        try:
+            return await call_next(envelope)
+        except Exception as error:  # noqa: BLE001  # the policy decides what is retried
+            first = Attempt(envelope.attempt, started, clock(), error)
+        # Failures only from here on: the success path above costs one try block.
+        history = [first]
+        first_failed_at = datetime.now(UTC)
+        log = source.bind(handler=name, message_type=envelope.message_type)
+        while True:
+            last = history[-1].error
+            decision = policy.decide(envelope, last, history, uniform=uniform)
+            if isinstance(decision, Discard):
+                log.warning("message discarded", reason=decision.reason, attempt=envelope.attempt)
+                return None
+            if not isinstance(decision, Retry):
+                if len(history) == 1:
+                    raise last
+                raise RetriesExhausted(name, len(history), first_failed_at) from last
+            log.info(
+                "retrying handler",
+                attempt=envelope.attempt,
+                delay_s=round(decision.delay, 3),
+                error=f"{type(last).__qualname__}: {last}",
+            )
+            await sleep(decision.delay)
+            envelope = envelope.replace(attempt=envelope.attempt + 1)
+            started = clock()
+            try:
+                return await call_next(envelope)
+            except Exception as retry_error:  # noqa: BLE001  # the policy decides
+                history.append(Attempt(envelope.attempt, started, clock(), retry_error))
+
+    return retry_handler_run
