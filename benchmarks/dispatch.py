@@ -7,8 +7,12 @@ Scenarios (no-op handlers; messages built before timing):
     S2  publish N events, one subscriber
     S3  publish N events, ten subscribers
     S4  S1 with three no-op middlewares; its floor is the same three composed by hand
-    S5  S1 with the logging middleware installed, its lines filtered out by level, so
-        the envelope's ids are made and bound but nothing is written
+    S5  S1 with the logging middleware installed, its lines filtered out by level (a
+        successful run then builds no line, so no ids are made either)
+    S1+retry, S3+retry   S1 and S3 with the retry middleware installed and no failures
+        (S1's command handler opted in, declared idempotent); besides the ratio to the
+        floor, each reports the ratio to the same scenario without retries, measured
+        in the same rounds
 
 The floor is the least any dispatcher can do: look up ``type(message)`` in a dict and
 await the handler(s). The row "messagebus, sync handlers" is the same bus with plain
@@ -38,11 +42,11 @@ import anyio
 import attrs
 import structlog
 
-from messagebus import Command, Envelope, Event, Message, MessageBus
-from messagebus.middleware import CallNext, LoggingMiddleware
+from messagebus import Command, Envelope, Event, Message, MessageBus, RetryPolicy
+from messagebus.middleware import CallNext, LoggingMiddleware, RetryMiddleware
 
 Runner = Callable[[], Awaitable[None]]
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5")
+SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S1+retry", "S3+retry")
 
 
 @attrs.frozen
@@ -93,6 +97,7 @@ def compose_by_hand(layers: list[Any], handler: Any) -> Any:
 
 def floor_runner(scenario: str, n: int) -> Runner:
     """The least a dispatcher can do for ``scenario``."""
+    scenario = scenario.removesuffix("+retry")
     if scenario in ("S1", "S5"):
         commands = [Ping(i) for i in range(n)]
         handlers: dict[type, Any] = {Ping: handle_ping}
@@ -124,14 +129,16 @@ def floor_runner(scenario: str, n: int) -> Runner:
 
 def bus_runner(scenario: str, n: int, *, sync: bool = False) -> Runner:
     """The bus doing ``scenario``, with async handlers or (``sync``) plain functions."""
-    if scenario in ("S1", "S4", "S5"):
+    retry = RetryMiddleware(commands=RetryPolicy())
+    if scenario in ("S1", "S4", "S5", "S1+retry"):
         middleware: list[Any] = {  # type: ignore[assignment]
             "S1": [],
             "S4": [passthrough] * 3,
             "S5": [LoggingMiddleware()],
+            "S1+retry": [retry],
         }[scenario]
         bus = MessageBus(middleware=middleware)
-        bus.handler(Ping, handle_ping_sync if sync else handle_ping)
+        bus.handler(Ping, handle_ping_sync if sync else handle_ping, idempotent=True)
         commands = [Ping(i) for i in range(n)]
         assert anyio.run(bus.send, Ping(7)) == 7
 
@@ -141,8 +148,8 @@ def bus_runner(scenario: str, n: int, *, sync: bool = False) -> Runner:
                 await send(command)
 
         return bus_send
-    bus = MessageBus()
-    for i in range(10 if scenario == "S3" else 1):
+    bus = MessageBus(middleware=[retry] if scenario == "S3+retry" else [])
+    for i in range(1 if scenario == "S2" else 10):
         bus.subscriber(Pinged, on_pinged_sync if sync else on_pinged, name=f"subscriber-{i}")
     events = [Pinged(i) for i in range(n)]
 
@@ -212,11 +219,16 @@ def main(argv: list[str] | None = None) -> int:
             "bus": bus_runner(scenario, args.n),
             "bus_sync": bus_runner(scenario, args.n, sync=True),
         }
+        base = scenario.removesuffix("+retry")
+        if base != scenario:
+            runners["base"] = bus_runner(base, args.n)
         if not args.no_peers:
             runners.update(peer_runners(scenario, args.n))
         ops = anyio.run(measure, runners, args.runs, args.n)
         floor = ops.pop("floor")
         bus, bus_sync = ops.pop("bus"), ops.pop("bus_sync")
+        if "base" in ops:
+            report.setdefault("retry_cost", {})[scenario] = round(ops.pop("base") / bus, 2)
         report["scenarios"][scenario] = {
             "ops_per_s": round(bus),
             "floor_ops_per_s": round(floor),
@@ -261,6 +273,8 @@ def render(report: dict[str, Any]) -> str:
     ]
     for peer, figures in report["peers"].items():
         lines.append(row(peer, [cell(figures.get(s)) for s in scenarios]))
+    for scenario, cost in report.get("retry_cost", {}).items():
+        lines.append(f"{scenario}: x{cost} the cost of the same run without retries")
     lines.append("")
     lines.append(
         f"N={report['n']} per run, median of {report['runs']} interleaved runs; "

@@ -26,7 +26,15 @@ from messagebus._errors import (
 )
 from messagebus._handlers import HandlerInfo, inspect_handler
 from messagebus._messages import Command, Event, Message
-from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware, compose
+from messagebus._middleware import (
+    CallNext,
+    HandlerAwareMiddleware,
+    Middleware,
+    OnFailure,
+    Recover,
+    bind_all,
+    link,
+)
 from messagebus._registry import MessageRegistry
 from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 
@@ -65,6 +73,17 @@ def _is_awaitable(result: object) -> bool:
     return False
 
 
+def _frame_envelope(frame: Frame) -> Envelope[Message]:
+    """Return the frame's envelope, making it now if nothing has asked for it yet."""
+    envelope: Envelope[Message] | None = frame[2]
+    if envelope is None:
+        parent = frame[1]
+        envelope = frame[2] = lazy_envelope(
+            frame[0], None if parent is None else envelope_of(parent)
+        )
+    return envelope
+
+
 def _envelope_of_run(frame: Frame) -> Envelope[Message]:
     """Return the envelope the handler last saw: its context's, else the frame's."""
     context: Context[Message] | None = frame[3]
@@ -74,19 +93,29 @@ def _envelope_of_run(frame: Frame) -> Envelope[Message]:
 class _Route:
     """One handler, ready to run: its info and its composed chain."""
 
-    __slots__ = ("direct", "handler", "inline", "invoke", "middleware")
+    __slots__ = ("direct", "fast", "handler", "inline", "inner", "invoke", "middleware", "recover")
 
     def __init__(
         self,
         handler: HandlerInfo,
+        *,
         middleware: tuple[AnyMiddleware, ...],
         invoke: Callable[[Frame], Awaitable[Any]],
-        *,
+        fast: Callable[[Frame], Awaitable[Any]],
+        inner: CallNext,
+        recover: Recover | None,
         wrapped: bool,
     ) -> None:
         self.handler = handler
         self.middleware = middleware
+        # The whole chain, for the paths where speed does not matter (follow-ups,
+        # concurrent fan-out, replay).
         self.invoke = invoke
+        # The hot paths run ``fast`` (the chain without an outermost OnFailure layer)
+        # and, only if it raises, ``recover`` with ``inner`` as its call_next.
+        self.fast = fast
+        self.inner = inner
+        self.recover = recover
         # When nothing stands around the handler, the bus calls it itself: an async one
         # is awaited with no wrapper coroutine, a sync one is called with none at all.
         plain = not handler.takes_context and not wrapped
@@ -299,18 +328,28 @@ class MessageBus:
         layers = (*self._middleware, *middleware)
         info = attrs.evolve(info, middleware=layers)
         terminal = self._terminal(info)
-        chain = compose(layers, terminal, info)
+        bound = bind_all(layers, info)
+        recover: Recover | None = None
+        inner_layers = bound
+        if bound and isinstance(bound[0], OnFailure):
+            recover, inner_layers = bound[0].recover, bound[1:]
+        chain, inner = link(bound, terminal), link(inner_layers, terminal)
 
         def invoke(frame: Frame) -> Awaitable[Any]:
-            envelope = frame[2]
-            if envelope is None:
-                parent = frame[1]
-                envelope = frame[2] = lazy_envelope(
-                    frame[0], None if parent is None else envelope_of(parent)
-                )
-            return chain(envelope)
+            return chain(_frame_envelope(frame))
 
-        return _Route(info, middleware, invoke, wrapped=chain is not terminal)
+        def fast(frame: Frame) -> Awaitable[Any]:
+            return inner(_frame_envelope(frame))
+
+        return _Route(
+            info,
+            middleware=middleware,
+            invoke=invoke,
+            fast=fast,
+            inner=inner,
+            recover=recover,
+            wrapped=bool(inner_layers),
+        )
 
     def _terminal(self, info: HandlerInfo) -> CallNext:
         """Return the innermost link of a chain: the call of the handler itself."""
@@ -420,7 +459,12 @@ class MessageBus:
                 if type(result) not in _plain_results and _is_awaitable(result):
                     result = await result  # type: ignore[misc]
             else:
-                result = await route.invoke(frame)
+                result = await route.fast(frame)
+        except Exception as error:
+            recover = route.recover
+            if recover is None:
+                raise
+            result = await recover(_envelope_of_run(frame), error, route.inner)
         finally:
             _reset_frame(token)
         context: Context[Message] | None = frame[3]
@@ -546,11 +590,11 @@ class MessageBus:
                         if type(result) not in _plain_results and _is_awaitable(result):
                             await result
                     else:
-                        await route.invoke(frame)
+                        await route.fast(frame)
                 except Exception as exc:  # noqa: BLE001  # isolation is the contract
-                    await self._record_failure(route.handler, frame, exc)
-                    frame[3] = None
-                    continue
+                    if not await self._recovered(route, frame, exc):
+                        frame[3] = None
+                        continue
                 context: Context[Message] | None = frame[3]
                 if context is not None:
                     frame[3] = None
@@ -612,6 +656,19 @@ class MessageBus:
                 more = await self._deliver(routes, frame, False) if routes else None
             if more:
                 queue.extend(more)
+
+    async def _recovered(self, route: _Route, frame: Frame, exc: Exception) -> bool:
+        """Give a failed subscriber run to its recovery; record it if that fails too."""
+        recover = route.recover
+        if recover is not None:
+            try:
+                await recover(_envelope_of_run(frame), exc, route.inner)
+            except Exception as final:  # noqa: BLE001  # isolation is the contract
+                exc = final
+            else:
+                return True
+        await self._record_failure(route.handler, frame, exc)
+        return False
 
     async def _record_failure(self, handler: HandlerInfo, frame: Frame, exc: Exception) -> None:
         envelope = _envelope_of_run(frame)

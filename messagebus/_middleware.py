@@ -19,20 +19,57 @@ the global list changes; nothing is composed per message.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+import attrs
 
 from messagebus._envelope import Envelope
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 
-__all__ = ["CallNext", "HandlerAwareMiddleware", "Middleware", "compose"]
+__all__ = [
+    "CallNext",
+    "HandlerAwareMiddleware",
+    "Middleware",
+    "OnFailure",
+    "Recover",
+    "bind_all",
+    "compose",
+    "link",
+]
 
 CallNext: TypeAlias = Callable[[Envelope[Message]], Awaitable[Any]]
 """The rest of the chain: call it with the envelope to run the handler."""
 
 Middleware: TypeAlias = Callable[[Envelope[Message], CallNext], Awaitable[Any]]
 """``async def middleware(envelope, call_next) -> result``."""
+
+
+Recover: TypeAlias = Callable[[Envelope[Message], Exception, CallNext], Awaitable[Any]]
+"""``async def recover(envelope, error, call_next) -> result``: handle a failed run."""
+
+
+@attrs.frozen
+class OnFailure:
+    """A layer that acts only when the rest of the chain raises an :class:`Exception`.
+
+    Behaves exactly as ``try: return await call_next(envelope)`` ``except Exception as
+    error: return await recover(envelope, error, call_next)``: ``recover`` may call
+    ``call_next`` again (a retry), return a result of its own, or raise. Return one from
+    ``bind()`` for a policy that only matters when something fails, such as retries:
+    when it is a handler's outermost layer, the bus does not enter it at all on success
+    (runs cost what they cost without it) and calls ``recover`` from its own error path.
+    """
+
+    recover: Recover
+
+    async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
+        """Run the rest of the chain; hand a failure to ``recover``."""
+        try:
+            return await call_next(envelope)
+        except Exception as error:  # noqa: BLE001  # recover decides what to do with it
+            return await self.recover(envelope, error, call_next)
 
 
 @runtime_checkable
@@ -49,11 +86,25 @@ def compose(
     handler: HandlerInfo,
 ) -> CallNext:
     """Wrap ``terminal`` in ``middleware``, the first one outermost."""
+    return link(bind_all(middleware, handler), terminal)
+
+
+def bind_all(
+    middleware: Iterable[Middleware | HandlerAwareMiddleware], handler: HandlerInfo
+) -> list[Middleware]:
+    """Return the layers to run around ``handler``, bound to it, outermost first."""
+    bound = (
+        layer.bind(handler) if isinstance(layer, HandlerAwareMiddleware) else layer
+        for layer in middleware
+    )
+    return [layer for layer in bound if layer is not None]
+
+
+def link(layers: Sequence[Middleware], terminal: CallNext) -> CallNext:
+    """Chain bound ``layers`` (outermost first) in front of ``terminal``."""
     call = terminal
-    for layer in reversed(list(middleware)):
-        bound = layer.bind(handler) if isinstance(layer, HandlerAwareMiddleware) else layer
-        if bound is not None:
-            call = _link(bound, call)
+    for layer in reversed(layers):
+        call = _link(layer, call)
     return call
 
 

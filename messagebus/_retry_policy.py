@@ -72,11 +72,10 @@ class FixedBackoff:
 class Attempt:
     """One failed run of a handler, as the retry middleware saw it.
 
-    Times are readings of the middleware's monotonic clock (seconds).
+    ``failed_at`` is a reading of the middleware's monotonic clock (seconds).
     """
 
     number: int
-    started_at: float
     failed_at: float
     error: BaseException
 
@@ -124,9 +123,10 @@ class RetryPolicy:
             spreads retries of many failing messages best), ``"equal"`` waits
             ``delay / 2`` plus a uniform random time in ``[0, delay / 2]``, ``"none"``
             waits exactly ``delay``.
-        deadline: seconds from the start of the first attempt after which no retry
-            starts (a retry whose delay would end past it is not scheduled); None for no
-            deadline.
+        deadline: seconds from the first failure after which no retry starts (a retry
+            whose delay would end past it is not scheduled); None for no deadline. It
+            counts from the first failure, not the first start, because a run that
+            succeeds is not timed at all.
         retry_on: only these exceptions (and subclasses) are retried.
         never_retry: these are never retried, on top of :data:`NEVER_RETRIED`.
         discard_on: these end the message quietly: no retry, no dead letter (for
@@ -186,7 +186,7 @@ class RetryPolicy:
         else:
             delay = base
         if self.deadline is not None:
-            elapsed = history[-1].failed_at - history[0].started_at
+            elapsed = history[-1].failed_at - history[0].failed_at
             if elapsed + delay > self.deadline:
                 return GiveUp(f"the {self.deadline} s deadline would pass before the next attempt")
         return Retry(delay)

@@ -55,7 +55,7 @@ def retry(time: FakeTime, **kwargs: Any) -> RetryMiddleware:
 
 
 def failures(times: int, error: type[Exception] = FlakyError) -> list[Attempt]:
-    return [Attempt(n, 10.0 * n, 10.0 * n + 1, error("x")) for n in range(1, times + 1)]
+    return [Attempt(n, 10.0 * n, error("x")) for n in range(1, times + 1)]
 
 
 ENVELOPE: Envelope[Message] = Envelope(ChargeCard(1))
@@ -159,8 +159,8 @@ class TestDecide:
         policy = RetryPolicy(
             max_attempts=10, backoff=FixedBackoff(5.0), jitter="none", deadline=30.0
         )
-        # 26 s elapsed + 5 s wait = 31 s > 30 s, while 1 s + 5 s fits.
-        history = [Attempt(1, 0.0, 1.0, FlakyError()), Attempt(2, 6.0, 26.0, FlakyError())]
+        # 26 s since the first failure + 5 s wait = 31 s > 30 s, while 0 s + 5 s fits.
+        history = [Attempt(1, 0.0, FlakyError()), Attempt(2, 26.0, FlakyError())]
         assert isinstance(policy.decide(ENVELOPE, FlakyError(), history[:1]), Retry)
         decision = policy.decide(ENVELOPE, FlakyError(), history)
         assert isinstance(decision, GiveUp)
@@ -400,3 +400,61 @@ class TestPolicyChoice:
 
         with pytest.raises(TypeError, match="bound per handler"):
             anyio.run(RetryMiddleware(), ENVELOPE, None)  # type: ignore[arg-type]
+
+
+class TestOnFailureLayers:
+    """A failure-only layer costs nothing on success and behaves the same anywhere."""
+
+    def test_outermost_retry_keeps_the_direct_path(self) -> None:
+        """With only a retry layer, the handler is still awaited directly."""
+        bus = MessageBus(middleware=[RetryMiddleware()])
+
+        async def notify(event: PostPublished) -> None:
+            return None
+
+        bus.subscriber(PostPublished, notify, name="notify")
+        (route,) = bus._events[PostPublished]
+        assert route.direct is notify
+        assert route.recover is not None
+
+    async def test_retry_inside_another_layer_still_retries(self) -> None:
+        """Not outermost, the retry layer runs as an ordinary middleware."""
+        time = FakeTime()
+        seen: list[int] = []
+
+        async def outer(envelope: Envelope[Message], call_next: CallNext) -> Any:
+            seen.append(envelope.attempt)
+            return await call_next(envelope)
+
+        bus = MessageBus(middleware=[outer, retry(time)])
+        calls: list[int] = []
+
+        @bus.subscriber(PostPublished, name="flaky")
+        async def flaky(event: PostPublished) -> None:
+            calls.append(1)
+            if len(calls) < 2:
+                raise FlakyError("once")
+
+        with capture_logs():
+            await bus.publish(PostPublished(1, "x"))
+        assert (len(calls), seen, await bus.dead_letters.list()) == (2, [1], ())
+
+    async def test_retry_in_concurrent_fanout_and_follow_ups(self) -> None:
+        """The full chain (used off the hot path) retries the same way."""
+        time = FakeTime()
+        bus = MessageBus(middleware=[retry(time)], fanout="concurrent")
+        calls: dict[str, int] = {"a": 0, "b": 0}
+
+        def flaky(name: str) -> Any:
+            async def run(event: PostPublished) -> None:
+                calls[name] += 1
+                if calls[name] < 2:
+                    raise FlakyError(name)
+
+            return run
+
+        bus.subscriber(PostPublished, flaky("a"), name="a")
+        bus.subscriber(PostPublished, flaky("b"), name="b")
+        with capture_logs():
+            await bus.publish(PostPublished(1, "x"))
+        assert calls == {"a": 2, "b": 2}

@@ -17,7 +17,7 @@ from messagebus._envelope import Envelope
 from messagebus._errors import RetriesExhausted
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
-from messagebus._middleware import CallNext, Middleware
+from messagebus._middleware import CallNext, OnFailure, Recover
 from messagebus._retry_policy import Attempt, Discard, Retry, RetryPolicy
 
 __all__ = ["RetryMiddleware"]
@@ -78,7 +78,7 @@ class RetryMiddleware:
             return self.by_message_type[handler.message_type]
         return self.events if handler.kind == "event" else self.commands
 
-    def bind(self, handler: HandlerInfo) -> Middleware | None:
+    def bind(self, handler: HandlerInfo) -> OnFailure | None:
         """Return the retry layer for ``handler``, or None when it is not retried."""
         policy = self.policy_for(handler)
         if policy is None or policy.max_attempts == 1:
@@ -92,7 +92,7 @@ class RetryMiddleware:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return _retrying(self, handler.name, policy)
+        return OnFailure(_retrying(self, handler.name, policy))
 
     async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
         """Not used directly: the bus calls :meth:`bind` for each handler."""
@@ -105,18 +105,15 @@ def _protected(handler: HandlerInfo) -> bool:
     )
 
 
-def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Middleware:
+def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Recover:
     sleep, clock, uniform = config.sleep, config.clock, config.uniform
     source = structlog.get_logger("messagebus") if config.logger is None else config.logger
 
-    async def retry_handler_run(envelope: Envelope[Message], call_next: CallNext) -> Any:
-        started = clock()
-        try:
-            return await call_next(envelope)
-        except Exception as error:  # noqa: BLE001  # the policy decides what is retried
-            first = Attempt(envelope.attempt, started, clock(), error)
-        # Failures only from here on: the success path above costs one try block.
-        history = [first]
+    async def retry_failed_run(
+        envelope: Envelope[Message], error: Exception, call_next: CallNext
+    ) -> Any:
+        # Only failures reach this point: a run that succeeds never enters it.
+        history = [Attempt(envelope.attempt, clock(), error)]
         first_failed_at = datetime.now(UTC)
         log = source.bind(handler=name, message_type=envelope.message_type)
         while True:
@@ -137,10 +134,9 @@ def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Middle
             )
             await sleep(decision.delay)
             envelope = envelope.replace(attempt=envelope.attempt + 1)
-            started = clock()
             try:
                 return await call_next(envelope)
             except Exception as retry_error:  # noqa: BLE001  # the policy decides
-                history.append(Attempt(envelope.attempt, started, clock(), retry_error))
+                history.append(Attempt(envelope.attempt, clock(), retry_error))
 
-    return retry_handler_run
+    return retry_failed_run
