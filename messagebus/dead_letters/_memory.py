@@ -39,6 +39,8 @@ class InMemoryDeadLetterStore:
         limit: int | None = None,
     ) -> Sequence[DeadLetter]:
         """Return records matching every filter given, oldest last failure first."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
         found = sorted(
             (
                 letter
