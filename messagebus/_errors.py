@@ -21,11 +21,14 @@ The tree::
     │   └── DecodeError               a body is not a registered type's CloudEvents JSON
     ├── RetriesExhausted              a retry policy gave up; the last error is its __cause__
     ├── DeadLetterNotFoundError       no dead letter has the id asked for (also a LookupError)
+    ├── IdempotencyError              the idempotency layer would not run the handler
+    │   ├── IdempotencyKeyReused      the key was used before for a different payload
+    │   └── DuplicateInProgressError  the same message is being handled elsewhere right now
     ├── BusStateError                 the bus is not in the state asked for (entered twice)
     └── CommandRejected               a handler refused the command (a business outcome)
 
-Later layers add their own branches under the same root (transports, idempotency); each
-one is documented where it is raised.
+Later layers add their own branches under the same root (transports); each one is
+documented where it is raised.
 """
 
 from __future__ import annotations
@@ -40,9 +43,12 @@ __all__ = [
     "DecodeError",
     "DispatchError",
     "DuplicateHandlerError",
+    "DuplicateInProgressError",
     "DuplicateMessageTypeError",
     "DuplicateSubscriberError",
     "EncodeError",
+    "IdempotencyError",
+    "IdempotencyKeyReused",
     "InvalidHandlerError",
     "InvalidMessageTypeError",
     "MessageBusError",
@@ -142,3 +148,19 @@ class RetriesExhausted(MessageBusError):
 
 class DeadLetterNotFoundError(MessageBusError, LookupError):
     """No dead letter has the id asked for (it was replayed, purged, or never existed)."""
+
+
+class IdempotencyError(MessageBusError):
+    """The idempotency layer would not run the handler on this message."""
+
+
+class IdempotencyKeyReused(IdempotencyError):
+    """The idempotency key was used before with a different payload. Never retried.
+
+    Two different intentions were given one key (a client bug, or a key that is not
+    unique enough); running the second would return the first one's stored result.
+    """
+
+
+class DuplicateInProgressError(IdempotencyError):
+    """Another run holds this key and did not finish within the wait; try again later."""

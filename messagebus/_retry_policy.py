@@ -13,6 +13,7 @@ from messagebus._errors import (
     CommandRejected,
     ConfigurationError,
     DispatchError,
+    IdempotencyKeyReused,
     SerializationError,
 )
 from messagebus._messages import Message
@@ -34,9 +35,11 @@ NEVER_RETRIED: tuple[type[BaseException], ...] = (
     SerializationError,
     DispatchError,
     ConfigurationError,
+    IdempotencyKeyReused,
 )
 """Failures no policy retries: a refusal, undecodable data, a message with nowhere to go,
-a broken set-up. Running the handler again cannot change their outcome."""
+a broken set-up, a reused idempotency key. Running the handler again cannot change their
+outcome."""
 
 Jitter = Literal["full", "equal", "none"]
 

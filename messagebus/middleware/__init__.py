@@ -1,6 +1,7 @@
 """Middleware that ships with messagebus; each policy lives in its own module."""
 
 from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
+from messagebus.middleware._idempotency import IdempotencyMiddleware, default_key
 from messagebus.middleware._logging import LoggingMiddleware
 from messagebus.middleware._retry import DEFAULT_EVENT_POLICY, RetryMiddleware
 
@@ -8,7 +9,9 @@ __all__ = [
     "DEFAULT_EVENT_POLICY",
     "CallNext",
     "HandlerAwareMiddleware",
+    "IdempotencyMiddleware",
     "LoggingMiddleware",
     "Middleware",
     "RetryMiddleware",
+    "default_key",
 ]

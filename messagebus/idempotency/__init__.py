@@ -1,0 +1,21 @@
+"""Idempotency: at-least-once delivery, effectively-once handling."""
+
+from messagebus.idempotency._memory import InMemoryIdempotencyStore
+from messagebus.idempotency._store import (
+    Claimed,
+    ClaimOutcome,
+    Completed,
+    IdempotencyStore,
+    InProgress,
+    Mismatch,
+)
+
+__all__ = [
+    "ClaimOutcome",
+    "Claimed",
+    "Completed",
+    "IdempotencyStore",
+    "InMemoryIdempotencyStore",
+    "InProgress",
+    "Mismatch",
+]

@@ -1,0 +1,84 @@
+"""The idempotency store protocol: an atomic claim per (scope, key), then its outcome."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+__all__ = ["ClaimOutcome", "Claimed", "Completed", "IdempotencyStore", "InProgress", "Mismatch"]
+
+
+@attrs.frozen
+class Claimed:
+    """The caller holds the key now and must run the handler.
+
+    ``token`` identifies this claim: :meth:`IdempotencyStore.complete` and
+    :meth:`IdempotencyStore.release` act only while the claim still carries it, so a
+    holder whose lease expired (and whose key was claimed again) cannot overwrite the
+    new holder's record.
+    """
+
+    token: str
+
+
+@attrs.frozen
+class Completed:
+    """The handler already ran to completion for this key; ``result`` is what it returned."""
+
+    result: str
+
+
+@attrs.frozen
+class InProgress:
+    """Another holder is running the handler; its lease ends at ``lease_expires_at``.
+
+    ``lease_expires_at`` is in the store's clock, seconds since the Unix epoch.
+    """
+
+    lease_expires_at: float
+
+
+@attrs.frozen
+class Mismatch:
+    """The key was used before for a different payload (another fingerprint)."""
+
+    fingerprint: str
+
+
+ClaimOutcome = Claimed | Completed | InProgress | Mismatch
+
+
+class IdempotencyStore(Protocol):
+    """Where idempotency records live.
+
+    A record is identified by ``(scope, key)``: the scope is the handler's name, so two
+    subscribers of one event deduplicate independently. Its life:
+
+    - :meth:`claim` on an unknown key (or one whose record has expired: an in-progress
+      claim past its lease, a completed record past its TTL) records IN_PROGRESS with
+      the caller's fingerprint, a new token and a lease, and returns :class:`Claimed`.
+      This must be atomic: of many concurrent claims of one key (tasks, processes),
+      exactly one is :class:`Claimed`.
+    - On a live record, :meth:`claim` returns :class:`Mismatch` if the fingerprint
+      differs, else :class:`Completed` (with the stored result) or :class:`InProgress`.
+    - :meth:`complete` turns the caller's claim into COMPLETED with the result, kept for
+      ``ttl`` seconds; :meth:`release` deletes the caller's claim so that a retry can
+      claim again. Both do nothing if the record no longer carries ``token``.
+    - :meth:`cleanup` deletes expired records, at most ``limit`` per call.
+
+    Results are text (JSON, by the middleware's choice). All methods must be safe to
+    call from many tasks at once; persistent stores from many processes too.
+    """
+
+    async def claim(self, scope: str, key: str, fingerprint: str, lease: float) -> ClaimOutcome:
+        """Claim ``key`` in ``scope`` for ``lease`` seconds, or report who has it."""
+
+    async def complete(self, scope: str, key: str, token: str, result: str, ttl: float) -> None:
+        """Record the claim's result, to be returned to duplicates for ``ttl`` seconds."""
+
+    async def release(self, scope: str, key: str, token: str) -> None:
+        """Delete the claim (the handler failed), so that the key can be claimed again."""
+
+    async def cleanup(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired records; return how many went."""

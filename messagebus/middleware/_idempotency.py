@@ -1,0 +1,170 @@
+"""Idempotency: a handler runs at most once per key, duplicates get the stored result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import anyio
+import attrs
+import cattrs
+import structlog
+from cattrs.preconf.json import make_converter
+
+from messagebus._envelope import Envelope
+from messagebus._errors import DuplicateInProgressError, IdempotencyKeyReused
+from messagebus._handlers import HandlerInfo
+from messagebus._messages import Command, Message
+from messagebus._middleware import CallNext, Middleware
+from messagebus.idempotency import Completed, IdempotencyStore, InProgress, Mismatch
+
+__all__ = ["IdempotencyMiddleware", "default_key"]
+
+
+def default_key(envelope: Envelope[Message]) -> str:
+    """Return the envelope's ``idempotency_key`` if the sender set one, else its id."""
+    return envelope.idempotency_key or envelope.message_id
+
+
+@attrs.frozen
+class IdempotencyMiddleware:
+    """Runs each handler at most once per key; duplicates get the first run's result.
+
+    The key is ``key(envelope)`` (by default :func:`default_key`), scoped by handler
+    name, so two subscribers of one event deduplicate independently. For each run:
+
+    1. ``store.claim`` atomically: the first caller records IN_PROGRESS with a lease
+       and the payload's fingerprint, and runs the handler.
+    2. Success: the result is stored (JSON through ``converter``) for ``ttl`` seconds
+       and returned; a later duplicate gets it back, decoded to the command's declared
+       result type (``Command[R]``), without the handler running.
+    3. Failure (or cancellation): the claim is released so that a retry can run.
+    4. A duplicate of a run still in progress waits for it, polling, at most ``wait``
+       seconds (or until the holder's lease expires, when it claims the key itself),
+       then raises :class:`~messagebus.DuplicateInProgressError`. Never two runs at once.
+    5. The same key with a different payload raises
+       :class:`~messagebus.IdempotencyKeyReused` (never retried).
+
+    A holder that crashes keeps its claim until its lease ends (``lease`` seconds); a
+    handler that runs longer than its lease may run a second time, so set the lease
+    above your slowest run. Completed records are removed by ``store.cleanup()`` after
+    their TTL.
+
+    Place it inside a retry middleware: each retry claims again (the failed run released
+    its claim), and a retry after a run that succeeded but whose caller failed later
+    gets the stored result instead of a second run.
+
+    Args:
+        store: where records live (see :mod:`messagebus.idempotency`).
+        key: the key of an envelope; None from it falls back to :func:`default_key`.
+        fingerprint: what part of the message must match for a duplicate to be one
+            (default: the whole message); its JSON is hashed with SHA-256.
+        lease: seconds a claim holds before another caller may take it over.
+        ttl: seconds a completed result is kept for duplicates.
+        wait: seconds a duplicate waits for an in-progress run before giving up.
+        converter: cattrs converter for results and fingerprints.
+        sleep, clock: injectable waiting and monotonic time, for tests.
+    """
+
+    provides_idempotency: ClassVar[bool] = True
+
+    store: IdempotencyStore
+    key: Callable[[Envelope[Message]], str | None] = default_key
+    fingerprint: Callable[[Message], object] | None = None
+    lease: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+    ttl: float = attrs.field(default=24 * 3600.0, validator=attrs.validators.gt(0))
+    wait: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
+    converter: cattrs.Converter = attrs.field(factory=make_converter)
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    clock: Callable[[], float] = time.monotonic
+    logger: Any = None
+
+    def bind(self, handler: HandlerInfo) -> Middleware:
+        """Return the idempotency layer for ``handler``, scoped by its name."""
+        scope = handler.name
+        result_type = _result_type(handler.message_type)
+        store, converter, lease, ttl = self.store, self.converter, self.lease, self.ttl
+        key_of = self.key
+        log = structlog.get_logger("messagebus") if self.logger is None else self.logger
+
+        def decode(text: str) -> Any:
+            data = json.loads(text)
+            if result_type is None or result_type is type(None):
+                return data
+            return converter.structure(data, result_type)
+
+        async def deduplicate(envelope: Envelope[Message], call_next: CallNext) -> Any:
+            key = key_of(envelope) or default_key(envelope)
+            digest = self.fingerprint_of(envelope)
+            outcome = await store.claim(scope, key, digest, lease)
+            if isinstance(outcome, InProgress):
+                outcome = await self._wait_for_holder(scope, key, digest)
+            if isinstance(outcome, Completed):
+                log.info("duplicate message: stored result returned", handler=scope, key=key)
+                return decode(outcome.result)
+            if isinstance(outcome, Mismatch):
+                raise IdempotencyKeyReused(
+                    f"idempotency key {key!r} of handler {scope} was used before for a "
+                    "different payload"
+                )
+            try:
+                result = await call_next(envelope)
+            except BaseException:
+                # Even when cancelled: a claim left behind would block retries until its
+                # lease ends.
+                with anyio.CancelScope(shield=True):
+                    await store.release(scope, key, outcome.token)
+                raise
+            await store.complete(
+                scope, key, outcome.token, json.dumps(converter.unstructure(result)), ttl
+            )
+            return result
+
+        return deduplicate
+
+    def fingerprint_of(self, envelope: Envelope[Message]) -> str:
+        """Return the SHA-256 (hex) of the message's type, version and fingerprinted data."""
+        message = envelope.message
+        subject = message if self.fingerprint is None else self.fingerprint(message)
+        payload = [
+            envelope.message_type,
+            envelope.message_version,
+            self.converter.unstructure(subject),
+        ]
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    async def _wait_for_holder(self, scope: str, key: str, digest: str) -> Any:
+        """Poll until the holder finishes, its lease ends, or ``wait`` runs out."""
+        give_up_at = self.clock() + self.wait
+        pause = 0.01
+        while True:
+            remaining = give_up_at - self.clock()
+            if remaining <= 0:
+                raise DuplicateInProgressError(
+                    f"key {key!r} of handler {scope} is being handled elsewhere; gave up "
+                    f"waiting after {self.wait} s"
+                )
+            await self.sleep(min(pause, remaining))
+            pause = min(pause * 2, 1.0)
+            outcome = await self.store.claim(scope, key, digest, self.lease)
+            if not isinstance(outcome, InProgress):
+                return outcome
+
+    async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
+        """Not used directly: the bus calls :meth:`bind` for each handler."""
+        raise TypeError("IdempotencyMiddleware is bound per handler by the bus; do not call it")
+
+
+def _result_type(message_type: type[Message]) -> Any:
+    """Return ``R`` of a ``Command[R]`` subclass; None for events and undeclared results."""
+    for klass in message_type.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) is Command:
+                (result,) = typing.get_args(base)
+                return None if isinstance(result, typing.TypeVar) or result is Any else result
+    return None

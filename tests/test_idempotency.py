@@ -1,0 +1,341 @@
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import attrs
+import pytest
+from structlog.testing import capture_logs
+
+from messagebus import (
+    Command,
+    Context,
+    DuplicateInProgressError,
+    Envelope,
+    IdempotencyKeyReused,
+    Message,
+    MessageBus,
+    RetryPolicy,
+)
+from messagebus.idempotency import Claimed, InMemoryIdempotencyStore
+from messagebus.middleware import CallNext, IdempotencyMiddleware, RetryMiddleware
+from tests.messages import ChargeCard, IndexPost, PostPublished, Receipt
+
+pytestmark = pytest.mark.anyio
+
+
+@attrs.define
+class Clock:
+    """A wall clock for the store that moves only when told to."""
+
+    now: float = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def yield_only(seconds: float) -> None:
+    await anyio.lowlevel.checkpoint()
+
+
+@attrs.frozen
+class Untyped(Command, name="test.untyped"):  # type: ignore[type-arg]
+    n: int
+
+
+def payments(
+    store: InMemoryIdempotencyStore | None = None, **options: Any
+) -> tuple[MessageBus, list[int]]:
+    """A bus whose ChargeCard handler records every charge it makes."""
+    middleware = IdempotencyMiddleware(
+        store or InMemoryIdempotencyStore(), sleep=yield_only, clock=lambda: 0.0, **options
+    )
+    bus = MessageBus(middleware=[middleware])
+    charges: list[int] = []
+
+    @bus.handler(ChargeCard, name="charge")
+    async def charge(command: ChargeCard) -> Receipt:
+        charges.append(command.amount)
+        return Receipt(command.amount * 100 + len(charges))
+
+    return bus, charges
+
+
+class TestDuplicates:
+    """A key runs its handler once; duplicates get the stored result."""
+
+    async def test_duplicate_returns_the_stored_result(self) -> None:
+        """Same key twice: one charge, the same receipt (decoded to Receipt) twice."""
+        bus, charges = payments()
+        with capture_logs() as logs:
+            first = await bus.send(ChargeCard(5), idempotency_key="order-42")
+            second = await bus.send(ChargeCard(5), idempotency_key="order-42")
+        assert first == second == Receipt(501)
+        assert isinstance(second, Receipt)
+        assert charges == [5]
+        assert [line["event"] for line in logs] == ["duplicate message: stored result returned"]
+
+    async def test_different_keys_are_different_runs(self) -> None:
+        """Without a key, each message id is its own key."""
+        bus, charges = payments()
+        await bus.send(ChargeCard(5))
+        await bus.send(ChargeCard(5))
+        assert charges == [5, 5]
+
+    async def test_fifty_concurrent_duplicates_run_once(self) -> None:
+        """Fifty sends of one key at once: one run, fifty equal receipts."""
+        bus, charges = payments()
+        results: list[Receipt] = []
+
+        async def send() -> None:
+            results.append(await bus.send(ChargeCard(7), idempotency_key="k"))
+
+        with capture_logs():
+            async with anyio.create_task_group() as tasks:
+                for _ in range(50):
+                    tasks.start_soon(send)
+        assert charges == [7]
+        assert results == [Receipt(701)] * 50
+
+    async def test_key_reused_for_another_payload(self) -> None:
+        """Same key, different amount: IdempotencyKeyReused, no second charge."""
+        bus, charges = payments()
+        await bus.send(ChargeCard(5), idempotency_key="order-42")
+        with pytest.raises(IdempotencyKeyReused, match="order-42"):
+            await bus.send(ChargeCard(6), idempotency_key="order-42")
+        assert charges == [5]
+
+    async def test_fingerprint_selects_what_must_match(self) -> None:
+        """With a fingerprint of nothing, any payload under one key is a duplicate."""
+        bus, charges = payments(fingerprint=lambda message: None)
+        await bus.send(ChargeCard(5), idempotency_key="k")
+        assert await bus.send(ChargeCard(6), idempotency_key="k") == Receipt(501)
+        assert charges == [5]
+
+    async def test_custom_key_function(self) -> None:
+        """A key function over the message; None from it falls back to the default."""
+
+        def by_amount(envelope: Envelope[Message]) -> str | None:
+            message = envelope.message
+            return str(message.amount) if isinstance(message, ChargeCard) else None
+
+        bus, charges = payments(key=by_amount)
+        await bus.send(ChargeCard(5))
+        await bus.send(ChargeCard(5))
+        assert charges == [5]
+
+
+class TestFailures:
+    """Failures release the claim; crashed holders expire; in-progress duplicates wait."""
+
+    async def test_failure_releases_the_claim(self) -> None:
+        """A failed run can be run again under the same key."""
+        store = InMemoryIdempotencyStore()
+        bus = MessageBus(middleware=[IdempotencyMiddleware(store)])
+        attempts: list[int] = []
+
+        @bus.handler(ChargeCard)
+        async def charge(command: ChargeCard) -> Receipt:
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise ConnectionError("bank timeout")
+            return Receipt(1)
+
+        with pytest.raises(ConnectionError):
+            await bus.send(ChargeCard(5), idempotency_key="k")
+        assert await bus.send(ChargeCard(5), idempotency_key="k") == Receipt(1)
+        assert len(attempts) == 2
+
+    async def test_cancellation_releases_the_claim(self) -> None:
+        """A cancelled run leaves no claim behind."""
+        store = InMemoryIdempotencyStore()
+        bus = MessageBus(middleware=[IdempotencyMiddleware(store)])
+        started = anyio.Event()
+
+        @bus.handler(ChargeCard, name="charge")
+        async def charge(command: ChargeCard) -> Receipt:
+            started.set()
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(lambda: bus.send(ChargeCard(5), idempotency_key="k"))
+            await started.wait()
+            tasks.cancel_scope.cancel()
+        # No record is left behind: a claim with any fingerprint succeeds.
+        assert isinstance(await store.claim("charge", "k", "anything", 1.0), Claimed)
+
+    async def test_crashed_holder_expires(self) -> None:
+        """A claim whose holder vanished is taken over once its lease ends."""
+        clock = Clock()
+        store = InMemoryIdempotencyStore(clock=clock)
+        bus, charges = payments(store, lease=30.0, wait=0.0)
+        digest = IdempotencyMiddleware(store).fingerprint_of(Envelope(ChargeCard(5)))
+        assert isinstance(await store.claim("charge", "k", digest, 30.0), Claimed)
+        with pytest.raises(DuplicateInProgressError):
+            await bus.send(ChargeCard(5), idempotency_key="k")
+        clock.now += 30.0
+        # the crashed holder's fingerprint does not matter any more: its record expired
+        assert await bus.send(ChargeCard(5), idempotency_key="k") == Receipt(501)
+        assert charges == [5]
+
+    async def test_in_progress_duplicate_gives_up_after_the_wait(self) -> None:
+        """A duplicate waits (polling) up to `wait` seconds, then raises a typed error."""
+
+        @attrs.define
+        class Monotonic:
+            now: float = 0.0
+            naps: list[float] = attrs.field(factory=list)
+
+            def __call__(self) -> float:
+                return self.now
+
+            async def sleep(self, seconds: float) -> None:
+                self.naps.append(seconds)
+                self.now += seconds
+
+        time = Monotonic()
+        store = InMemoryIdempotencyStore()
+        middleware = IdempotencyMiddleware(store, wait=2.0, sleep=time.sleep, clock=time)
+        bus = MessageBus(middleware=[middleware])
+        bus.handler(ChargeCard, lambda command: Receipt(1), name="charge")
+        envelope_key = "k"
+        digest = middleware.fingerprint_of(Envelope(ChargeCard(5)))
+        await store.claim("charge", envelope_key, digest, 300.0)
+        with pytest.raises(DuplicateInProgressError, match=r"2\.0 s"):
+            await bus.send(ChargeCard(5), idempotency_key=envelope_key)
+        assert sum(time.naps) == pytest.approx(2.0)
+        assert time.naps[:3] == [0.01, 0.02, 0.04]
+
+    async def test_completed_records_expire_and_are_cleaned_up(self) -> None:
+        """After the TTL a key runs again; cleanup removes expired records."""
+        clock = Clock()
+        store = InMemoryIdempotencyStore(clock=clock)
+        bus, charges = payments(store, ttl=60.0)
+        await bus.send(ChargeCard(5), idempotency_key="a")
+        await bus.send(ChargeCard(6), idempotency_key="b")
+        clock.now += 61.0
+        assert await store.cleanup(limit=1) == 1
+        assert await store.cleanup() == 1
+        assert await store.cleanup() == 0
+        await bus.send(ChargeCard(5), idempotency_key="a")
+        assert charges == [5, 6, 5]
+
+
+class TestScopes:
+    """Keys are scoped by handler name."""
+
+    async def test_subscribers_deduplicate_independently(self) -> None:
+        """Redelivered event: each subscriber runs once; one's failure leaves the other."""
+        store = InMemoryIdempotencyStore()
+        bus = MessageBus(middleware=[IdempotencyMiddleware(store)])
+        runs = {"email": 0, "index": 0}
+
+        @bus.subscriber(PostPublished, name="email")
+        async def email(event: PostPublished) -> None:
+            runs["email"] += 1
+
+        @bus.subscriber(PostPublished, name="index")
+        async def index(event: PostPublished) -> None:
+            runs["index"] += 1
+            if runs["index"] == 1:
+                raise ConnectionError("search down")
+
+        with capture_logs():
+            await bus.publish(PostPublished(1, "x"), idempotency_key="post-1")
+            await bus.publish(PostPublished(1, "x"), idempotency_key="post-1")
+        assert runs == {"email": 1, "index": 2}
+
+
+class TestWithRetries:
+    """Retry outside, idempotency inside: side effects happen once."""
+
+    async def test_retry_after_a_lost_answer_does_not_run_again(self) -> None:
+        """The run succeeded but its answer was lost; the retry gets the stored result."""
+        lost = [True]
+
+        async def lose_the_first_answer(envelope: Envelope[Message], call_next: CallNext) -> Any:
+            result = await call_next(envelope)
+            if lost[0]:
+                lost[0] = False
+                raise ConnectionError("connection reset before the reply")
+            return result
+
+        store = InMemoryIdempotencyStore()
+        bus = MessageBus(
+            middleware=[
+                RetryMiddleware(commands=RetryPolicy(jitter="none"), sleep=yield_only),
+                lose_the_first_answer,
+                IdempotencyMiddleware(store),
+            ]
+        )
+        charges: list[int] = []
+
+        @bus.handler(ChargeCard)
+        async def charge(command: ChargeCard) -> Receipt:
+            charges.append(command.amount)
+            return Receipt(command.amount)
+
+        with capture_logs():
+            assert await bus.send(ChargeCard(9)) == Receipt(9)
+        assert charges == [9]
+
+    def test_idempotency_silences_the_retry_warning(self) -> None:
+        """An idempotency layer counts as protection for a retried command."""
+        bus = MessageBus(
+            middleware=[
+                RetryMiddleware(commands=RetryPolicy()),
+                IdempotencyMiddleware(InMemoryIdempotencyStore()),
+            ]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            bus.handler(ChargeCard, lambda command: Receipt(1))
+
+
+class TestResults:
+    """Stored results come back as the handler's declared type."""
+
+    async def test_none_result(self) -> None:
+        """Command[None] handlers store and return None."""
+        store = InMemoryIdempotencyStore()
+        bus = MessageBus(middleware=[IdempotencyMiddleware(store)])
+        runs: list[int] = []
+        bus.handler(IndexPost, lambda command: runs.append(command.post_id))
+        send: Any = bus.send  # mypy rejects using a None-typed result, which is the point here
+        results = [await send(IndexPost(1), idempotency_key="k") for _ in range(2)]
+        assert results == [None, None]
+        assert runs == [1]
+
+    async def test_undeclared_result_comes_back_as_json_data(self) -> None:
+        """A command without Command[R] gets its result back as plain JSON data."""
+        store = InMemoryIdempotencyStore()
+        bus = MessageBus(middleware=[IdempotencyMiddleware(store)])
+        bus.handler(Untyped, lambda command: {"n": command.n, "tags": ["a"]})
+        first = await bus.send(Untyped(1), idempotency_key="k")
+        assert await bus.send(Untyped(1), idempotency_key="k") == first
+
+    async def test_context_handlers_keep_their_follow_ups_once(self) -> None:
+        """A duplicate does not run the handler, so its follow-ups are not sent twice."""
+        store = InMemoryIdempotencyStore()
+        bus = MessageBus(middleware=[IdempotencyMiddleware(store)])
+        published: list[int] = []
+
+        @bus.handler(ChargeCard)
+        async def charge(command: ChargeCard, ctx: Context[ChargeCard]) -> Receipt:
+            ctx.publish(PostPublished(command.amount, "charged"))
+            return Receipt(command.amount)
+
+        bus.subscriber(PostPublished, lambda event: published.append(event.post_id))
+        await bus.send(ChargeCard(3), idempotency_key="k")
+        await bus.send(ChargeCard(3), idempotency_key="k")
+        assert published == [3]
+
+    def test_validation_and_direct_calls(self) -> None:
+        """Nonsense settings are refused; the middleware is bound, not called."""
+        with pytest.raises(ValueError, match="lease"):
+            IdempotencyMiddleware(InMemoryIdempotencyStore(), lease=0)
+        with pytest.raises(TypeError, match="bound per handler"):
+            anyio.run(IdempotencyMiddleware(InMemoryIdempotencyStore()), None, None)  # type: ignore[arg-type]
