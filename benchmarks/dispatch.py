@@ -10,9 +10,13 @@ Scenarios (no-op handlers; messages built before timing):
     S5  S1 with the logging middleware installed, its lines filtered out by level (a
         successful run then builds no line, so no ids are made either)
     S1+retry, S3+retry   S1 and S3 with the retry middleware installed and no failures
-        (S1's command handler opted in, declared idempotent); besides the ratio to the
-        floor, each reports the ratio to the same scenario without retries, measured
-        in the same rounds
+        (S1's command handler opted in, declared idempotent)
+    S1+idempotency  S1 with the idempotency middleware on the in-memory store, every
+        message new (its key is its message id)
+    S1+duplicates   the same, every message a duplicate of one already handled (one
+        idempotency key, one payload): the stored result comes back
+    Each of these also reports its cost relative to the plain scenario it extends,
+    measured in the same rounds.
 
 The floor is the least any dispatcher can do: look up ``type(message)`` in a dict and
 await the handler(s). The row "messagebus, sync handlers" is the same bus with plain
@@ -35,6 +39,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +48,28 @@ import attrs
 import structlog
 
 from messagebus import Command, Envelope, Event, Message, MessageBus, RetryPolicy
-from messagebus.middleware import CallNext, LoggingMiddleware, RetryMiddleware
+from messagebus.idempotency import InMemoryIdempotencyStore
+from messagebus.middleware import (
+    CallNext,
+    IdempotencyMiddleware,
+    LoggingMiddleware,
+    RetryMiddleware,
+)
 
 Runner = Callable[[], Awaitable[None]]
-SCENARIOS = ("S1", "S2", "S3", "S4", "S5", "S1+retry", "S3+retry")
+SCENARIOS = (
+    "S1",
+    "S2",
+    "S3",
+    "S4",
+    "S5",
+    "S1+retry",
+    "S3+retry",
+    "S1+idempotency",
+    "S1+duplicates",
+)
+# Scenarios measured against another bus scenario in the same rounds.
+BASES = {"S1+retry": "S1", "S3+retry": "S3", "S1+idempotency": "S1", "S1+duplicates": "S1"}
 
 
 @attrs.frozen
@@ -97,7 +120,7 @@ def compose_by_hand(layers: list[Any], handler: Any) -> Any:
 
 def floor_runner(scenario: str, n: int) -> Runner:
     """The least a dispatcher can do for ``scenario``."""
-    scenario = scenario.removesuffix("+retry")
+    scenario = BASES.get(scenario, scenario)
     if scenario in ("S1", "S5"):
         commands = [Ping(i) for i in range(n)]
         handlers: dict[type, Any] = {Ping: handle_ping}
@@ -130,17 +153,30 @@ def floor_runner(scenario: str, n: int) -> Runner:
 def bus_runner(scenario: str, n: int, *, sync: bool = False) -> Runner:
     """The bus doing ``scenario``, with async handlers or (``sync``) plain functions."""
     retry = RetryMiddleware(commands=RetryPolicy())
-    if scenario in ("S1", "S4", "S5", "S1+retry"):
+    if scenario in ("S1", "S4", "S5", "S1+retry", "S1+idempotency", "S1+duplicates"):
         middleware: list[Any] = {  # type: ignore[assignment]
             "S1": [],
             "S4": [passthrough] * 3,
             "S5": [LoggingMiddleware()],
             "S1+retry": [retry],
+            "S1+idempotency": [IdempotencyMiddleware(InMemoryIdempotencyStore())],
+            "S1+duplicates": [IdempotencyMiddleware(InMemoryIdempotencyStore())],
         }[scenario]
         bus = MessageBus(middleware=middleware)
         bus.handler(Ping, handle_ping_sync if sync else handle_ping, idempotent=True)
-        commands = [Ping(i) for i in range(n)]
         assert anyio.run(bus.send, Ping(7)) == 7
+        if scenario == "S1+duplicates":
+            # Every send repeats one handled command under one key.
+            assert anyio.run(partial(bus.send, Ping(0), idempotency_key="k")) == 0
+            duplicates = [Ping(0)] * n
+
+            async def bus_send_duplicates() -> None:
+                send = bus.send
+                for command in duplicates:
+                    await send(command, idempotency_key="k")
+
+            return bus_send_duplicates
+        commands = [Ping(i) for i in range(n)]
 
         async def bus_send() -> None:
             send = bus.send
@@ -219,16 +255,16 @@ def main(argv: list[str] | None = None) -> int:
             "bus": bus_runner(scenario, args.n),
             "bus_sync": bus_runner(scenario, args.n, sync=True),
         }
-        base = scenario.removesuffix("+retry")
-        if base != scenario:
-            runners["base"] = bus_runner(base, args.n)
+        if scenario in BASES:
+            runners["base"] = bus_runner(BASES[scenario], args.n)
         if not args.no_peers:
             runners.update(peer_runners(scenario, args.n))
         ops = anyio.run(measure, runners, args.runs, args.n)
         floor = ops.pop("floor")
         bus, bus_sync = ops.pop("bus"), ops.pop("bus_sync")
         if "base" in ops:
-            report.setdefault("retry_cost", {})[scenario] = round(ops.pop("base") / bus, 2)
+            base = ops.pop("base")
+            report.setdefault("relative_cost", {})[scenario] = round(base / bus, 2)
         report["scenarios"][scenario] = {
             "ops_per_s": round(bus),
             "floor_ops_per_s": round(floor),
@@ -273,8 +309,8 @@ def render(report: dict[str, Any]) -> str:
     ]
     for peer, figures in report["peers"].items():
         lines.append(row(peer, [cell(figures.get(s)) for s in scenarios]))
-    for scenario, cost in report.get("retry_cost", {}).items():
-        lines.append(f"{scenario}: x{cost} the cost of the same run without retries")
+    for scenario, cost in report.get("relative_cost", {}).items():
+        lines.append(f"{scenario}: x{cost} the cost of {BASES[scenario]} in the same rounds")
     lines.append("")
     lines.append(
         f"N={report['n']} per run, median of {report['runs']} interleaved runs; "
