@@ -14,7 +14,7 @@ import structlog
 
 from messagebus._codec import WireCodec
 from messagebus._context import Context, Frame, current_frame, envelope_of
-from messagebus._envelope import Envelope, lazy_envelope
+from messagebus._envelope import Envelope
 from messagebus._errors import (
     BusStateError,
     DeadLetterNotFoundError,
@@ -71,17 +71,6 @@ def _is_awaitable(result: object) -> bool:
         return True
     _plain_results.add(kind)
     return False
-
-
-def _frame_envelope(frame: Frame) -> Envelope[Message]:
-    """Return the frame's envelope, making it now if nothing has asked for it yet."""
-    envelope: Envelope[Message] | None = frame[2]
-    if envelope is None:
-        parent = frame[1]
-        envelope = frame[2] = lazy_envelope(
-            frame[0], None if parent is None else envelope_of(parent)
-        )
-    return envelope
 
 
 def _envelope_of_run(frame: Frame) -> Envelope[Message]:
@@ -336,10 +325,10 @@ class MessageBus:
         chain, inner = link(bound, terminal), link(inner_layers, terminal)
 
         def invoke(frame: Frame) -> Awaitable[Any]:
-            return chain(_frame_envelope(frame))
+            return chain(envelope_of(frame))
 
         def fast(frame: Frame) -> Awaitable[Any]:
-            return inner(_frame_envelope(frame))
+            return inner(envelope_of(frame))
 
         return _Route(
             info,
