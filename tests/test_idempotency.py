@@ -339,3 +339,12 @@ class TestResults:
             IdempotencyMiddleware(InMemoryIdempotencyStore(), lease=0)
         with pytest.raises(TypeError, match="bound per handler"):
             anyio.run(IdempotencyMiddleware(InMemoryIdempotencyStore()), None, None)  # type: ignore[arg-type]
+
+
+class TestInMemoryStoreLimits:
+    """The in-memory store refuses what the SQL stores refuse."""
+
+    async def test_negative_cleanup_limit(self) -> None:
+        """cleanup(-1) is a ValueError, like the SQL stores'."""
+        with pytest.raises(ValueError, match="limit"):
+            await InMemoryIdempotencyStore().cleanup(-1)

@@ -1,6 +1,8 @@
 """Idempotency: at-least-once delivery, effectively-once handling."""
 
 from messagebus.idempotency._memory import InMemoryIdempotencyStore
+from messagebus.idempotency._postgres import PostgresIdempotencyStore
+from messagebus.idempotency._sqlite import SQLiteIdempotencyStore
 from messagebus.idempotency._store import (
     Claimed,
     ClaimOutcome,
@@ -18,4 +20,6 @@ __all__ = [
     "InMemoryIdempotencyStore",
     "InProgress",
     "Mismatch",
+    "PostgresIdempotencyStore",
+    "SQLiteIdempotencyStore",
 ]

@@ -72,6 +72,8 @@ class InMemoryIdempotencyStore:
 
     async def cleanup(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired records; return how many went."""
+        if limit < 0:
+            raise ValueError(f"limit must not be negative: {limit}")
         now = self._clock()
         expired = [key for key, record in self._records.items() if record.expires_at <= now]
         for key in expired[:limit]:

@@ -1,0 +1,372 @@
+"""Idempotency records in a PostgreSQL table, shared by every store and process that uses it.
+
+Uses psycopg 3's *sync* API and a :class:`psycopg_pool.ConnectionPool`, called in worker
+threads through :func:`anyio.to_thread.run_sync`, like the PostgreSQL dead letter store:
+psycopg's async API runs on asyncio only, and this store must run on trio too. Needs the
+``messagebus[postgres]`` extra; psycopg is imported when a store is made, so
+``import messagebus`` works without it.
+
+Table layout (created on first use, idempotently, in ``schema`` or else the first
+schema of the search path; ``<table>`` defaults to ``messagebus_idempotency``)::
+
+    <table>(scope text COLLATE "C", key text COLLATE "C", fingerprint text NOT NULL,
+            token text NOT NULL,
+            state text NOT NULL CHECK (state IN ('in_progress', 'completed')),
+            result text NULL,      -- NULL while in progress
+            expires_at timestamptz NOT NULL,
+            PRIMARY KEY (scope, key))
+        -- expires_at: the lease's end while in progress, the TTL's end once completed;
+        -- a record is expired once expires_at <= now
+    <table>_expires_ix (expires_at)   -- for cleanup()
+    messagebus_schema(table_name text PRIMARY KEY, version integer NOT NULL)
+        -- one row per table messagebus manages, for later migrations
+
+Time: by default "now" is the database server's ``clock_timestamp()``, so every process
+using the table agrees on when a lease or a TTL ends, whatever their own clocks say. A
+``clock`` given to the store (tests) is used instead, its time sent as a parameter.
+Either way :attr:`~messagebus.idempotency.InProgress.lease_expires_at` is seconds since
+the Unix epoch.
+
+The contract (see :class:`~messagebus.idempotency.IdempotencyStore`): a claim is one
+``INSERT ... ON CONFLICT (scope, key) DO UPDATE ... WHERE expires_at <= now RETURNING
+token``. PostgreSQL serializes it on the key's unique index: of many concurrent claims of
+one key exactly one inserts the row (or takes over an expired one) and gets its token
+back; the others find a live row, which a second statement reads to report
+:class:`~messagebus.idempotency.Mismatch`, :class:`~messagebus.idempotency.InProgress`
+or :class:`~messagebus.idempotency.Completed`. :meth:`complete` and :meth:`release`
+change the record only while it carries the caller's token. :meth:`cleanup` skips rows
+other transactions hold, so concurrent cleanups and claims do not wait on each other.
+
+Limits: errors from PostgreSQL or the pool (unreachable server, timeouts, permissions)
+propagate as psycopg / psycopg_pool exceptions, unchanged. The schema must exist already.
+PostgreSQL text cannot hold NUL characters, so a key, fingerprint or result with one is
+refused (:class:`psycopg.DataError`). Times have microsecond precision. A cancelled call
+still finishes in the worker thread: a cancelled claim may have claimed the key, which
+then stays in progress until its lease ends. A schema version newer than this code knows
+raises :class:`RuntimeError`. Calls after :meth:`~PostgresIdempotencyStore.aclose` raise
+:class:`anyio.ClosedResourceError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from messagebus._ids import new_message_id
+from messagebus.dead_letters._sql import VERSION_TABLE, check_table_name
+from messagebus.idempotency._store import (
+    Claimed,
+    ClaimOutcome,
+    Completed,
+    InProgress,
+    Mismatch,
+)
+
+if TYPE_CHECKING:
+    from psycopg import Connection, sql
+    from psycopg_pool import ConnectionPool
+
+# psycopg is imported inside the functions below (hence the PLC0415 waivers): it is an
+# optional extra, and importing messagebus must work without it.
+
+__all__ = ["PostgresIdempotencyStore"]
+
+SCHEMA_VERSION = 1
+"""The layout of the idempotency table this code writes; recorded in ``messagebus_schema``."""
+
+_T = TypeVar("_T")
+
+# A claim that finds no row to take over, then no live row to report, lost a race with a
+# release or an expiry between its two statements; it tries again, this many times in
+# all. (Within one transaction the ON CONFLICT locks the row it found, so this needs a
+# holder to act between statements of an autocommit connection, or time to pass.)
+_CLAIM_ATTEMPTS = 5
+
+_TABLE = """CREATE TABLE IF NOT EXISTS {t} (
+    scope text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    fingerprint text NOT NULL,
+    token text NOT NULL,
+    state text NOT NULL CHECK (state IN ('in_progress', 'completed')),
+    result text,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (scope, key)
+)"""
+# "C" collation on the key columns: only equality matters, and bytewise comparison is
+# the cheapest for the primary key index.
+
+_CLAIM = """INSERT INTO {t} AS r (scope, key, fingerprint, token, state, result, expires_at)
+VALUES (%(scope)s, %(key)s, %(fingerprint)s, %(token)s, 'in_progress', NULL,
+        {now} + make_interval(secs => %(lease)s::float8))
+ON CONFLICT (scope, key) DO UPDATE SET
+    fingerprint = EXCLUDED.fingerprint,
+    token = EXCLUDED.token,
+    state = 'in_progress',
+    result = NULL,
+    expires_at = EXCLUDED.expires_at
+WHERE r.expires_at <= {now}
+RETURNING r.token"""
+_SELECT = """SELECT fingerprint, state, result, expires_at FROM {t}
+WHERE scope = %(scope)s AND key = %(key)s AND expires_at > {now}"""
+_COMPLETE = """UPDATE {t} SET
+    state = 'completed',
+    result = %(result)s,
+    expires_at = {now} + make_interval(secs => %(ttl)s::float8)
+WHERE scope = %(scope)s AND key = %(key)s AND token = %(token)s"""
+_RELEASE = "DELETE FROM {t} WHERE scope = %(scope)s AND key = %(key)s AND token = %(token)s"
+# By primary key, in batches: SKIP LOCKED leaves rows that a claim or another cleanup
+# holds; FOR UPDATE keeps the picked rows as they were until they are deleted.
+_CLEANUP = """DELETE FROM {t} WHERE (scope, key) IN (
+    SELECT scope, key FROM {t} WHERE expires_at <= {now}
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)"""
+
+
+class _Statements(NamedTuple):
+    """The statements for one table and time source, composed once with quoted names."""
+
+    table: str
+    schema: str | None
+    qualified: sql.Identifier
+    versions: sql.Identifier
+    claim: sql.Composed
+    select: sql.Composed
+    complete: sql.Composed
+    release: sql.Composed
+    cleanup: sql.Composed
+
+
+class PostgresIdempotencyStore:
+    """Keeps idempotency records in a PostgreSQL table.
+
+    ``dsn_or_pool`` is a connection string, for which the store makes its own pool (one
+    to four connections), opened on first use or on ``async with`` and closed by
+    :meth:`aclose`; or an open :class:`psycopg_pool.ConnectionPool`, which the store
+    borrows connections from and never opens or closes.
+
+    Args:
+        dsn_or_pool: where to connect, as above.
+        table: the table's name (letters, digits and underscores, at most 48).
+        schema: the table's schema; None for the first schema of the search path.
+        clock: seconds since the Unix epoch, used instead of the database's clock (for
+            tests); called from a worker thread. None: the database's clock.
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | ConnectionPool[Any],
+        *,
+        table: str = "messagebus_idempotency",
+        schema: str | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        from psycopg_pool import ConnectionPool  # noqa: PLC0415
+
+        self._statements = _compose(check_table_name(table), schema, database_clock=clock is None)
+        self._clock = clock
+        self._owns_pool = isinstance(dsn_or_pool, str)
+        # open=False: no I/O or threads in a constructor; _set_up opens it in a worker.
+        self._pool: ConnectionPool[Any] = (
+            ConnectionPool(
+                dsn_or_pool, min_size=1, max_size=4, open=False, name="messagebus-idempotency"
+            )
+            if isinstance(dsn_or_pool, str)
+            else dsn_or_pool
+        )
+        # No more threads than connections: extra calls wait in the event loop, not in
+        # threads blocked on the pool, which would starve anyio's shared thread limiter.
+        self._limiter = anyio.CapacityLimiter(self._pool.max_size)
+        self._ready = False
+        self._closed = False
+        self._setup_lock = threading.Lock()
+
+    async def __aenter__(self) -> Self:
+        await self._run(lambda connection: None)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Refuse further calls; close the pool if the store made it."""
+        self._closed = True
+        if self._owns_pool:
+            # Shielded: a cancelled close would leave the pool's threads running.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._pool.close)
+
+    async def claim(self, scope: str, key: str, fingerprint: str, lease: float) -> ClaimOutcome:
+        """Claim ``key`` in ``scope`` for ``lease`` seconds, or report who has it."""
+        from psycopg.rows import tuple_row  # noqa: PLC0415
+
+        token = new_message_id()
+        statements = self._statements
+
+        def claim(connection: Connection[Any]) -> ClaimOutcome:
+            # One transaction, even on an autocommit connection from a borrowed pool: the
+            # row the INSERT found stays locked until the SELECT has read it.
+            # tuple_row: a borrowed pool may hand out connections with another row factory.
+            with connection.transaction(), connection.cursor(row_factory=tuple_row) as cursor:
+                for _ in range(_CLAIM_ATTEMPTS):
+                    params = self._params(
+                        scope=scope, key=key, fingerprint=fingerprint, token=token, lease=lease
+                    )
+                    won = cursor.execute(statements.claim, params).fetchone()
+                    if won is not None and won[0] == token:
+                        return Claimed(token)
+                    live = cursor.execute(statements.select, params).fetchone()
+                    if live is not None:
+                        return _outcome(live, fingerprint)
+            raise RuntimeError(
+                f"could not claim or read key {key!r} in scope {scope!r} after "
+                f"{_CLAIM_ATTEMPTS} attempts: its record kept vanishing"
+            )
+
+        return await self._run(claim)
+
+    async def complete(self, scope: str, key: str, token: str, result: str, ttl: float) -> None:
+        """Record the claim's result, to be returned to duplicates for ``ttl`` seconds."""
+        await self._change(
+            self._statements.complete,
+            lambda: self._params(scope=scope, key=key, token=token, result=result, ttl=ttl),
+        )
+
+    async def release(self, scope: str, key: str, token: str) -> None:
+        """Delete the claim (the handler failed), so that the key can be claimed again."""
+        await self._change(
+            self._statements.release, lambda: self._params(scope=scope, key=key, token=token)
+        )
+
+    async def cleanup(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired records; return how many went.
+
+        A negative ``limit`` raises :class:`ValueError`.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must not be negative: {limit}")
+        return await self._change(self._statements.cleanup, lambda: self._params(limit=limit))
+
+    def _params(self, **params: object) -> dict[str, object]:
+        """Return the statement's parameters, with the fake clock's time if there is one."""
+        if self._clock is not None:
+            params["now"] = datetime.fromtimestamp(self._clock(), UTC)
+        return params
+
+    async def _change(self, query: sql.Composed, params: Callable[[], dict[str, object]]) -> int:
+        # params is called in the worker thread, next to the statement it goes with.
+        return await self._run(lambda connection: connection.execute(query, params()).rowcount)
+
+    async def _run(self, call: Callable[[Connection[Any]], _T]) -> _T:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        return await anyio.to_thread.run_sync(self._call, call, limiter=self._limiter)
+
+    def _call(self, call: Callable[[Connection[Any]], _T]) -> _T:
+        # Checked again in the thread: aclose() may have run while this call queued.
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if not self._ready:
+            self._set_up()
+        # Leaving the block commits, or rolls back if the call raised.
+        with self._pool.connection() as connection:
+            return call(connection)
+
+    def _set_up(self) -> None:
+        with self._setup_lock:
+            if self._ready:
+                return
+            if self._owns_pool:
+                self._pool.open()
+            with self._pool.connection() as connection, connection.transaction():
+                _create_schema(connection, self._statements)
+            self._ready = True
+
+
+def _outcome(row: Sequence[Any], fingerprint: str) -> ClaimOutcome:
+    """Map a live record (fingerprint, state, result, expires_at) to what a claim sees."""
+    stored, state, result, expires_at = row
+    if stored != fingerprint:
+        return Mismatch(stored)
+    if state == "in_progress":
+        # An aware datetime: its timestamp does not depend on the session's time zone.
+        return InProgress(expires_at.timestamp())
+    return Completed(result)
+
+
+def _compose(table: str, schema: str | None, *, database_clock: bool) -> _Statements:
+    from psycopg import sql  # noqa: PLC0415
+
+    def name(name: str) -> sql.Identifier:
+        return sql.Identifier(name) if schema is None else sql.Identifier(schema, name)
+
+    qualified = name(table)
+    # clock_timestamp(), not now(): the time when the statement gets there (after any
+    # wait for a row lock), not when its transaction began.
+    now = sql.SQL("clock_timestamp()" if database_clock else "%(now)s::timestamptz")
+
+    def compose(template: str) -> sql.Composed:
+        return sql.SQL(template).format(t=qualified, now=now)
+
+    return _Statements(
+        table=table,
+        schema=schema,
+        qualified=qualified,
+        versions=name(VERSION_TABLE),
+        claim=compose(_CLAIM),
+        select=compose(_SELECT),
+        complete=compose(_COMPLETE),
+        release=compose(_RELEASE),
+        cleanup=compose(_CLEANUP),
+    )
+
+
+def _create_schema(connection: Connection[Any], statements: _Statements) -> None:
+    """Create the table, its index and its version row if missing; in a transaction."""
+    from psycopg import sql  # noqa: PLC0415
+    from psycopg.rows import tuple_row  # noqa: PLC0415
+
+    table, versions = statements.table, statements.versions
+    # CREATE TABLE IF NOT EXISTS races with itself across sessions (a duplicate pg_type
+    # row); a transaction-scoped advisory lock per table makes creators take turns.
+    connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        [f"messagebus:{statements.schema or ''}.{table}"],
+    )
+    connection.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {v} (table_name text PRIMARY KEY, version integer NOT NULL)"
+        ).format(v=versions)
+    )
+    with connection.cursor(row_factory=tuple_row) as cursor:
+        row = cursor.execute(
+            sql.SQL("SELECT version FROM {v} WHERE table_name = %s").format(v=versions), [table]
+        ).fetchone()
+    if row is not None and row[0] > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"table {table!r} has schema version {row[0]}; this messagebus knows up to "
+            f"{SCHEMA_VERSION}: upgrade messagebus"
+        )
+    connection.execute(sql.SQL(_TABLE).format(t=statements.qualified))
+    connection.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at)").format(
+            i=sql.Identifier(f"{table}_expires_ix"), t=statements.qualified
+        )
+    )
+    connection.execute(
+        sql.SQL(
+            "INSERT INTO {v} (table_name, version) VALUES (%s, %s) "
+            "ON CONFLICT (table_name) DO NOTHING"
+        ).format(v=versions),
+        [table, SCHEMA_VERSION],
+    )
