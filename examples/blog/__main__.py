@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
 
 from examples.blog.app import Blog, PublishPost, RegisterUser, build_bus
-from messagebus import CommandRejected
+from messagebus import CommandRejected, MessageBus
+from messagebus.dead_letters import SQLiteDeadLetterStore
 
 
 def configure_logging() -> None:
@@ -26,12 +30,24 @@ def configure_logging() -> None:
     )
 
 
-async def main() -> None:
-    """Tell the story of commands and events, one step at a time."""
-    say = structlog.get_logger("demo").info
-    blog = Blog(followers={"ada": ["grace", "linus"]})
-    bus = build_bus(blog)
+async def main(database: Path | None = None) -> None:
+    """Tell the story of commands and events, one step at a time.
 
+    Dead letters go to SQLite, the embedded default: ``database`` or a file in a
+    temporary directory.
+    """
+    say = structlog.get_logger("demo").info
+    with tempfile.TemporaryDirectory() as scratch:
+        path = database or Path(scratch) / "blog.sqlite3"
+        async with SQLiteDeadLetterStore(path) as dead_letters:
+            blog = Blog(followers={"ada": ["grace", "linus"]})
+            await tell(say, blog, build_bus(blog, dead_letters))
+            say("dead letters are kept in SQLite", path=str(path))
+    say("done")
+
+
+async def tell(say: Any, blog: Blog, bus: MessageBus) -> None:
+    """Run the scenarios on ``bus``, saying what happens to ``blog``."""
     async with bus:
         say("1. ada publishes a post: one command, one handler, then an event to two subscribers")
         post_id = await bus.send(PublishPost("ada", "Hello messagebus"))
@@ -71,7 +87,6 @@ async def main() -> None:
             words=sorted(blog.search_index),
             dead_letters=len(await bus.dead_letters.list()),
         )
-    say("done")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from messagebus import (
     MessageBus,
     RetryPolicy,
 )
+from messagebus.dead_letters import DeadLetterStore
 from messagebus.middleware import LoggingMiddleware, RetryMiddleware
 
 
@@ -82,9 +83,13 @@ class MailServerBusyError(ConnectionError):
 DEMO_RETRIES = RetryPolicy(max_attempts=3, backoff=ExponentialBackoff(initial=0.01))
 
 
-def build_bus(blog: Blog) -> MessageBus:
+def build_bus(blog: Blog, dead_letters: DeadLetterStore | None = None) -> MessageBus:
     """Return a bus with the blog's handlers registered."""
-    bus = MessageBus(middleware=[LoggingMiddleware(), RetryMiddleware(events=DEMO_RETRIES)])
+    bus = MessageBus(
+        middleware=[LoggingMiddleware(), RetryMiddleware(events=DEMO_RETRIES)],
+        dead_letters=dead_letters,
+        source="/blog",
+    )
 
     @bus.handler(PublishPost)
     async def publish_post(command: PublishPost, ctx: Context[PublishPost]) -> int:
