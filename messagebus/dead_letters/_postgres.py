@@ -1,9 +1,10 @@
 """Dead letters in a PostgreSQL table, shared by every store and process that uses it.
 
 Uses psycopg 3's *sync* API and a :class:`psycopg_pool.ConnectionPool`, called in worker
-threads through :func:`anyio.to_thread.run_sync`: psycopg's async API runs on asyncio
-only, and this store must run on trio too. Needs the ``messagebus[postgres]`` extra;
-psycopg is imported when a store is made, so ``import messagebus`` works without it.
+threads through :func:`anyio.to_thread.run_sync` (:mod:`messagebus._sql._postgres`):
+psycopg's async API runs on asyncio only, and this store must run on trio too. Needs the
+``messagebus[postgres]`` extra; psycopg is imported when a store is made, so
+``import messagebus`` works without it.
 
 Table layout (created on first use, idempotently, in ``schema`` or else the first
 schema of the search path; ``<table>`` defaults to ``messagebus_dead_letters``)::
@@ -32,20 +33,18 @@ Calls after :meth:`~PostgresDeadLetterStore.aclose` raise
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import anyio
-import anyio.to_thread
-
+from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
+from messagebus._sql._schema import check_table_name
+from messagebus._sql._store import SQLStore
 from messagebus.dead_letters._record import DeadLetter
-from messagebus.dead_letters._sql import SCHEMA_VERSION, VERSION_TABLE, check_table_name, record
+from messagebus.dead_letters._sql import SCHEMA_VERSION, record
 
 if TYPE_CHECKING:
-    from psycopg import Connection, sql
+    from psycopg import sql
     from psycopg_pool import ConnectionPool
 
 # psycopg is imported inside the functions below (hence the PLC0415 waivers): it is an
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresDeadLetterStore"]
 
-_T = TypeVar("_T")
 _COLUMNS = (
     "id",
     "handler",
@@ -92,16 +90,13 @@ _INDEXES = (
 class _Statements(NamedTuple):
     """The statements for one table, composed once with quoted identifiers."""
 
-    table: str
-    schema: str | None
     qualified: sql.Identifier
-    versions: sql.Identifier
     insert: sql.Composed
     select: sql.Composed
     delete: sql.Composed
 
 
-class PostgresDeadLetterStore:
+class PostgresDeadLetterStore(SQLStore[PostgresDatabase]):
     """Keeps dead letters in a PostgreSQL table.
 
     ``dsn_or_pool`` is a connection string, for which the store makes its own pool (one
@@ -118,54 +113,29 @@ class PostgresDeadLetterStore:
         table: str = "messagebus_dead_letters",
         schema: str | None = None,
     ) -> None:
-        from psycopg_pool import ConnectionPool  # noqa: PLC0415
-
         self._statements = _compose(check_table_name(table), schema)
-        self._owns_pool = isinstance(dsn_or_pool, str)
-        # open=False: no I/O or threads in a constructor; _set_up opens it in a worker.
-        self._pool: ConnectionPool[Any] = (
-            ConnectionPool(
-                dsn_or_pool, min_size=1, max_size=4, open=False, name="messagebus-dead-letters"
-            )
-            if isinstance(dsn_or_pool, str)
-            else dsn_or_pool
+        self._database = PostgresDatabase(
+            dsn_or_pool,
+            name="messagebus-dead-letters",
+            set_up=lambda connection: create_table(
+                connection,
+                schema=schema,
+                table=table,
+                version=SCHEMA_VERSION,
+                definition=_TABLE,
+                indexes=_INDEXES,
+            ),
         )
-        # No more threads than connections: extra calls wait in the event loop, not in
-        # threads blocked on the pool, which would starve anyio's shared thread limiter.
-        self._limiter = anyio.CapacityLimiter(self._pool.max_size)
-        self._ready = False
-        self._closed = False
-        self._setup_lock = threading.Lock()
-
-    async def __aenter__(self) -> Self:
-        await self._run(lambda connection: None)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Refuse further calls; close the pool if the store made it."""
-        self._closed = True
-        if self._owns_pool:
-            # Shielded: a cancelled close would leave the pool's threads running.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._pool.close)
 
     async def add(self, dead_letter: DeadLetter) -> None:
         """Keep ``dead_letter``."""
         params = [getattr(dead_letter, column) for column in _COLUMNS]
         _aware(dead_letter.first_failed_at, dead_letter.last_failed_at)
-        await self._run(lambda connection: connection.execute(self._statements.insert, params))
+        await self._change(self._statements.insert, params)
 
     async def get(self, dead_letter_id: str) -> DeadLetter | None:
         """Return the record with this id, or None."""
-        rows = await self._fetch(
+        rows = await self._database.fetch(
             _where(self._statements.select, {"id": dead_letter_id}), [dead_letter_id]
         )
         return _letter(rows[0]) if rows else None
@@ -188,7 +158,7 @@ class PostgresDeadLetterStore:
             raise ValueError(f"limit must not be negative: {limit}")
         filters = _given(message_type=message_type, handler=handler, since=since, until=until)
         query = _where(self._statements.select, filters, order=True)
-        rows = await self._fetch(query, [*filters.values(), limit])
+        rows = await self._database.fetch(query, [*filters.values(), limit])
         return tuple(_letter(row) for row in rows)
 
     async def delete(self, dead_letter_id: str) -> bool:
@@ -207,45 +177,10 @@ class PostgresDeadLetterStore:
         filters = _given(message_type=message_type, handler=handler, until=until)
         return await self._change(_where(self._statements.delete, filters), list(filters.values()))
 
-    async def _fetch(
-        self, query: sql.Composed, params: Sequence[object]
-    ) -> Sequence[tuple[Any, ...]]:
-        from psycopg.rows import tuple_row  # noqa: PLC0415
-
-        def fetch(connection: Connection[Any]) -> Sequence[tuple[Any, ...]]:
-            # A borrowed pool may hand out connections with another row factory.
-            with connection.cursor(row_factory=tuple_row) as cursor:
-                return cursor.execute(query, params).fetchall()
-
-        return await self._run(fetch)
-
     async def _change(self, query: sql.Composed, params: Sequence[object]) -> int:
-        return await self._run(lambda connection: connection.execute(query, params).rowcount)
-
-    async def _run(self, call: Callable[[Connection[Any]], _T]) -> _T:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        return await anyio.to_thread.run_sync(self._call, call, limiter=self._limiter)
-
-    def _call(self, call: Callable[[Connection[Any]], _T]) -> _T:
-        # Checked again in the thread: aclose() may have run while this call queued.
-        if self._closed:
-            raise anyio.ClosedResourceError
-        if not self._ready:
-            self._set_up()
-        # Leaving the block commits, or rolls back if the call raised.
-        with self._pool.connection() as connection:
-            return call(connection)
-
-    def _set_up(self) -> None:
-        with self._setup_lock:
-            if self._ready:
-                return
-            if self._owns_pool:
-                self._pool.open()
-            with self._pool.connection() as connection, connection.transaction():
-                _create_schema(connection, self._statements)
-            self._ready = True
+        return await self._database.run(
+            lambda connection: connection.execute(query, params).rowcount
+        )
 
 
 def _aware(*moments: datetime) -> None:
@@ -269,19 +204,13 @@ def _letter(row: Sequence[Any]) -> DeadLetter:
 def _compose(table: str, schema: str | None) -> _Statements:
     from psycopg import sql  # noqa: PLC0415
 
-    def name(name: str) -> sql.Identifier:
-        return sql.Identifier(name) if schema is None else sql.Identifier(schema, name)
-
-    qualified = name(table)
+    target = qualified(schema, table)
     columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
     insert = sql.SQL("INSERT INTO {t} ({c}) VALUES ({v}) ON CONFLICT (id) DO UPDATE SET {u}")
     return _Statements(
-        table=table,
-        schema=schema,
-        qualified=qualified,
-        versions=name(VERSION_TABLE),
+        qualified=target,
         insert=insert.format(
-            t=qualified,
+            t=target,
             c=columns,
             v=sql.SQL(", ").join([sql.Placeholder()] * len(_COLUMNS)),
             u=sql.SQL(", ").join(
@@ -289,8 +218,8 @@ def _compose(table: str, schema: str | None) -> _Statements:
                 for column in _COLUMNS[1:]
             ),
         ),
-        select=sql.SQL("SELECT {c} FROM {t}").format(c=columns, t=qualified),
-        delete=sql.SQL("DELETE FROM {t}").format(t=qualified),
+        select=sql.SQL("SELECT {c} FROM {t}").format(c=columns, t=target),
+        delete=sql.SQL("DELETE FROM {t}").format(t=target),
     )
 
 
@@ -315,45 +244,3 @@ def _where(
     if order:
         query += sql.SQL(" ORDER BY last_failed_at, id LIMIT %s")
     return query
-
-
-def _create_schema(connection: Connection[Any], statements: _Statements) -> None:
-    """Create the table, its indexes and its version row if missing; in a transaction."""
-    from psycopg import sql  # noqa: PLC0415
-    from psycopg.rows import tuple_row  # noqa: PLC0415
-
-    table, versions = statements.table, statements.versions
-    # CREATE TABLE IF NOT EXISTS races with itself across sessions (a duplicate pg_type
-    # row); a transaction-scoped advisory lock per table makes creators take turns.
-    connection.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-        [f"messagebus:{statements.schema or ''}.{table}"],
-    )
-    connection.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {v} (table_name text PRIMARY KEY, version integer NOT NULL)"
-        ).format(v=versions)
-    )
-    with connection.cursor(row_factory=tuple_row) as cursor:
-        row = cursor.execute(
-            sql.SQL("SELECT version FROM {v} WHERE table_name = %s").format(v=versions), [table]
-        ).fetchone()
-    if row is not None and row[0] > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"table {table!r} has schema version {row[0]}; this messagebus knows up to "
-            f"{SCHEMA_VERSION}: upgrade messagebus"
-        )
-    connection.execute(sql.SQL(_TABLE).format(t=statements.qualified))
-    for suffix, columns in _INDEXES:
-        connection.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c})").format(
-                i=sql.Identifier(f"{table}_{suffix}"), t=statements.qualified, c=sql.SQL(columns)
-            )
-        )
-    connection.execute(
-        sql.SQL(
-            "INSERT INTO {v} (table_name, version) VALUES (%s, %s) "
-            "ON CONFLICT (table_name) DO NOTHING"
-        ).format(v=versions),
-        [table, SCHEMA_VERSION],
-    )

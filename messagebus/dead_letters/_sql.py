@@ -1,35 +1,20 @@
-"""What the SQL dead letter stores share: the schema version, names, row mapping."""
+"""What the SQL dead letter stores share: the schema version and the row mapping.
+
+The table-independent plumbing (names, connections, version rows) is in :mod:`messagebus._sql`.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from messagebus.dead_letters._record import DeadLetter
 
-__all__ = ["SCHEMA_VERSION", "VERSION_TABLE", "check_table_name", "record"]
+__all__ = ["SCHEMA_VERSION", "record"]
 
 SCHEMA_VERSION = 1
 """The layout this code writes; recorded in ``messagebus_schema``."""
-
-VERSION_TABLE = "messagebus_schema"
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
-
-
-def check_table_name(table: str) -> str:
-    """Return ``table`` if it is a plain identifier, else raise :class:`ValueError`.
-
-    At most 48 characters, so the derived index names stay under PostgreSQL's 63.
-    """
-    if not _IDENTIFIER.fullmatch(table) or table == VERSION_TABLE:
-        raise ValueError(
-            f"table name must be letters, digits and underscores (at most 48, not "
-            f"starting with a digit, not {VERSION_TABLE!r}): {table!r}"
-        )
-    return table
 
 
 def record(row: Sequence[Any], first_failed_at: datetime, last_failed_at: datetime) -> DeadLetter:

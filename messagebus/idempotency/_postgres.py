@@ -1,7 +1,8 @@
 """Idempotency records in a PostgreSQL table, shared by every store and process that uses it.
 
 Uses psycopg 3's *sync* API and a :class:`psycopg_pool.ConnectionPool`, called in worker
-threads through :func:`anyio.to_thread.run_sync`, like the PostgreSQL dead letter store:
+threads through :func:`anyio.to_thread.run_sync`, like the PostgreSQL dead letter store
+(:mod:`messagebus._sql._postgres`):
 psycopg's async API runs on asyncio only, and this store must run on trio too. Needs the
 ``messagebus[postgres]`` extra; psycopg is imported when a store is made, so
 ``import messagebus`` works without it.
@@ -49,17 +50,14 @@ raises :class:`RuntimeError`. Calls after :meth:`~PostgresIdempotencyStore.aclos
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
-
-import anyio
-import anyio.to_thread
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from messagebus._ids import new_message_id
-from messagebus.dead_letters._sql import VERSION_TABLE, check_table_name
+from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
+from messagebus._sql._schema import check_table_name
+from messagebus._sql._store import SQLStore
 from messagebus.idempotency._store import (
     Claimed,
     ClaimOutcome,
@@ -79,8 +77,6 @@ __all__ = ["PostgresIdempotencyStore"]
 
 SCHEMA_VERSION = 1
 """The layout of the idempotency table this code writes; recorded in ``messagebus_schema``."""
-
-_T = TypeVar("_T")
 
 # A claim that finds no row to take over, then no live row to report, lost a race with a
 # release or an expiry between its two statements; it tries again, this many times in
@@ -131,10 +127,7 @@ _CLEANUP = """DELETE FROM {t} WHERE (scope, key) IN (
 class _Statements(NamedTuple):
     """The statements for one table and time source, composed once with quoted names."""
 
-    table: str
-    schema: str | None
     qualified: sql.Identifier
-    versions: sql.Identifier
     claim: sql.Composed
     select: sql.Composed
     complete: sql.Composed
@@ -142,7 +135,7 @@ class _Statements(NamedTuple):
     cleanup: sql.Composed
 
 
-class PostgresIdempotencyStore:
+class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
     """Keeps idempotency records in a PostgreSQL table.
 
     ``dsn_or_pool`` is a connection string, for which the store makes its own pool (one
@@ -166,45 +159,20 @@ class PostgresIdempotencyStore:
         schema: str | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        from psycopg_pool import ConnectionPool  # noqa: PLC0415
-
         self._statements = _compose(check_table_name(table), schema, database_clock=clock is None)
         self._clock = clock
-        self._owns_pool = isinstance(dsn_or_pool, str)
-        # open=False: no I/O or threads in a constructor; _set_up opens it in a worker.
-        self._pool: ConnectionPool[Any] = (
-            ConnectionPool(
-                dsn_or_pool, min_size=1, max_size=4, open=False, name="messagebus-idempotency"
-            )
-            if isinstance(dsn_or_pool, str)
-            else dsn_or_pool
+        self._database = PostgresDatabase(
+            dsn_or_pool,
+            name="messagebus-idempotency",
+            set_up=lambda connection: create_table(
+                connection,
+                schema=schema,
+                table=table,
+                version=SCHEMA_VERSION,
+                definition=_TABLE,
+                indexes=[("expires_ix", "expires_at")],
+            ),
         )
-        # No more threads than connections: extra calls wait in the event loop, not in
-        # threads blocked on the pool, which would starve anyio's shared thread limiter.
-        self._limiter = anyio.CapacityLimiter(self._pool.max_size)
-        self._ready = False
-        self._closed = False
-        self._setup_lock = threading.Lock()
-
-    async def __aenter__(self) -> Self:
-        await self._run(lambda connection: None)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Refuse further calls; close the pool if the store made it."""
-        self._closed = True
-        if self._owns_pool:
-            # Shielded: a cancelled close would leave the pool's threads running.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._pool.close)
 
     async def claim(self, scope: str, key: str, fingerprint: str, lease: float) -> ClaimOutcome:
         """Claim ``key`` in ``scope`` for ``lease`` seconds, or report who has it."""
@@ -233,7 +201,7 @@ class PostgresIdempotencyStore:
                 f"{_CLAIM_ATTEMPTS} attempts: its record kept vanishing"
             )
 
-        return await self._run(claim)
+        return await self._database.run(claim)
 
     async def complete(self, scope: str, key: str, token: str, result: str, ttl: float) -> None:
         """Record the claim's result, to be returned to duplicates for ``ttl`` seconds."""
@@ -265,32 +233,9 @@ class PostgresIdempotencyStore:
 
     async def _change(self, query: sql.Composed, params: Callable[[], dict[str, object]]) -> int:
         # params is called in the worker thread, next to the statement it goes with.
-        return await self._run(lambda connection: connection.execute(query, params()).rowcount)
-
-    async def _run(self, call: Callable[[Connection[Any]], _T]) -> _T:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        return await anyio.to_thread.run_sync(self._call, call, limiter=self._limiter)
-
-    def _call(self, call: Callable[[Connection[Any]], _T]) -> _T:
-        # Checked again in the thread: aclose() may have run while this call queued.
-        if self._closed:
-            raise anyio.ClosedResourceError
-        if not self._ready:
-            self._set_up()
-        # Leaving the block commits, or rolls back if the call raised.
-        with self._pool.connection() as connection:
-            return call(connection)
-
-    def _set_up(self) -> None:
-        with self._setup_lock:
-            if self._ready:
-                return
-            if self._owns_pool:
-                self._pool.open()
-            with self._pool.connection() as connection, connection.transaction():
-                _create_schema(connection, self._statements)
-            self._ready = True
+        return await self._database.run(
+            lambda connection: connection.execute(query, params()).rowcount
+        )
 
 
 def _outcome(row: Sequence[Any], fingerprint: str) -> ClaimOutcome:
@@ -307,66 +252,19 @@ def _outcome(row: Sequence[Any], fingerprint: str) -> ClaimOutcome:
 def _compose(table: str, schema: str | None, *, database_clock: bool) -> _Statements:
     from psycopg import sql  # noqa: PLC0415
 
-    def name(name: str) -> sql.Identifier:
-        return sql.Identifier(name) if schema is None else sql.Identifier(schema, name)
-
-    qualified = name(table)
+    target = qualified(schema, table)
     # clock_timestamp(), not now(): the time when the statement gets there (after any
     # wait for a row lock), not when its transaction began.
     now = sql.SQL("clock_timestamp()" if database_clock else "%(now)s::timestamptz")
 
     def compose(template: str) -> sql.Composed:
-        return sql.SQL(template).format(t=qualified, now=now)
+        return sql.SQL(template).format(t=target, now=now)
 
     return _Statements(
-        table=table,
-        schema=schema,
-        qualified=qualified,
-        versions=name(VERSION_TABLE),
+        qualified=target,
         claim=compose(_CLAIM),
         select=compose(_SELECT),
         complete=compose(_COMPLETE),
         release=compose(_RELEASE),
         cleanup=compose(_CLEANUP),
-    )
-
-
-def _create_schema(connection: Connection[Any], statements: _Statements) -> None:
-    """Create the table, its index and its version row if missing; in a transaction."""
-    from psycopg import sql  # noqa: PLC0415
-    from psycopg.rows import tuple_row  # noqa: PLC0415
-
-    table, versions = statements.table, statements.versions
-    # CREATE TABLE IF NOT EXISTS races with itself across sessions (a duplicate pg_type
-    # row); a transaction-scoped advisory lock per table makes creators take turns.
-    connection.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-        [f"messagebus:{statements.schema or ''}.{table}"],
-    )
-    connection.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {v} (table_name text PRIMARY KEY, version integer NOT NULL)"
-        ).format(v=versions)
-    )
-    with connection.cursor(row_factory=tuple_row) as cursor:
-        row = cursor.execute(
-            sql.SQL("SELECT version FROM {v} WHERE table_name = %s").format(v=versions), [table]
-        ).fetchone()
-    if row is not None and row[0] > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"table {table!r} has schema version {row[0]}; this messagebus knows up to "
-            f"{SCHEMA_VERSION}: upgrade messagebus"
-        )
-    connection.execute(sql.SQL(_TABLE).format(t=statements.qualified))
-    connection.execute(
-        sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (expires_at)").format(
-            i=sql.Identifier(f"{table}_expires_ix"), t=statements.qualified
-        )
-    )
-    connection.execute(
-        sql.SQL(
-            "INSERT INTO {v} (table_name, version) VALUES (%s, %s) "
-            "ON CONFLICT (table_name) DO NOTHING"
-        ).format(v=versions),
-        [table, SCHEMA_VERSION],
     )

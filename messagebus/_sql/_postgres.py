@@ -1,0 +1,195 @@
+"""A psycopg connection pool used from worker threads, for the PostgreSQL stores.
+
+:class:`PostgresDatabase` calls psycopg 3's *sync* API through
+:func:`anyio.to_thread.run_sync`: psycopg's async API runs on asyncio only, and the
+stores must run on trio too. psycopg is imported when a database object is made, never
+at import time, so ``import messagebus`` works without the ``postgres`` extra. Contract:
+
+- Given a DSN, it makes its own :class:`psycopg_pool.ConnectionPool` (one to four
+  connections), opened by the first call in a worker thread and closed by
+  :meth:`~PostgresDatabase.aclose`. Given a pool, it borrows connections from it as
+  they come (autocommit or not, any row factory) and never opens or closes it.
+- At most as many calls run in threads as the pool has connections; the rest queue in
+  the event loop.
+- Before the first call, once across threads, the caller's ``set_up`` runs on a pooled
+  connection in a transaction; if it raises, the next call tries again.
+- :meth:`~PostgresDatabase.run` gives a pooled connection to a function; leaving it
+  commits, or rolls back if the function raised (on a non-autocommit connection).
+  :meth:`~PostgresDatabase.fetch` returns a query's rows as tuples.
+- :meth:`~PostgresDatabase.aclose` refuses further calls and closes an owned pool,
+  shielded from cancellation; later calls raise :class:`anyio.ClosedResourceError`.
+- A cancelled call still finishes in its worker thread; errors from PostgreSQL or the
+  pool propagate as psycopg / psycopg_pool exceptions, unchanged.
+
+:func:`create_table` is a ``set_up`` building block: a table with its indexes and its
+version row, serialised across sessions, refusing a newer recorded version.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from messagebus._sql._schema import VERSION_TABLE, check_version
+
+if TYPE_CHECKING:
+    from psycopg import Connection, sql
+    from psycopg_pool import ConnectionPool
+
+# psycopg is imported inside the functions below (hence the PLC0415 waivers): it is an
+# optional extra, and importing messagebus must work without it.
+
+__all__ = ["PostgresDatabase", "create_table", "qualified"]
+
+_T = TypeVar("_T")
+
+
+class PostgresDatabase:
+    """A pool, owned (from a DSN) or borrowed, used from worker threads; see the module.
+
+    ``name`` names an owned pool (in its threads and logs).
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | ConnectionPool[Any],
+        *,
+        name: str,
+        set_up: Callable[[Connection[Any]], None],
+    ) -> None:
+        from psycopg_pool import ConnectionPool  # noqa: PLC0415
+
+        self._owns_pool = isinstance(dsn_or_pool, str)
+        # open=False: no I/O or threads in a constructor; _set_up opens it in a worker.
+        self._pool: ConnectionPool[Any] = (
+            ConnectionPool(dsn_or_pool, min_size=1, max_size=4, open=False, name=name)
+            if isinstance(dsn_or_pool, str)
+            else dsn_or_pool
+        )
+        self._set_up_schema = set_up
+        # No more threads than connections: extra calls wait in the event loop, not in
+        # threads blocked on the pool, which would starve anyio's shared thread limiter.
+        self._limiter = anyio.CapacityLimiter(self._pool.max_size)
+        self._ready = False
+        self._closed = False
+        self._setup_lock = threading.Lock()
+
+    async def open(self) -> None:
+        """Open an owned pool and set up the schema now, if not done yet."""
+        await self.run(lambda connection: None)
+
+    async def run(self, call: Callable[[Connection[Any]], _T]) -> _T:
+        """Return ``call(connection)``, run in a worker thread on a pooled connection."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        return await anyio.to_thread.run_sync(self._call, call, limiter=self._limiter)
+
+    async def fetch(
+        self, query: sql.Composed, params: Sequence[object]
+    ) -> Sequence[tuple[Any, ...]]:
+        """Return every row of ``query``, as tuples whatever the connection's row factory."""
+        from psycopg.rows import tuple_row  # noqa: PLC0415
+
+        def fetch(connection: Connection[Any]) -> Sequence[tuple[Any, ...]]:
+            # A borrowed pool may hand out connections with another row factory.
+            with connection.cursor(row_factory=tuple_row) as cursor:
+                return cursor.execute(query, params).fetchall()
+
+        return await self.run(fetch)
+
+    async def aclose(self) -> None:
+        """Refuse further calls; close the pool if this object made it."""
+        self._closed = True
+        if self._owns_pool:
+            # Shielded: a cancelled close would leave the pool's threads running.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._pool.close)
+
+    def _call(self, call: Callable[[Connection[Any]], _T]) -> _T:
+        # Checked again in the thread: aclose() may have run while this call queued.
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if not self._ready:
+            self._set_up()
+        # Leaving the block commits, or rolls back if the call raised.
+        with self._pool.connection() as connection:
+            return call(connection)
+
+    def _set_up(self) -> None:
+        # A lock, not the limiter: several threads may reach here before any is ready.
+        with self._setup_lock:
+            if self._ready:
+                return
+            if self._owns_pool:
+                self._pool.open()
+            with self._pool.connection() as connection, connection.transaction():
+                self._set_up_schema(connection)
+            self._ready = True
+
+
+def qualified(schema: str | None, name: str) -> sql.Identifier:
+    """Return ``name`` as a quoted identifier, in ``schema`` if one is given."""
+    from psycopg import sql  # noqa: PLC0415
+
+    return sql.Identifier(name) if schema is None else sql.Identifier(schema, name)
+
+
+def create_table(
+    connection: Connection[Any],
+    *,
+    schema: str | None,
+    table: str,
+    version: int,
+    definition: str,
+    indexes: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Create ``table`` and its indexes if missing, and record its ``version``.
+
+    ``definition`` is a ``CREATE TABLE IF NOT EXISTS {t} (...)`` template, ``{t}`` being
+    the qualified table; each index is a name suffix and its column list, made as
+    ``<table>_<suffix>``. Raises :class:`RuntimeError` if the table's recorded version
+    is newer than ``version``. Must run in a transaction (``set_up`` does): the advisory
+    lock it takes is released at its end.
+    """
+    from psycopg import sql  # noqa: PLC0415
+    from psycopg.rows import tuple_row  # noqa: PLC0415
+
+    target, versions = qualified(schema, table), qualified(schema, VERSION_TABLE)
+    # CREATE TABLE IF NOT EXISTS races with itself across sessions (a duplicate pg_type
+    # row); a transaction-scoped advisory lock per table makes creators take turns. The
+    # key must not change: other processes may run other messagebus versions.
+    connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        [f"messagebus:{schema or ''}.{table}"],
+    )
+    connection.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {v} (table_name text PRIMARY KEY, version integer NOT NULL)"
+        ).format(v=versions)
+    )
+    # tuple_row: a borrowed pool may hand out connections with another row factory.
+    with connection.cursor(row_factory=tuple_row) as cursor:
+        row = cursor.execute(
+            sql.SQL("SELECT version FROM {v} WHERE table_name = %s").format(v=versions), [table]
+        ).fetchone()
+    check_version(table, None if row is None else row[0], version)
+    connection.execute(sql.SQL(definition).format(t=target))
+    for suffix, columns in indexes:
+        connection.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c})").format(
+                i=sql.Identifier(f"{table}_{suffix}"),
+                t=target,
+                c=sql.SQL(columns),
+            )
+        )
+    connection.execute(
+        sql.SQL(
+            "INSERT INTO {v} (table_name, version) VALUES (%s, %s) "
+            "ON CONFLICT (table_name) DO NOTHING"
+        ).format(v=versions),
+        [table, version],
+    )

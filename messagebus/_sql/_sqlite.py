@@ -1,0 +1,170 @@
+"""One SQLite connection used from worker threads, for the SQLite stores.
+
+:class:`SQLiteDatabase` runs the stdlib :mod:`sqlite3` through
+:func:`anyio.to_thread.run_sync`, so it works on asyncio and trio alike. Contract:
+
+- One connection per database object, opened lazily by the first call (in a worker
+  thread), and one thread at a time on it; concurrent calls queue in the event loop.
+- On opening, the file is switched to WAL mode (retrying while other connections hold
+  it, up to :data:`BUSY_TIMEOUT`), ``synchronous`` is set to FULL, and the caller's
+  ``set_up`` runs in a ``BEGIN IMMEDIATE`` transaction; if any of it fails the
+  connection is closed and the error propagates (the next call tries again).
+- :meth:`~SQLiteDatabase.run` gives the connection to a function in autocommit mode;
+  :meth:`~SQLiteDatabase.write` runs the function in a ``BEGIN IMMEDIATE`` transaction,
+  committed if it returns and rolled back if it raises. Writers from other connections
+  and processes wait up to :data:`BUSY_TIMEOUT` seconds for the file's write lock.
+- :meth:`~SQLiteDatabase.aclose` closes the connection once pending calls finish;
+  calls after it raise :class:`anyio.ClosedResourceError`. It may be called repeatedly.
+- A cancelled call still finishes in its worker thread; errors from SQLite propagate as
+  :mod:`sqlite3` exceptions, unchanged.
+
+:func:`create_table` is a ``set_up`` building block: a table with its indexes and its
+version row, refusing a newer recorded version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from messagebus._sql._schema import VERSION_TABLE, check_version
+
+__all__ = ["BUSY_TIMEOUT", "SQLiteDatabase", "create_table"]
+
+BUSY_TIMEOUT = 5.0
+"""Seconds a write waits for another connection's lock on the file."""
+
+_T = TypeVar("_T")
+
+
+class SQLiteDatabase:
+    """One lazily opened connection to the SQLite file at ``path``; see the module."""
+
+    def __init__(self, path: str, *, set_up: Callable[[sqlite3.Connection], None]) -> None:
+        self._path = path
+        self._set_up = set_up
+        self._connection: sqlite3.Connection | None = None
+        self._closed = False
+        # One thread at a time on the connection: sqlite3 connections are not re-entrant.
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def open(self) -> None:
+        """Open the connection and set up the schema now, if not done yet."""
+        await self.run(lambda connection: None)
+
+    async def run(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Return ``call(connection)``, run in a worker thread, outside any transaction."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        return await anyio.to_thread.run_sync(self._call, call, limiter=self._limiter)
+
+    async def write(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Return ``call(connection)``, run in its own ``BEGIN IMMEDIATE`` transaction."""
+        return await self.run(lambda connection: _transaction(connection, call))
+
+    async def aclose(self) -> None:
+        """Close the connection once pending calls finish; later calls raise."""
+        self._closed = True
+        # Shielded: a cancelled close would leak the connection and its file handles.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._close, limiter=self._limiter)
+
+    def _call(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
+        # Checked again in the thread: aclose() may have run while this call queued.
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._connection is None:
+            self._connection = self._connect()
+        return call(self._connection)
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; _transaction takes the write
+        # lock up front with BEGIN IMMEDIATE, where the busy timeout applies.
+        connection = sqlite3.connect(
+            self._path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            _use_wal(connection)
+            # FULL: a commit survives power loss in WAL mode too (NORMAL would not promise it).
+            connection.execute("PRAGMA synchronous = FULL")
+            _transaction(connection, self._set_up)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def create_table(
+    connection: sqlite3.Connection,
+    *,
+    table: str,
+    version: int,
+    columns: str,
+    indexes: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Create ``table`` and its indexes if missing, and record its ``version``.
+
+    ``columns`` is the body of ``CREATE TABLE "<table>" (...)``; each index is a name
+    suffix and its column list, made as ``"<table>_<suffix>"``. Raises
+    :class:`RuntimeError`, creating nothing, if the table's recorded version is newer
+    than ``version``. Meant for ``set_up``, so it runs in the set-up transaction.
+    """
+    connection.execute(
+        f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
+        "(table_name TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL)"
+    )
+    row = connection.execute(
+        f"SELECT version FROM {VERSION_TABLE} WHERE table_name = ?", (table,)
+    ).fetchone()
+    check_version(table, None if row is None else row[0], version)
+    connection.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({columns})')
+    for suffix, indexed in indexes:
+        connection.execute(
+            f'CREATE INDEX IF NOT EXISTS "{table}_{suffix}" ON "{table}" ({indexed})'
+        )
+    connection.execute(
+        f"INSERT OR IGNORE INTO {VERSION_TABLE} (table_name, version) VALUES (?, ?)",
+        (table, version),
+    )
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    # Switching a new file to WAL takes an exclusive lock, and when other connections
+    # are opening the file too SQLite fails at once with SQLITE_BUSY instead of calling
+    # the busy handler; so wait here, as the busy timeout would (0xFF: any BUSY_* code).
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+        else:
+            return
+
+
+def _transaction(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    # IMMEDIATE takes the write lock before reading, so a concurrent writer makes this
+    # wait (busy timeout) instead of failing with SQLITE_BUSY on a stale snapshot.
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(connection)
+        connection.execute("COMMIT")
+    except BaseException:
+        # Some errors (a full disk, an interrupted statement) end the transaction
+        # already, and a failing ROLLBACK must not hide them.
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return result
