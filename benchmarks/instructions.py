@@ -66,8 +66,10 @@ def count(scenario: str, runner: str, n: int, passes: int) -> int:
             ],
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
         )
+    if completed.returncode:
+        raise RuntimeError(f"{scenario}/{runner} failed under valgrind:\n{completed.stderr}")
     match = re.search(r"Collected : (\d+)", completed.stderr)
     if match is None:
         raise RuntimeError(f"no instruction count in valgrind's output:\n{completed.stderr}")
