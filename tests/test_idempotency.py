@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -19,7 +20,13 @@ from messagebus import (
     MessageBus,
     RetryPolicy,
 )
-from messagebus.idempotency import Claimed, InMemoryIdempotencyStore
+from messagebus.idempotency import (
+    Claimed,
+    IdempotencyStore,
+    InMemoryIdempotencyStore,
+    PostgresIdempotencyStore,
+    SQLiteIdempotencyStore,
+)
 from messagebus.middleware import CallNext, IdempotencyMiddleware, RetryMiddleware
 from tests.messages import ChargeCard, IndexPost, PostPublished, Receipt
 
@@ -348,3 +355,64 @@ class TestInMemoryStoreLimits:
         """cleanup(-1) is a ValueError, like the SQL stores'."""
         with pytest.raises(ValueError, match="limit"):
             await InMemoryIdempotencyStore().cleanup(-1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def real_store(request: pytest.FixtureRequest) -> AsyncIterator[IdempotencyStore]:
+    """An idempotency store on a real database: an SQLite file, a PostgreSQL schema."""
+    store: SQLiteIdempotencyStore | PostgresIdempotencyStore
+    if request.param == "sqlite":
+        store = SQLiteIdempotencyStore(request.getfixturevalue("sqlite_path"))
+    else:
+        store = PostgresIdempotencyStore(
+            request.getfixturevalue("postgres_dsn"),
+            schema=request.getfixturevalue("postgres_schema"),
+        )
+    async with store:
+        yield store
+
+
+class TestRealDatabases:
+    """The middleware on real SQLite and PostgreSQL stores."""
+
+    async def test_fifty_concurrent_duplicates_run_once(self, real_store: IdempotencyStore) -> None:
+        """Fifty sends of one key at once: one charge, fifty equal receipts."""
+        bus = MessageBus(middleware=[IdempotencyMiddleware(real_store, sleep=yield_only)])
+        charges: list[int] = []
+
+        @bus.handler(ChargeCard, name="charge")
+        async def charge(command: ChargeCard) -> Receipt:
+            charges.append(command.amount)
+            return Receipt(command.amount)
+
+        results: list[Receipt] = []
+
+        async def send() -> None:
+            results.append(await bus.send(ChargeCard(7), idempotency_key="order-7"))
+
+        with capture_logs():
+            async with anyio.create_task_group() as tasks:
+                for _ in range(50):
+                    tasks.start_soon(send)
+        assert charges == [7]
+        assert results == [Receipt(7)] * 50
+
+    async def test_failure_releases_then_mismatch(self, real_store: IdempotencyStore) -> None:
+        """A failed run is re-run; afterwards another payload under the key is refused."""
+        bus = MessageBus(middleware=[IdempotencyMiddleware(real_store)])
+        calls: list[int] = []
+
+        @bus.handler(ChargeCard, name="charge")
+        async def charge(command: ChargeCard) -> Receipt:
+            calls.append(command.amount)
+            if len(calls) == 1:
+                raise ConnectionError("bank timeout")
+            return Receipt(command.amount)
+
+        with pytest.raises(ConnectionError):
+            await bus.send(ChargeCard(5), idempotency_key="k")
+        assert await bus.send(ChargeCard(5), idempotency_key="k") == Receipt(5)
+        assert await bus.send(ChargeCard(5), idempotency_key="k") == Receipt(5)
+        with pytest.raises(IdempotencyKeyReused):
+            await bus.send(ChargeCard(6), idempotency_key="k")
+        assert calls == [5, 5]
