@@ -59,7 +59,7 @@ def test(pytest_args: list[str]) -> None:
 def demo(args: list[str]) -> None:
     """Run the blog demo."""
     ensure_venv("dev")
-    run(PYTHON, "-m", "examples.blog", *args)
+    run(BIN / "messagebus", "demo", *args)
 
 
 def bench(args: list[str]) -> None:

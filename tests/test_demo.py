@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from examples.blog.__main__ import main
+from messagebus.demo import main
 
 pytestmark = pytest.mark.anyio
 

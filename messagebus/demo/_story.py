@@ -1,4 +1,4 @@
-"""Run the blog demo: ``python -m examples.blog`` (or ``python3 dev.py demo``)."""
+"""The demo's story: each scenario of the blog service, told through its log lines."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import anyio
 import structlog
 
-from examples.blog.app import Blog, PublishPost, RegisterUser, build_bus
 from messagebus import CommandRejected, MessageBus
 from messagebus.dead_letters import SQLiteDeadLetterStore
+from messagebus.demo._app import Blog, PublishPost, RegisterUser, build_bus
 
 
 def configure_logging() -> None:
@@ -87,8 +86,3 @@ async def tell(say: Any, blog: Blog, bus: MessageBus) -> None:
             words=sorted(blog.search_index),
             dead_letters=len(await bus.dead_letters.list()),
         )
-
-
-if __name__ == "__main__":
-    configure_logging()
-    anyio.run(main)

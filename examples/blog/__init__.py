@@ -1,1 +1,0 @@
-"""A small blog service built on messagebus: the demo of the library."""

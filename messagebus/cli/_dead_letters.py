@@ -1,0 +1,183 @@
+"""``messagebus dead-letters``: list, show, replay and purge dead letters."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from messagebus._bus import MessageBus
+from messagebus.cli._stores import open_dead_letter_store
+from messagebus.dead_letters import DeadLetter, DeadLetterStore
+
+__all__ = ["dead_letters"]
+
+T = TypeVar("T")
+
+STORE = click.option(
+    "--store",
+    "url",
+    envvar="MESSAGEBUS_DEAD_LETTERS",
+    required=True,
+    help="postgresql://... DSN or SQLite file path [env: MESSAGEBUS_DEAD_LETTERS]",
+)
+
+
+def _with_store(url: str, work: Callable[[DeadLetterStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with open_dead_letter_store(url) as store:
+            return await work(store)
+
+    return anyio.run(run)
+
+
+def _when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from exc
+    if moment.utcoffset() is None:
+        raise click.BadParameter(f"{value!r} needs a time zone, such as +00:00 or Z")
+    return moment
+
+
+@click.group("dead-letters")
+def dead_letters() -> None:
+    """Inspect and act on messages handlers gave up on."""
+
+
+@dead_letters.command("list")
+@STORE
+@click.option("--type", "message_type", help="only this message type (wire name)")
+@click.option("--handler", help="only this handler or subscriber")
+@click.option("--since", help="last failure at or after this ISO time")
+@click.option("--until", help="last failure before this ISO time")
+@click.option("--limit", type=click.IntRange(min=0), help="at most this many")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+def list_letters(  # click passes options by name
+    *,
+    url: str,
+    message_type: str | None,
+    handler: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List dead letters, oldest last failure first."""
+    letters = _with_store(
+        url,
+        lambda store: store.list(
+            message_type=message_type,
+            handler=handler,
+            since=_when(since),
+            until=_when(until),
+            limit=limit,
+        ),
+    )
+    for letter in letters:
+        if as_json:
+            click.echo(json.dumps(_summary(letter)))
+        else:
+            click.echo(
+                f"{letter.id}  {letter.last_failed_at:%Y-%m-%d %H:%M:%S}  "
+                f"{letter.handler}  {letter.message_type}  x{letter.attempts}  "
+                f"{letter.error_type}: {letter.error_message}"
+            )
+    if not as_json:
+        click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@dead_letters.command()
+@STORE
+@click.argument("dead_letter_id")
+def show(url: str, dead_letter_id: str) -> None:
+    """Show one dead letter: its message, its error and traceback."""
+    letter = _with_store(url, lambda store: store.get(dead_letter_id))
+    if letter is None:
+        raise click.ClickException(f"no dead letter has id {dead_letter_id!r}")
+    for key, value in _summary(letter).items():
+        click.echo(f"{key}: {value}")
+    click.echo("message:")
+    click.echo(json.dumps(json.loads(letter.body), indent=2))
+    click.echo(letter.traceback.rstrip())
+
+
+@dead_letters.command()
+@STORE
+@click.argument("dead_letter_id")
+@click.option(
+    "--app",
+    required=True,
+    help="the application's bus as module:attribute (a MessageBus, or a function returning one)",
+)
+def replay(url: str, dead_letter_id: str, app: str) -> None:
+    """Run a dead letter's handler again; forget the letter if it succeeds."""
+    bus = _load_bus(app)
+
+    async def work(store: DeadLetterStore) -> Any:
+        bus.dead_letters = store
+        return await bus.replay(dead_letter_id)
+
+    result = _with_store(url, work)
+    click.echo(f"replayed {dead_letter_id}" + ("" if result is None else f": {result!r}"))
+
+
+@dead_letters.command()
+@STORE
+@click.option("--type", "message_type", help="only this message type (wire name)")
+@click.option("--handler", help="only this handler or subscriber")
+@click.option("--until", help="only letters whose last failure is before this ISO time")
+@click.option("--yes", is_flag=True, help="do it without asking")
+def purge(
+    url: str, message_type: str | None, handler: str | None, until: str | None, yes: bool
+) -> None:
+    """Delete dead letters matching every filter given (all of them without filters)."""
+    if not yes:
+        click.confirm("Delete the matching dead letters for good?", abort=True)
+    count = _with_store(
+        url,
+        lambda store: store.purge(message_type=message_type, handler=handler, until=_when(until)),
+    )
+    click.echo(f"purged {count} dead letter(s)")
+
+
+def _summary(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "handler": letter.handler,
+        "message_type": letter.message_type,
+        "message_id": letter.message_id,
+        "correlation_id": letter.correlation_id,
+        "attempts": letter.attempts,
+        "first_failed_at": letter.first_failed_at.isoformat(),
+        "last_failed_at": letter.last_failed_at.isoformat(),
+        "error": f"{letter.error_type}: {letter.error_message}",
+    }
+
+
+def _load_bus(spec: str) -> MessageBus:
+    """Import ``module:attribute`` and return the bus it names (or a factory makes)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter(f"{spec!r}: expected module:attribute", param_hint="--app")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import {module_name}: {exc}", param_hint="--app") from exc
+    for part in attribute.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            raise click.BadParameter(f"{spec!r}: no attribute {part!r}", param_hint="--app")
+    if not isinstance(found, MessageBus) and callable(found):
+        found = found()
+    if not isinstance(found, MessageBus):
+        raise click.BadParameter(f"{spec!r} is not a MessageBus", param_hint="--app")
+    return found

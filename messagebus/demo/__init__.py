@@ -1,0 +1,20 @@
+"""A small blog service built on messagebus, run by ``messagebus demo``.
+
+It shows every idea of the library on the embedded defaults (in-process dispatch, dead
+letters in SQLite): a command with one handler and an event with two subscribers, a
+rejected command, a flaky subscriber that succeeds on its third attempt, a failing one
+that becomes a dead letter and is replayed once fixed.
+"""
+
+from messagebus.demo._app import Blog, PostPublished, PublishPost, RegisterUser, build_bus
+from messagebus.demo._story import configure_logging, main
+
+__all__ = [
+    "Blog",
+    "PostPublished",
+    "PublishPost",
+    "RegisterUser",
+    "build_bus",
+    "configure_logging",
+    "main",
+]
