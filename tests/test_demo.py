@@ -31,6 +31,9 @@ class TestDemo:
         assert [line["handler"] for line in retries[:2]] == ["send-welcome-email"] * 2
         welcomed = next(line for line in logs if line["event"] == "   registered, and welcomed")
         assert welcomed["emails"] == ["welcome, grace <grace@example.org>"]
+        paid = next(line for line in logs if line["event"] == "   paid")
+        assert paid["first"] == paid["again"]
+        assert paid["charges"] == [("grace", 500)]
         replayed = next(line for line in logs if line["event"] == "   replayed")
         assert replayed["dead_letters"] == 0
         assert "facts" in replayed["words"]

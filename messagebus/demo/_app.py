@@ -21,7 +21,8 @@ from messagebus import (
     RetryPolicy,
 )
 from messagebus.dead_letters import DeadLetterStore
-from messagebus.middleware import LoggingMiddleware, RetryMiddleware
+from messagebus.idempotency import IdempotencyStore, InMemoryIdempotencyStore
+from messagebus.middleware import IdempotencyMiddleware, LoggingMiddleware, RetryMiddleware
 
 
 @attrs.frozen
@@ -57,6 +58,23 @@ class UserRegistered(Event, name="accounts.user.registered"):
     email: str
 
 
+@attrs.frozen
+class Receipt:
+    """What a payment returns."""
+
+    receipt_id: str
+    user: str
+    amount_cents: int
+
+
+@attrs.frozen
+class ProcessPayment(Command[Receipt], name="billing.payment.process"):
+    """Charge a user; clients retry it, so it carries an idempotency key."""
+
+    user: str
+    amount_cents: int
+
+
 @attrs.define
 class Blog:
     """The service's state; a database in a real service."""
@@ -69,6 +87,7 @@ class Blog:
     users: dict[str, str] = attrs.field(factory=dict)
     sent_emails: list[str] = attrs.field(factory=list)
     mail_server_failures_left: int = 0
+    charges: list[tuple[str, int]] = attrs.field(factory=list)
 
 
 class SearchUnavailableError(ConnectionError):
@@ -83,8 +102,16 @@ class MailServerBusyError(ConnectionError):
 DEMO_RETRIES = RetryPolicy(max_attempts=3, backoff=ExponentialBackoff(initial=0.01))
 
 
-def build_bus(blog: Blog, dead_letters: DeadLetterStore | None = None) -> MessageBus:
-    """Return a bus with the blog's handlers registered."""
+def build_bus(
+    blog: Blog,
+    dead_letters: DeadLetterStore | None = None,
+    idempotency: IdempotencyStore | None = None,
+) -> MessageBus:
+    """Return a bus with the blog's handlers registered.
+
+    Payments are deduplicated by idempotency key through ``idempotency`` (in memory if
+    not given): only that handler has the idempotency layer.
+    """
     bus = MessageBus(
         middleware=[LoggingMiddleware(), RetryMiddleware(events=DEMO_RETRIES)],
         dead_letters=dead_letters,
@@ -123,5 +150,14 @@ def build_bus(blog: Blog, dead_letters: DeadLetterStore | None = None) -> Messag
             blog.mail_server_failures_left -= 1
             raise MailServerBusyError("421 try again later")
         blog.sent_emails.append(f"welcome, {event.name} <{event.email}>")
+
+    @bus.handler(
+        ProcessPayment,
+        name="process-payment",
+        middleware=[IdempotencyMiddleware(idempotency or InMemoryIdempotencyStore())],
+    )
+    async def process_payment(command: ProcessPayment) -> Receipt:
+        blog.charges.append((command.user, command.amount_cents))
+        return Receipt(f"receipt-{len(blog.charges)}", command.user, command.amount_cents)
 
     return bus

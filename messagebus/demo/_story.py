@@ -12,7 +12,8 @@ import structlog
 
 from messagebus import CommandRejected, MessageBus
 from messagebus.dead_letters import SQLiteDeadLetterStore
-from messagebus.demo._app import Blog, PublishPost, RegisterUser, build_bus
+from messagebus.demo._app import Blog, ProcessPayment, PublishPost, RegisterUser, build_bus
+from messagebus.idempotency import SQLiteIdempotencyStore
 
 
 def configure_logging() -> None:
@@ -38,10 +39,13 @@ async def main(database: Path | None = None) -> None:
     say = structlog.get_logger("demo").info
     with tempfile.TemporaryDirectory() as scratch:
         path = database or Path(scratch) / "blog.sqlite3"
-        async with SQLiteDeadLetterStore(path) as dead_letters:
+        async with (
+            SQLiteDeadLetterStore(path) as dead_letters,
+            SQLiteIdempotencyStore(path) as idempotency,
+        ):
             blog = Blog(followers={"ada": ["grace", "linus"]})
-            await tell(say, blog, build_bus(blog, dead_letters))
-            say("dead letters are kept in SQLite", path=str(path))
+            await tell(say, blog, build_bus(blog, dead_letters, idempotency))
+            say("dead letters and idempotency records are kept in SQLite", path=str(path))
     say("done")
 
 
@@ -63,12 +67,18 @@ async def tell(say: Any, blog: Blog, bus: MessageBus) -> None:
         await bus.send(RegisterUser("grace", "grace@example.org"))
         say("   registered, and welcomed", users=sorted(blog.users), emails=blog.sent_emails)
 
-        say("4. the search cluster is down: that subscriber fails, the other one still runs")
+        say("4. grace pays twice with one idempotency key (her client retried): one charge")
+        payment = ProcessPayment("grace", 500)
+        first = await bus.send(payment, idempotency_key="grace-2026-11")
+        again = await bus.send(payment, idempotency_key="grace-2026-11")
+        say("   paid", first=first.receipt_id, again=again.receipt_id, charges=blog.charges)
+
+        say("5. the search cluster is down: that subscriber fails, the other one still runs")
         blog.search_is_down = True
         post_id = await bus.send(PublishPost("ada", "Events are facts"))
         say("   the publisher carried on", post_id=post_id, linus_inbox=blog.inboxes["linus"])
 
-        say("5. after its retries the failure is kept as a dead letter, not just a log line")
+        say("6. after its retries the failure is kept as a dead letter, not just a log line")
         (letter,) = await bus.dead_letters.list()
         say(
             "   dead letter",
@@ -78,7 +88,7 @@ async def tell(say: Any, blog: Blog, bus: MessageBus) -> None:
             message=bus.codec.decode(letter.body).message,
         )
 
-        say("6. the cluster is back: replay the dead letter to that one subscriber")
+        say("7. the cluster is back: replay the dead letter to that one subscriber")
         blog.search_is_down = False
         await bus.replay(letter.id)
         say(
