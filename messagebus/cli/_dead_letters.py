@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -11,7 +10,7 @@ from typing import Any, TypeVar
 import anyio
 import click
 
-from messagebus._bus import MessageBus
+from messagebus.cli._app import APP, load_bus
 from messagebus.cli._stores import open_dead_letter_store
 from messagebus.dead_letters import DeadLetter, DeadLetterStore
 
@@ -113,14 +112,10 @@ def show(url: str, dead_letter_id: str) -> None:
 @dead_letters.command()
 @STORE
 @click.argument("dead_letter_id")
-@click.option(
-    "--app",
-    required=True,
-    help="the application's bus as module:attribute (a MessageBus, or a function returning one)",
-)
+@APP
 def replay(url: str, dead_letter_id: str, app: str) -> None:
     """Run a dead letter's handler again; forget the letter if it succeeds."""
-    bus = _load_bus(app)
+    bus = load_bus(app)
 
     async def work(store: DeadLetterStore) -> Any:
         bus.dead_letters = store
@@ -161,23 +156,3 @@ def _summary(letter: DeadLetter) -> dict[str, Any]:
         "last_failed_at": letter.last_failed_at.isoformat(),
         "error": f"{letter.error_type}: {letter.error_message}",
     }
-
-
-def _load_bus(spec: str) -> MessageBus:
-    """Import ``module:attribute`` and return the bus it names (or a factory makes)."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise click.BadParameter(f"{spec!r}: expected module:attribute", param_hint="--app")
-    try:
-        found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name}: {exc}", param_hint="--app") from exc
-    for part in attribute.split("."):
-        found = getattr(found, part, None)
-        if found is None:
-            raise click.BadParameter(f"{spec!r}: no attribute {part!r}", param_hint="--app")
-    if not isinstance(found, MessageBus) and callable(found):
-        found = found()
-    if not isinstance(found, MessageBus):
-        raise click.BadParameter(f"{spec!r} is not a MessageBus", param_hint="--app")
-    return found
