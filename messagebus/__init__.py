@@ -32,7 +32,7 @@ from messagebus._errors import (
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Command, Event, Message, wire_name, wire_version
 from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
-from messagebus._registry import MessageRegistry
+from messagebus._registry import MessageRegistry, Upcaster
 from messagebus._retry_policy import (
     NEVER_RETRIED,
     Attempt,
@@ -91,6 +91,7 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "SerializationError",
+    "Upcaster",
     "WireCodec",
     "add_message_context",
     "current_envelope",

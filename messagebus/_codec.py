@@ -130,11 +130,21 @@ class WireCodec:
         if event["specversion"] != "1.0":
             raise DecodeError(f"unsupported CloudEvents specversion {event['specversion']!r}")
         name, version = event["type"], event.get("messageversion", 1)
-        message_type = self.registry.resolve(name, version) if isinstance(name, str) else None
+        if not isinstance(name, str) or isinstance(version, bool) or not isinstance(version, int):
+            raise DecodeError(f"unknown message type {name!r} version {version!r}")
+        data = event["data"]
+        message_type = self.registry.resolve(name, version)
+        if message_type is None and isinstance(data, dict):
+            try:
+                upcast = self.registry.upcast(name, version, data)
+            except Exception as exc:  # an upcaster's failure is this body's failure to decode
+                raise DecodeError(f"{name} v{version}: upcasting failed: {exc!r}") from exc
+            if upcast is not None:
+                message_type, version, data = upcast
         if message_type is None:
             raise DecodeError(f"unknown message type {name!r} version {version!r}")
         try:
-            message = self.converter.structure(event["data"], message_type)
+            message = self.converter.structure(data, message_type)
             timestamp = datetime.fromisoformat(event["time"])
             headers = _headers(event["headers"]) if "headers" in event else None
             return Envelope(

@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 from messagebus import (
+    ConfigurationError,
     DecodeError,
     EncodeError,
     Envelope,
@@ -167,3 +168,88 @@ class TestDecode:
         event["messageversion"] = 1
         with pytest.raises(DecodeError, match="version 1"):
             codec().from_dict(event)
+
+
+@attrs.frozen
+class ArticleWritten(Event, name="blog.article.written", version=3):
+    """Version 3: v1 had `writer` and no title; v2 added `title`; v3 renamed `writer`."""
+
+    article_id: int
+    title: str
+    author: str
+
+
+def add_title(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "title": data.get("title", "untitled")}
+
+
+def rename_writer(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    data["author"] = data.pop("writer")
+    return data
+
+
+def evolving_codec(*steps: int) -> WireCodec:
+    registry = MessageRegistry()
+    registry.add(ArticleWritten)
+    upcasters = {1: add_title, 2: rename_writer}
+    for step in steps:
+        registry.add_upcaster("blog.article.written", step, upcasters[step])
+    return WireCodec(registry)
+
+
+def written_at(version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """A CloudEvents body as a producer of `version` wrote it."""
+    return {
+        "specversion": "1.0",
+        "id": "01a21999-0000-7000-8000-000000000001",
+        "source": "/old-blog",
+        "type": "blog.article.written",
+        "time": "2024-01-01T00:00:00+00:00",
+        "data": data,
+        "messageversion": version,
+        "correlationid": "c",
+    }
+
+
+class TestUpcasting:
+    """Old versions decode as the registered version, through upcasters."""
+
+    def test_v1_reads_as_v3(self) -> None:
+        """v1 data goes through v1->v2->v3 and becomes the v3 class."""
+        envelope = evolving_codec(1, 2).from_dict(written_at(1, {"article_id": 7, "writer": "ada"}))
+        assert envelope.message == ArticleWritten(7, "untitled", "ada")
+        assert envelope.message_version == 3
+        assert envelope.message_id == "01a21999-0000-7000-8000-000000000001"
+
+    def test_v2_reads_as_v3(self) -> None:
+        """A chain can start in the middle."""
+        envelope = evolving_codec(1, 2).from_dict(
+            written_at(2, {"article_id": 7, "writer": "ada", "title": "Hi"})
+        )
+        assert envelope.message == ArticleWritten(7, "Hi", "ada")
+
+    def test_a_gap_in_the_chain(self) -> None:
+        """Without the v2->v3 step, v1 data is an unknown version."""
+        with pytest.raises(DecodeError, match="version 1"):
+            evolving_codec(1).from_dict(written_at(1, {"article_id": 7, "writer": "ada"}))
+
+    def test_a_failing_upcaster(self) -> None:
+        """An upcaster that raises makes the body undecodable, saying why."""
+        with pytest.raises(DecodeError, match="upcasting failed: KeyError"):
+            evolving_codec(1, 2).from_dict(written_at(1, {"article_id": 7}))
+
+    def test_registration_refusals(self) -> None:
+        """One upcaster per step, and none for a version a class describes."""
+        registry = MessageRegistry()
+        registry.add(ArticleWritten)
+        registry.add_upcaster("blog.article.written", 1, add_title)
+        with pytest.raises(ConfigurationError, match="already has an upcaster"):
+            registry.add_upcaster("blog.article.written", 1, add_title)
+        with pytest.raises(ConfigurationError, match="registered type"):
+            registry.add_upcaster("blog.article.written", 3, add_title)
+
+    def test_non_object_data_of_an_old_version(self) -> None:
+        """Data that is not an object is never given to upcasters."""
+        with pytest.raises(DecodeError, match="version 1"):
+            evolving_codec(1, 2).from_dict(written_at(1, [1, 2]))  # type: ignore[arg-type]
