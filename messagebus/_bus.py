@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -35,6 +43,7 @@ from messagebus._middleware import (
     bind_all,
     link,
 )
+from messagebus._naming import lint_names
 from messagebus._registry import MessageRegistry
 from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 
@@ -131,6 +140,9 @@ class MessageBus:
             ("messagebus")`` by default). The bus never configures structlog.
         source: the CloudEvents ``source`` of the messages this service produces, such
             as ``"/blog"``; used by :attr:`codec`.
+        strict_names: refuse, at registration, message types whose names read as the
+            wrong kind (see :mod:`messagebus._naming`: events past tense, commands
+            imperative); names in ``naming_allow`` pass.
 
     Attributes:
         registry: the message types this bus knows (every handled type is added).
@@ -147,9 +159,13 @@ class MessageBus:
         dead_letters: DeadLetterStore | None = None,
         logger: Any = None,
         source: str = "/messagebus",
+        strict_names: bool = False,
+        naming_allow: Collection[str] = (),
     ) -> None:
         if fanout not in ("sequential", "concurrent"):
             raise ValueError(f"fanout must be 'sequential' or 'concurrent', not {fanout!r}")
+        self._strict_names = strict_names
+        self._naming_allow = frozenset(naming_allow)
         self.registry = MessageRegistry()
         self.codec = WireCodec(self.registry, source=source)
         self.dead_letters: DeadLetterStore = (
@@ -221,6 +237,7 @@ class MessageBus:
                     f"{existing.handler.name}; a command has exactly one handler, so "
                     f"{info.name} cannot be registered too"
                 )
+            self._check_names(command_type)
             self.registry.add(command_type)
             self._commands[command_type] = self._route(info, tuple(middleware))
             return fn
@@ -278,6 +295,7 @@ class MessageBus:
                     f"event {event_type.__message_name__!r} already has a subscriber named "
                     f"{info.name!r}; pass name= to tell them apart"
                 )
+            self._check_names(event_type)
             self.registry.add(event_type)
             self._events[event_type] = (*routes, self._route(info, tuple(middleware)))
             return fn
@@ -312,6 +330,15 @@ class MessageBus:
                     else ""
                 )
             )
+
+    def _check_names(self, message_type: type[Message]) -> None:
+        if self._strict_names:
+            findings = lint_names([message_type], allow=self._naming_allow)
+            if findings:
+                raise InvalidMessageTypeError(
+                    "; ".join(str(finding) for finding in findings)
+                    + " (strict_names; add the name to naming_allow if the heuristic is wrong)"
+                )
 
     def _route(self, info: HandlerInfo, middleware: tuple[AnyMiddleware, ...]) -> _Route:
         layers = (*self._middleware, *middleware)

@@ -16,6 +16,7 @@ import click
 
 from messagebus._errors import MessageBusError
 from messagebus.cli._dead_letters import dead_letters
+from messagebus.cli._lint import lint
 from messagebus.cli._schema import schema
 from messagebus.demo import configure_logging
 from messagebus.demo import main as tell_the_story
@@ -42,6 +43,7 @@ def demo(database: Path | None) -> None:
 
 cli.add_command(dead_letters)
 cli.add_command(schema)
+cli.add_command(lint)
 
 
 def main(argv: list[str] | None = None) -> Any:

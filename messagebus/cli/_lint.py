@@ -1,0 +1,30 @@
+"""``messagebus lint``: check that events read as facts and commands as intentions."""
+
+from __future__ import annotations
+
+import click
+
+from messagebus._naming import lint_names
+from messagebus.cli._app import APP, load_bus
+
+__all__ = ["lint"]
+
+
+@click.command()
+@APP
+@click.option(
+    "--allow",
+    multiple=True,
+    help="a class or wire name the heuristic gets wrong (repeatable)",
+)
+def lint(app: str, allow: tuple[str, ...]) -> None:
+    """Check message names: events in the past tense, commands as imperatives.
+
+    Exits 1 when a name reads as the wrong kind of message; each finding says why.
+    """
+    findings = lint_names(load_bus(app).registry, allow=allow)
+    for finding in findings:
+        click.echo(str(finding))
+    if findings:
+        raise click.ClickException(f"{len(findings)} naming finding(s)")
+    click.echo("message names read right")
