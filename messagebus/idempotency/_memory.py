@@ -8,13 +8,7 @@ from collections.abc import Callable
 import attrs
 
 from messagebus._ids import new_message_id
-from messagebus.idempotency._store import (
-    Claimed,
-    ClaimOutcome,
-    Completed,
-    InProgress,
-    Mismatch,
-)
+from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
 
 __all__ = ["InMemoryIdempotencyStore"]
 
@@ -51,11 +45,7 @@ class InMemoryIdempotencyStore:
             token = new_message_id()
             self._records[scope, key] = _Record(fingerprint, token, now + lease)
             return Claimed(token)
-        if record.fingerprint != fingerprint:
-            return Mismatch(record.fingerprint)
-        if record.result is None:
-            return InProgress(record.expires_at)
-        return Completed(record.result)
+        return live_outcome(fingerprint, record.fingerprint, record.result, record.expires_at)
 
     async def complete(self, scope: str, key: str, token: str, result: str, ttl: float) -> None:
         """Record the claim's result, to be returned to duplicates for ``ttl`` seconds."""

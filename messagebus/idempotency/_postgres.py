@@ -58,13 +58,7 @@ from messagebus._ids import new_message_id
 from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
-from messagebus.idempotency._store import (
-    Claimed,
-    ClaimOutcome,
-    Completed,
-    InProgress,
-    Mismatch,
-)
+from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
 
 if TYPE_CHECKING:
     from psycopg import Connection, sql
@@ -241,12 +235,9 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
 def _outcome(row: Sequence[Any], fingerprint: str) -> ClaimOutcome:
     """Map a live record (fingerprint, state, result, expires_at) to what a claim sees."""
     stored, state, result, expires_at = row
-    if stored != fingerprint:
-        return Mismatch(stored)
-    if state == "in_progress":
-        # An aware datetime: its timestamp does not depend on the session's time zone.
-        return InProgress(expires_at.timestamp())
-    return Completed(result)
+    # An aware datetime: its timestamp does not depend on the session's time zone.
+    lease_end = expires_at.timestamp()
+    return live_outcome(fingerprint, stored, None if state == "in_progress" else result, lease_end)
 
 
 def _compose(table: str, schema: str | None, *, database_clock: bool) -> _Statements:

@@ -48,13 +48,7 @@ from messagebus._ids import new_message_id
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._sqlite import SQLiteDatabase, create_table
 from messagebus._sql._store import SQLStore
-from messagebus.idempotency._store import (
-    Claimed,
-    ClaimOutcome,
-    Completed,
-    InProgress,
-    Mismatch,
-)
+from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
 
 __all__ = ["SQLiteIdempotencyStore"]
 
@@ -171,8 +165,4 @@ class SQLiteIdempotencyStore(SQLStore[SQLiteDatabase]):
 def _outcome(row: Sequence[Any], fingerprint: str) -> ClaimOutcome:
     """Map a live record (fingerprint, state, result, expires_at) to what a claim sees."""
     stored, state, result, expires_at = row
-    if stored != fingerprint:
-        return Mismatch(stored)
-    if state == "in_progress":
-        return InProgress(expires_at)
-    return Completed(result)
+    return live_outcome(fingerprint, stored, None if state == "in_progress" else result, expires_at)

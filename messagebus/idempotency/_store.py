@@ -6,7 +6,15 @@ from typing import Protocol
 
 import attrs
 
-__all__ = ["ClaimOutcome", "Claimed", "Completed", "IdempotencyStore", "InProgress", "Mismatch"]
+__all__ = [
+    "ClaimOutcome",
+    "Claimed",
+    "Completed",
+    "IdempotencyStore",
+    "InProgress",
+    "Mismatch",
+    "live_outcome",
+]
 
 
 @attrs.frozen
@@ -47,6 +55,23 @@ class Mismatch:
 
 
 ClaimOutcome = Claimed | Completed | InProgress | Mismatch
+
+
+def live_outcome(
+    fingerprint: str,
+    stored_fingerprint: str,
+    result: str | None,
+    lease_expires_at: float,
+) -> Completed | InProgress | Mismatch:
+    """Return what a claim with ``fingerprint`` sees of a live record (not expired).
+
+    ``result`` is None while the record is in progress. For the stores.
+    """
+    if stored_fingerprint != fingerprint:
+        return Mismatch(stored_fingerprint)
+    if result is None:
+        return InProgress(lease_expires_at)
+    return Completed(result)
 
 
 class IdempotencyStore(Protocol):
