@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+
+from messagebus.cli import main
+
+CliResult = tuple[int, str, str]
+Cli = Callable[..., CliResult]
 
 pytest_plugins = ["tests.databases"]
 
@@ -10,3 +17,19 @@ pytest_plugins = ["tests.databases"]
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run the ``messagebus`` command in-process; return (exit status, stdout, stderr)."""
+
+    def run(*argv: str) -> CliResult:
+        try:
+            main(list(argv))
+            status = 0
+        except SystemExit as exit_:
+            status = int(exit_.code or 0)
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run

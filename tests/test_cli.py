@@ -11,21 +11,10 @@ import structlog
 from structlog.testing import capture_logs
 
 import tests.cli_app as app
-from messagebus.cli import main
 from messagebus.cli._stores import open_dead_letter_store
 from messagebus.dead_letters import PostgresDeadLetterStore, SQLiteDeadLetterStore
+from tests.conftest import Cli
 from tests.messages import PostPublished
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the command line; return its exit status, stdout and stderr."""
-    try:
-        main(list(argv))
-        status = 0
-    except SystemExit as exit_:
-        status = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture
@@ -47,8 +36,8 @@ def store_path(tmp_path: Path) -> Iterator[Path]:
     app.search_is_up = False
 
 
-def ids(capsys: pytest.CaptureFixture[str], store: Path) -> list[str]:
-    status, out, _ = run(capsys, "dead-letters", "list", "--store", str(store), "--json")
+def ids(cli: Cli, store: Path) -> list[str]:
+    status, out, _ = cli("dead-letters", "list", "--store", str(store), "--json")
     assert status == 0
     return [json.loads(line)["id"] for line in out.splitlines()]
 
@@ -68,9 +57,9 @@ class TestHelp:
             ["dead-letters", "purge"],
         ],
     )
-    def test_help(self, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    def test_help(self, cli: Cli, argv: list[str]) -> None:
         """--help prints usage and exits 0."""
-        status, out, _ = run(capsys, *argv, "--help")
+        status, out, _ = cli(*argv, "--help")
         assert status == 0
         assert out.startswith("Usage: messagebus")
 
@@ -78,94 +67,89 @@ class TestHelp:
 class TestDeadLetters:
     """list, show, replay and purge against an SQLite store."""
 
-    def test_list(self, capsys: pytest.CaptureFixture[str], store_path: Path) -> None:
+    def test_list(self, cli: Cli, store_path: Path) -> None:
         """One line per letter, oldest first; filters narrow it."""
-        status, out, err = run(capsys, "dead-letters", "list", "--store", str(store_path))
+        status, out, err = cli("dead-letters", "list", "--store", str(store_path))
         assert status == 0
         lines = out.splitlines()
         assert len(lines) == 2
         assert "index  blog.post.published  x1  builtins.ConnectionError" in lines[0]
         assert err.strip() == "2 dead letter(s)"
-        status, out, _ = run(
-            capsys, "dead-letters", "list", "--store", str(store_path), "--limit", "1"
-        )
+        status, out, _ = cli("dead-letters", "list", "--store", str(store_path), "--limit", "1")
         assert len(out.splitlines()) == 1
-        status, out, _ = run(
-            capsys, "dead-letters", "list", "--store", f"sqlite:{store_path}", "--type", "nope"
+        status, out, _ = cli(
+            "dead-letters", "list", "--store", f"sqlite:{store_path}", "--type", "nope"
         )
         assert out == ""
 
-    def test_list_time_filters(self, capsys: pytest.CaptureFixture[str], store_path: Path) -> None:
+    def test_list_time_filters(self, cli: Cli, store_path: Path) -> None:
         """--since and --until take ISO times with a zone."""
         store = str(store_path)
         since = ("--since", "2000-01-01T00:00Z")
-        status, out, _ = run(capsys, "dead-letters", "list", "--store", store, *since)
+        status, out, _ = cli("dead-letters", "list", "--store", store, *since)
         assert (status, len(out.splitlines())) == (0, 2)
         until = ("--until", "2000-01-01T00:00Z")
-        status, out, _ = run(capsys, "dead-letters", "list", "--store", store, *until)
+        status, out, _ = cli("dead-letters", "list", "--store", store, *until)
         assert (status, out) == (0, "")
-        status, _, err = run(capsys, "dead-letters", "list", "--store", store, "--until", "soon")
+        status, _, err = cli("dead-letters", "list", "--store", store, "--until", "soon")
         assert status == 2
         assert "not an ISO 8601 time" in err
-        status, _, err = run(
-            capsys, "dead-letters", "list", "--store", store, "--since", "2000-01-01"
-        )
+        status, _, err = cli("dead-letters", "list", "--store", store, "--since", "2000-01-01")
         assert status == 2
         assert "time zone" in err
 
-    def test_show(self, capsys: pytest.CaptureFixture[str], store_path: Path) -> None:
+    def test_show(self, cli: Cli, store_path: Path) -> None:
         """The record, its message as JSON and the traceback."""
-        first = ids(capsys, store_path)[0]
-        status, out, _ = run(capsys, "dead-letters", "show", first, "--store", str(store_path))
+        first = ids(cli, store_path)[0]
+        status, out, _ = cli("dead-letters", "show", first, "--store", str(store_path))
         assert status == 0
         assert f"id: {first}" in out
         assert '"type": "blog.post.published"' in out
         assert "ConnectionError: search cluster timed out" in out
 
-    def test_replay(self, capsys: pytest.CaptureFixture[str], store_path: Path) -> None:
+    def test_replay(self, cli: Cli, store_path: Path) -> None:
         """Fixed, the letter replays through the app's bus and is gone."""
-        first, second = ids(capsys, store_path)
+        first, second = ids(cli, store_path)
         store = str(store_path)
-        status, _, err = run(
-            capsys, "dead-letters", "replay", first, "--store", store, "--app", "tests.cli_app:bus"
+        status, _, err = cli(
+            "dead-letters", "replay", first, "--store", store, "--app", "tests.cli_app:bus"
         )
         assert status == 1
         assert err.strip() == "error: ConnectionError: search cluster timed out"
         app.search_is_up = True
-        status, out, _ = run(
-            capsys, "dead-letters", "replay", first, "--store", store, "--app", "tests.cli_app:bus"
+        status, out, _ = cli(
+            "dead-letters", "replay", first, "--store", store, "--app", "tests.cli_app:bus"
         )
         assert (status, out.strip()) == (0, f"replayed {first}")
         assert app.indexed == [1]
-        assert ids(capsys, store_path) == [second]
+        assert ids(cli, store_path) == [second]
 
     def test_purge(
         self,
-        capsys: pytest.CaptureFixture[str],
+        cli: Cli,
         store_path: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """--yes deletes; without it the user is asked, and a no keeps everything."""
         store = str(store_path)
         monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
-        status, _, err = run(capsys, "dead-letters", "purge", "--store", store)
+        status, _, err = cli("dead-letters", "purge", "--store", store)
         assert status == 1
         assert "aborted" in err
-        assert len(ids(capsys, store_path)) == 2
-        status, out, _ = run(capsys, "dead-letters", "purge", "--store", store, "--yes")
+        assert len(ids(cli, store_path)) == 2
+        status, out, _ = cli("dead-letters", "purge", "--store", store, "--yes")
         assert (status, out.strip()) == (0, "purged 2 dead letter(s)")
-        assert ids(capsys, store_path) == []
+        assert ids(cli, store_path) == []
 
 
 class TestMistakes:
     """User mistakes get one line and a non-zero exit, never a traceback."""
 
-    def test_unknown_id(self, capsys: pytest.CaptureFixture[str], store_path: Path) -> None:
+    def test_unknown_id(self, cli: Cli, store_path: Path) -> None:
         """show and replay of an unknown id."""
-        status, _, err = run(capsys, "dead-letters", "show", "nope", "--store", str(store_path))
+        status, _, err = cli("dead-letters", "show", "nope", "--store", str(store_path))
         assert (status, err.strip()) == (1, "Error: no dead letter has id 'nope'")
-        status, _, err = run(
-            capsys,
+        status, _, err = cli(
             "dead-letters",
             "replay",
             "nope",
@@ -184,9 +168,9 @@ class TestMistakes:
             ("mysql://db/x", "use postgresql://... or an SQLite path"),
         ],
     )
-    def test_bad_store(self, capsys: pytest.CaptureFixture[str], store: str, message: str) -> None:
+    def test_bad_store(self, cli: Cli, store: str, message: str) -> None:
         """A store that is not there is a usage error naming the option."""
-        status, _, err = run(capsys, "dead-letters", "list", "--store", store)
+        status, _, err = cli("dead-letters", "list", "--store", store)
         assert status == 2
         assert message in err
         assert "Traceback" not in err
@@ -200,27 +184,25 @@ class TestMistakes:
             ("tests.cli_app:not_a_bus", "is not a MessageBus"),
         ],
     )
-    def test_bad_app(
-        self, capsys: pytest.CaptureFixture[str], store_path: Path, app_spec: str, message: str
-    ) -> None:
+    def test_bad_app(self, cli: Cli, store_path: Path, app_spec: str, message: str) -> None:
         """--app must name an importable MessageBus (or a function making one)."""
-        status, _, err = run(
-            capsys, "dead-letters", "replay", "x", "--store", str(store_path), "--app", app_spec
+        status, _, err = cli(
+            "dead-letters", "replay", "x", "--store", str(store_path), "--app", app_spec
         )
         assert status == 2
         assert message in err
 
-    def test_missing_store_option(self, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_missing_store_option(self, cli: Cli) -> None:
         """Without --store (or its variable) the command says what is missing."""
-        status, _, err = run(capsys, "dead-letters", "list")
+        status, _, err = cli("dead-letters", "list")
         assert status == 2
         assert "--store" in err
 
-    def test_not_a_database(self, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def test_not_a_database(self, cli: Cli, tmp_path: Path) -> None:
         """A file that is not SQLite gives the driver's reason in one line."""
         text = tmp_path / "notes.txt"
         text.write_text("not a database, just words " * 100)
-        status, _, err = run(capsys, "dead-letters", "list", "--store", str(text))
+        status, _, err = cli("dead-letters", "list", "--store", str(text))
         assert status == 1
         assert err.startswith("error: DatabaseError: file is not a database")
         assert len(err.splitlines()) == 1
@@ -229,10 +211,10 @@ class TestMistakes:
 class TestDemo:
     """`messagebus demo` runs the story to its end."""
 
-    def test_demo(self, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def test_demo(self, cli: Cli, tmp_path: Path) -> None:
         """It ends with 'done' and leaves its dead letters in the given SQLite file."""
         try:
-            status, out, _ = run(capsys, "demo", "--database", str(tmp_path / "demo.sqlite3"))
+            status, out, _ = cli("demo", "--database", str(tmp_path / "demo.sqlite3"))
         finally:
             structlog.reset_defaults()  # the demo configures logging for a terminal
         assert status == 0

@@ -5,7 +5,7 @@ import pytest
 
 from messagebus import Command, Event, InvalidMessageTypeError, MessageBus
 from messagebus._naming import is_past_tense, lint_names
-from messagebus.cli import main
+from tests.conftest import Cli
 from tests.messages import ChargeCard, FollowersNotified, PostPublished, PublishPost
 
 
@@ -108,29 +108,18 @@ class TestStrictRegistration:
 class TestLintCommand:
     """`messagebus lint --app`."""
 
-    def run(self, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-        try:
-            main(list(argv))
-            status = 0
-        except SystemExit as exit_:
-            status = int(exit_.code or 0)
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    def test_clean(self, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_clean(self, cli: Cli) -> None:
         """A well-named app passes."""
-        status, out, _ = self.run(capsys, "lint", "--app", "tests.cli_app:bus")
+        status, out, _ = cli("lint", "--app", "tests.cli_app:bus")
         assert (status, out.strip()) == (0, "message names read right")
 
-    def test_findings_fail(self, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_findings_fail(self, cli: Cli) -> None:
         """Findings are printed and the exit status is 1; --allow silences them."""
-        status, out, err = self.run(capsys, "lint", "--app", "tests.test_naming:misnamed")
+        status, out, err = cli("lint", "--app", "tests.test_naming:misnamed")
         assert status == 1
         assert out.count("PostEvent:") == 2
         assert "2 naming finding(s)" in err
-        status, _, _ = self.run(
-            capsys, "lint", "--app", "tests.test_naming:misnamed", "--allow", "PostEvent"
-        )
+        status, _, _ = cli("lint", "--app", "tests.test_naming:misnamed", "--allow", "PostEvent")
         assert status == 0
 
 

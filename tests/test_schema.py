@@ -8,7 +8,7 @@ import pytest
 
 from messagebus import Command, Event, InvalidMessageTypeError, Message, MessageRegistry
 from messagebus._schema import breaking_changes, export_schemas
-from messagebus.cli import main
+from tests.conftest import Cli
 from tests.messages import ChargeCard, PostPublished
 
 
@@ -185,41 +185,22 @@ class TestBreakingChanges:
 class TestSchemaCommand:
     """`messagebus schema`: print, write, check."""
 
-    def run(self, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-        try:
-            main(list(argv))
-            status = 0
-        except SystemExit as exit_:
-            status = int(exit_.code or 0)
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    def test_print_write_and_check(
-        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
-    ) -> None:
+    def test_print_write_and_check(self, cli: Cli, tmp_path: Path) -> None:
         """The export prints, writes to a file, and checks clean against itself."""
-        status, out, _ = self.run(capsys, "schema", "--app", "tests.cli_app:bus")
+        status, out, _ = cli("schema", "--app", "tests.cli_app:bus")
         assert status == 0
         assert "blog.post.published" in json.loads(out)["types"]
         saved = tmp_path / "contracts.json"
-        status, out, _ = self.run(
-            capsys, "schema", "--app", "tests.cli_app:bus", "--output", str(saved)
-        )
+        status, out, _ = cli("schema", "--app", "tests.cli_app:bus", "--output", str(saved))
         assert (status, out.strip()) == (0, f"wrote 1 type(s) to {saved}")
-        status, out, _ = self.run(
-            capsys, "schema", "--app", "tests.cli_app:bus", "--check", str(saved)
-        )
+        status, out, _ = cli("schema", "--app", "tests.cli_app:bus", "--check", str(saved))
         assert (status, out.strip()) == (0, f"no breaking changes against {saved}")
 
-    def test_check_fails_on_a_break(
-        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
-    ) -> None:
+    def test_check_fails_on_a_break(self, cli: Cli, tmp_path: Path) -> None:
         """A saved contract the app no longer meets exits 1, listing the breaks."""
         saved = tmp_path / "contracts.json"
         saved.write_text(json.dumps(export(ChargeCard, PostPublished)))
-        status, out, err = self.run(
-            capsys, "schema", "--app", "tests.cli_app:bus", "--check", str(saved)
-        )
+        status, out, err = cli("schema", "--app", "tests.cli_app:bus", "--check", str(saved))
         assert status == 1
         assert (
             out.strip()
@@ -227,14 +208,10 @@ class TestSchemaCommand:
         )
         assert "1 breaking change(s)" in err
 
-    def test_check_refuses_other_files(
-        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
-    ) -> None:
+    def test_check_refuses_other_files(self, cli: Cli, tmp_path: Path) -> None:
         """A file that is not an export is a one-line error."""
         saved = tmp_path / "other.json"
         saved.write_text("{}")
-        status, _, err = self.run(
-            capsys, "schema", "--app", "tests.cli_app:bus", "--check", str(saved)
-        )
+        status, _, err = cli("schema", "--app", "tests.cli_app:bus", "--check", str(saved))
         assert status == 1
         assert "not a messagebus schema export" in err
