@@ -734,7 +734,7 @@ class MessageBus:
             failed = DeadLetter.from_failure(
                 self.codec, _envelope_of_run(frame), letter.handler, exc
             )
-            await store.delete(letter.id)
+            # add() replaces the record in one step: no moment without it.
             await store.add(
                 attrs.evolve(
                     failed,

@@ -21,7 +21,7 @@ class DeadLetterStore(Protocol):
     """
 
     async def add(self, dead_letter: DeadLetter) -> None:
-        """Keep ``dead_letter``."""
+        """Keep ``dead_letter``, replacing any record with the same id in one step."""
 
     async def get(self, dead_letter_id: str) -> DeadLetter | None:
         """Return the record with this id, or None."""
