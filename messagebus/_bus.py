@@ -615,7 +615,9 @@ class MessageBus:
                 if context is not None:
                     frame[3] = None
                     if context._pending:
-                        pending = [*(pending or ()), *context._pending]
+                        if pending is None:
+                            pending = []
+                        pending.extend(context._pending)
         finally:
             frame[4] = None
             _reset_frame(token)
