@@ -12,7 +12,8 @@ The tree::
     │   ├── DuplicateSubscriberError  two subscribers with one name on one event type
     │   ├── DuplicateMessageTypeError two classes claim one wire name and version
     │   ├── InvalidMessageTypeError   a bad wire name or version, or not a Command/Event
-    │   └── InvalidHandlerError       a handler whose signature the bus cannot call
+    │   ├── InvalidHandlerError       a handler whose signature the bus cannot call
+    │   └── UnsupportedBackendError   a transport that cannot run on this async library
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   └── MessageKindError          an event sent, a command published, or not a message
@@ -24,15 +25,22 @@ The tree::
     ├── IdempotencyError              the idempotency layer would not run the handler
     │   ├── IdempotencyKeyReused      the key was used before for a different payload
     │   └── DuplicateInProgressError  the same message is being handled elsewhere right now
+    ├── TransportError                a transport could not do what was asked
+    │   ├── TransportUnavailableError the broker could not be reached (consumers back off)
+    │   ├── DestinationNotFoundError  no such queue or topic
+    │   ├── MessageTooLargeError      a body over the transport's size limit; nothing sent
+    │   ├── SendError                 some messages of a send were not sent (it lists them)
+    │   └── DeliveryExpiredError      a delivery settled after its receipt stopped being valid
     ├── BusStateError                 the bus is not in the state asked for (entered twice)
     └── CommandRejected               a handler refused the command (a business outcome)
 
-Later layers add their own branches under the same root (transports); each one is
-documented where it is raised.
+Later layers add their own branches under the same root; each one is documented where
+it is raised.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 __all__ = [
@@ -41,6 +49,8 @@ __all__ = [
     "ConfigurationError",
     "DeadLetterNotFoundError",
     "DecodeError",
+    "DeliveryExpiredError",
+    "DestinationNotFoundError",
     "DispatchError",
     "DuplicateHandlerError",
     "DuplicateInProgressError",
@@ -53,9 +63,14 @@ __all__ = [
     "InvalidMessageTypeError",
     "MessageBusError",
     "MessageKindError",
+    "MessageTooLargeError",
     "NoHandlerError",
     "RetriesExhausted",
+    "SendError",
     "SerializationError",
+    "TransportError",
+    "TransportUnavailableError",
+    "UnsupportedBackendError",
 ]
 
 
@@ -87,6 +102,10 @@ class InvalidHandlerError(ConfigurationError):
     """A handler's signature is not ``(message)`` or ``(message, ctx)``."""
 
 
+class UnsupportedBackendError(ConfigurationError):
+    """A component cannot run on the async library in use (the SQS transport on trio)."""
+
+
 class DispatchError(MessageBusError):
     """A message could not be dispatched as asked."""
 
@@ -99,6 +118,55 @@ class MessageKindError(DispatchError, TypeError):
     """An event was sent, a command was published, or the object is not a message at all.
 
     Also a :class:`TypeError`, because it is one: the argument has the wrong kind.
+    """
+
+
+class TransportError(MessageBusError):
+    """A transport could not do what was asked; vendor errors are its ``__cause__``."""
+
+
+class TransportUnavailableError(TransportError):
+    """The broker could not be reached or answered with a server fault; try again later."""
+
+
+class DestinationNotFoundError(TransportError, LookupError):
+    """No queue or topic has the name given (not provisioned, or deleted)."""
+
+
+class MessageTooLargeError(TransportError):
+    """A message is larger than the transport accepts; nothing of that send left.
+
+    Attributes:
+        message_id: the envelope id of the first message over the limit.
+        size: its size in bytes.
+        limit: the transport's limit in bytes.
+    """
+
+    def __init__(self, message_id: str, size: int, limit: int) -> None:
+        super().__init__(f"message {message_id} is {size} bytes; the transport takes {limit}")
+        self.message_id = message_id
+        self.size = size
+        self.limit = limit
+
+
+class SendError(TransportError):
+    """Some messages of one send were not stored; every message not listed was.
+
+    Attributes:
+        failed: ``(message_id, reason)`` for each message that was not sent.
+    """
+
+    def __init__(self, failed: Sequence[tuple[str, str]]) -> None:
+        shown = "; ".join(f"{message_id}: {reason}" for message_id, reason in failed[:3])
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        super().__init__(f"{len(failed)} message(s) not sent: {shown}{more}")
+        self.failed = tuple(failed)
+
+
+class DeliveryExpiredError(TransportError):
+    """A delivery was settled or extended after its visibility ended (receipt stale).
+
+    The message may be with another receiver now; the handler's work must be idempotent.
     """
 
 

@@ -8,6 +8,8 @@ from messagebus import (
     BusStateError,
     CommandRejected,
     ConfigurationError,
+    DeliveryExpiredError,
+    DestinationNotFoundError,
     DispatchError,
     DuplicateHandlerError,
     DuplicateMessageTypeError,
@@ -16,7 +18,12 @@ from messagebus import (
     InvalidMessageTypeError,
     MessageBusError,
     MessageKindError,
+    MessageTooLargeError,
     NoHandlerError,
+    SendError,
+    TransportError,
+    TransportUnavailableError,
+    UnsupportedBackendError,
 )
 
 
@@ -59,6 +66,14 @@ class TestErrorTree:
             (DuplicateMessageTypeError, ConfigurationError),
             (InvalidMessageTypeError, ConfigurationError),
             (InvalidHandlerError, ConfigurationError),
+            (UnsupportedBackendError, ConfigurationError),
+            (TransportError, MessageBusError),
+            (TransportUnavailableError, TransportError),
+            (DestinationNotFoundError, TransportError),
+            (DestinationNotFoundError, LookupError),
+            (MessageTooLargeError, TransportError),
+            (SendError, TransportError),
+            (DeliveryExpiredError, TransportError),
             (DispatchError, MessageBusError),
             (NoHandlerError, DispatchError),
             (MessageKindError, DispatchError),
@@ -78,3 +93,18 @@ class TestErrorTree:
         assert _errors.__doc__ is not None
         for name in _errors.__all__:
             assert name in _errors.__doc__, name
+
+    def test_send_error_lists_what_was_not_sent(self) -> None:
+        """SendError keeps every failed id and reason and shows the first three."""
+        failed = [(f"m{i}", "throttled") for i in range(5)]
+        error = SendError(failed)
+        assert error.failed == tuple(failed)
+        assert str(error) == (
+            "5 message(s) not sent: m0: throttled; m1: throttled; m2: throttled (and 2 more)"
+        )
+
+    def test_message_too_large_says_by_how_much(self) -> None:
+        """MessageTooLargeError names the message, its size and the limit."""
+        error = MessageTooLargeError("m1", 2_000_000, 1_048_576)
+        assert (error.message_id, error.size, error.limit) == ("m1", 2_000_000, 1_048_576)
+        assert "m1 is 2000000 bytes; the transport takes 1048576" in str(error)
