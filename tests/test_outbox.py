@@ -19,6 +19,7 @@ from messagebus.outbox import (
     OutboxMessage,
     OutboxRelay,
     OutboxStatus,
+    PostgresOutbox,
     Settlement,
     SQLiteOutbox,
     deliver_each,
@@ -137,6 +138,19 @@ class TestUnitOfWork:
         with pytest.raises(anyio.ClosedResourceError):
             await tx.execute("SELECT 1")
 
+    async def test_a_first_use_may_be_a_unit_of_work(self, db: Database) -> None:
+        """A store never opened before sets its table up on its first transaction."""
+        async with db.make() as store:
+            await commit(store, [message(1)])
+            assert (await store.status()).pending == 1
+
+    async def test_a_closed_store_refuses_a_unit_of_work(self, db: Database) -> None:
+        """After aclose, transaction() raises ClosedResourceError."""
+        store = db.make()
+        await store.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            await commit(store, [message(1)])
+
     async def test_a_failing_listener_does_not_undo_the_commit(self, outbox: Outbox) -> None:
         """A listener's error is logged; the block returns, later listeners still run."""
         seen: list[Sequence[str]] = []
@@ -183,6 +197,29 @@ class TestUnitOfWork:
         (delivered,) = sink.delivered
         assert delivered == outgoing
         assert codec.decode(delivered.body).message == PostPublished(post_id=7, title="Hi")
+
+
+class TestBorrowedPool:
+    """PostgreSQL: a pool of the caller's, even of autocommit connections, works as well."""
+
+    async def test_units_of_work_on_autocommit_connections(
+        self, request: pytest.FixtureRequest
+    ) -> None:
+        """Commit and rollback both hold; the connection goes back in autocommit mode."""
+        from psycopg_pool import ConnectionPool
+
+        db = database("postgres", request)
+        with ConnectionPool(
+            db.location, kwargs={"autocommit": True}, min_size=1, max_size=2
+        ) as pool:
+            async with PostgresOutbox(pool) as store:
+                await post(store, db, "kept", message(1))
+                with pytest.raises(Boom):
+                    await post(store, db, "dropped", message(2), then=Boom())
+                assert (await store.status()).pending == 1
+            assert db.titles() == ["kept"]
+            with pool.connection() as connection:
+                assert connection.autocommit
 
 
 class TestRelay:
@@ -270,6 +307,19 @@ class TestRelay:
         assert (state.pending, state.in_flight) == (2, 0)
         entries = await outbox.list("pending")
         assert [(e.attempts, e.last_error) for e in entries] == [(1, "Boom('no route')")] * 2
+
+    async def test_deliver_each_fails_only_what_raised(self, outbox: Outbox) -> None:
+        """Keyless messages after a failed one are still sent by deliver_each."""
+        await commit(outbox, [message(1), message(2)])
+        sent: list[str] = []
+
+        async def send(m: OutboxMessage) -> None:
+            if m.id == "m-0001":
+                raise Boom
+            sent.append(m.id)
+
+        assert await relay(outbox, deliver_each(send)).flush() == 1
+        assert sent == ["m-0002"]
 
     async def test_a_failure_holds_its_group_back(self, outbox: Outbox, clock: FakeClock) -> None:
         """Later rows of a failed row's group wait, without attempts counted; others go on."""
@@ -389,6 +439,31 @@ class TestRelay:
         for group in ("g0", "g1", "g2"):
             ids = [m.id for m in delivered if m.group_key == group]
             assert ids == sorted(ids)
+
+    async def test_a_group_leased_to_one_relay_is_held_from_another(
+        self, db: Database, clock: FakeClock
+    ) -> None:
+        """While relay A delivers a group's first rows, relay B gets none of its later ones."""
+        order: list[str] = []
+        b_tried = anyio.Event()
+
+        async def a_sends(m: OutboxMessage) -> None:
+            await b_tried.wait()
+            order.append(m.id)
+
+        async def b_sends(m: OutboxMessage) -> None:
+            order.append(m.id)
+
+        async with db.make(clock=clock) as first, db.make(clock=clock) as second:
+            await commit(first, [message(n, group="g") for n in range(4)] + [message(9)])
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(relay(first, deliver_each(a_sends), batch_size=2).flush)
+                with anyio.fail_after(10):
+                    while (await second.status()).in_flight == 0:  # A has claimed
+                        await anyio.lowlevel.checkpoint()
+                assert await relay(second, deliver_each(b_sends)).flush() == 1
+                b_tried.set()
+        assert order == ["m-0009", "m-0000", "m-0001", "m-0002", "m-0003"]
 
 
 class TestRunLoop:
