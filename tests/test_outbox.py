@@ -140,9 +140,12 @@ class TestUnitOfWork:
 
     async def test_a_first_use_may_be_a_unit_of_work(self, db: Database) -> None:
         """A store never opened before sets its table up on its first transaction."""
-        async with db.make() as store:
+        store = db.make()
+        try:
             await commit(store, [message(1)])
             assert (await store.status()).pending == 1
+        finally:
+            await store.aclose()
 
     async def test_a_closed_store_refuses_a_unit_of_work(self, db: Database) -> None:
         """After aclose, transaction() raises ClosedResourceError."""
