@@ -34,8 +34,9 @@ as that transaction lasts (keep units of work that append short). Sequences are
 ``max(sequence) + 1`` within the stream, read after the head is locked.
 
 ``append_in(connection, envelopes)`` runs the same statements on the caller's own
-connection, inside the caller's transaction (a savepoint if one is open), so that events
-commit or roll back with the caller's writes. Under REPEATABLE READ or SERIALIZABLE a
+connection, inside the caller's transaction (begun already or begun by it, psycopg's
+default; on an autocommit connection, a transaction of its own), so that events commit
+or roll back with the caller's writes. Under REPEATABLE READ or SERIALIZABLE a
 concurrent append makes it fail with a serialization error, to be retried by the caller
 as usual at those levels.
 
@@ -53,6 +54,7 @@ in its worker thread. A schema version newer than this code knows raises
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -189,8 +191,8 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable):
         """Append ``envelopes`` on the caller's connection, in the caller's transaction.
 
         Blocking: call it from a worker thread. The events commit or roll back with the
-        caller's transaction (in a savepoint of it, or in a transaction of their own on
-        an autocommit connection); until it ends, other appends wait. The log must have
+        caller's transaction (or, on an autocommit connection, in a transaction of
+        their own); until it ends, other appends wait. The log must have
         been opened first (``async with`` or a first call), so that its tables exist.
         Subscriptions of this object learn of the append only when the caller calls
         :meth:`notify_appended` after the commit, or by polling.
@@ -225,9 +227,12 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable):
 
         statements = self._statements
         streams = [s for s in dict.fromkeys(e.group_key for e in events) if s is not None]
-        # A transaction even on an autocommit connection: the head's row lock must be
-        # held until the rows are in. tuple_row: a borrowed pool may use another factory.
-        with connection.transaction(), connection.cursor(row_factory=tuple_row) as cursor:
+        # On an autocommit connection, a transaction of its own: the head's row lock must
+        # be held until the rows are in. Otherwise the statements join the caller's
+        # transaction, begun or not (transaction() would commit one that had not begun).
+        # tuple_row: a borrowed pool may hand out connections with another row factory.
+        scope = connection.transaction() if connection.autocommit else nullcontext()
+        with scope, connection.cursor(row_factory=tuple_row) as cursor:
             # First statement: the lock; the next ones read after the previous holder's
             # commit (READ COMMITTED takes a new snapshot per statement).
             row = cursor.execute(statements.advance, [len(events)]).fetchone()
