@@ -31,7 +31,7 @@ out a position twice even if rows are deleted by hand, needs no lock key shared 
 convention across processes, and shows in ``pg_locks`` as a lock on a named table. The
 cost is that appends are serial: one transaction at a time holds the head, for as long
 as that transaction lasts (keep units of work that append short). Sequences are
-``max(sequence) + 1`` within the stream, read after the head is locked.
+``max(sequence) + 1`` within the stream, computed in the INSERT, after the head is locked.
 
 ``append_in(connection, envelopes)`` runs the same statements on the caller's own
 connection, inside the caller's transaction (begun already or begun by it, psycopg's
@@ -107,15 +107,16 @@ _CHECKPOINTS = """CREATE TABLE IF NOT EXISTS {t} (
 )"""
 
 _ADVANCE = "UPDATE {h} SET position = position + %s WHERE id = 1 RETURNING position"
-_LAST_SEQUENCES = (
-    "SELECT s, (SELECT max(sequence) FROM {t} WHERE stream = s) FROM unnest(%s::text[]) AS s"
-)
-# One statement for any batch size: the columns travel as arrays.
+# One statement for any batch size: the columns travel as arrays. A sequence is the
+# stream's last one before this statement plus k, the event's rank in its stream within
+# the batch; the statement's snapshot is taken after the head's lock was granted.
 _INSERT = """INSERT INTO {t}
     (position, stream, sequence, message_id, message_type, body, recorded_at)
-SELECT p, s, q, i, m, b, %s::timestamptz
+SELECT p, s, coalesce((SELECT max(sequence) FROM {t} WHERE stream = s), 0) + k,
+    i, m, b, %s::timestamptz
 FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[])
-    AS u(p, s, q, i, m, b)"""
+    AS u(p, s, k, i, m, b)
+RETURNING position, sequence"""
 _SELECT = "SELECT position, stream, sequence, body, recorded_at FROM {t}"
 _READ = _SELECT + " WHERE position >= %s ORDER BY position LIMIT %s"
 _READ_STREAM = _SELECT + " WHERE stream = %s AND sequence >= %s ORDER BY sequence LIMIT %s"
@@ -130,7 +131,6 @@ class _Statements(NamedTuple):
     """The statements for one set of tables, composed once with quoted names."""
 
     advance: sql.Composed
-    last_sequences: sql.Composed
     insert: sql.Composed
     read: sql.Composed
     read_stream: sql.Composed
@@ -226,40 +226,36 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable):
         from psycopg.rows import tuple_row  # noqa: PLC0415
 
         statements = self._statements
-        streams = [s for s in dict.fromkeys(e.group_key for e in events) if s is not None]
+        # Ranks within the batch per stream; the statement adds each stream's last sequence.
+        ranks = numbered(events, 0, {})
         # On an autocommit connection, a transaction of its own: the head's row lock must
         # be held until the rows are in. Otherwise the statements join the caller's
         # transaction, begun or not (transaction() would commit one that had not begun).
         # tuple_row: a borrowed pool may hand out connections with another row factory.
         scope = connection.transaction() if connection.autocommit else nullcontext()
         with scope, connection.cursor(row_factory=tuple_row) as cursor:
-            # First statement: the lock; the next ones read after the previous holder's
-            # commit (READ COMMITTED takes a new snapshot per statement).
+            # The first statement takes the lock; the next one reads after the previous
+            # holder's commit (READ COMMITTED takes a new snapshot per statement).
             row = cursor.execute(statements.advance, [len(events)]).fetchone()
             assert row is not None  # the head row is made with the tables
-            end = row[0]
-            last = {}
-            if streams:
-                for stream, found in cursor.execute(statements.last_sequences, [streams]):
-                    if found is not None:
-                        last[stream] = found
-            numbers = numbered(events, end - len(events), last)
+            first = row[0] - len(events) + 1
             now = datetime.now(UTC)
             cursor.execute(
                 statements.insert,
                 [
                     now,
-                    [position for position, _, _ in numbers],
-                    [stream for _, stream, _ in numbers],
-                    [sequence for _, _, sequence in numbers],
+                    list(range(first, first + len(events))),
+                    [stream for _, stream, _ in ranks],
+                    [rank for _, _, rank in ranks],
                     [envelope.message_id for envelope in events],
                     [envelope.message_type for envelope in events],
                     bodies,
                 ],
             )
+            sequences: dict[int, int | None] = dict(cursor.fetchall())
         return tuple(
-            make_record(envelope, position, stream, sequence, now)
-            for envelope, (position, stream, sequence) in zip(events, numbers, strict=True)
+            make_record(envelope, position, envelope.group_key, sequences[position], now)
+            for position, envelope in enumerate(events, start=first)
         )
 
     async def _select(self, query: sql.Composed, params: list[object]) -> Sequence[LogRecord]:
@@ -331,7 +327,6 @@ def _compose(schema: str | None, table: str) -> _Statements:
 
     return _Statements(
         advance=compose(_ADVANCE),
-        last_sequences=compose(_LAST_SEQUENCES),
         insert=compose(_INSERT),
         read=compose(_READ),
         read_stream=compose(_READ_STREAM),
