@@ -51,6 +51,7 @@ from messagebus._retry_policy import (
     Retry,
     RetryPolicy,
 )
+from messagebus._unit_of_work import UnitOfWork, current_unit_of_work
 from messagebus._worker import Worker, serve
 from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 
@@ -105,12 +106,14 @@ __all__ = [
     "SerializationError",
     "TransportError",
     "TransportUnavailableError",
+    "UnitOfWork",
     "UnsupportedBackendError",
     "Upcaster",
     "WireCodec",
     "Worker",
     "add_message_context",
     "current_envelope",
+    "current_unit_of_work",
     "serve",
     "wire_name",
     "wire_version",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import (
+    AsyncIterator,
     Awaitable,
     Callable,
     Collection,
@@ -12,6 +13,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -25,6 +27,7 @@ from messagebus._context import Context, Frame, current_frame, envelope_of
 from messagebus._envelope import Envelope
 from messagebus._errors import (
     BusStateError,
+    ConfigurationError,
     DeadLetterNotFoundError,
     DuplicateHandlerError,
     DuplicateSubscriberError,
@@ -46,8 +49,13 @@ from messagebus._middleware import (
 from messagebus._naming import lint_names
 from messagebus._registry import MessageRegistry
 from messagebus._routing import Destination, Router, outgoing
+from messagebus._unit_of_work import UnitOfWork, enter, leave
 from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 from messagebus.transports._protocol import Outgoing, QueueSpec, Topology, Transport
+
+if TYPE_CHECKING:
+    from messagebus.eventlog import EventLog
+    from messagebus.outbox import OutboxMessage, OutboxRelay, OutboxStore
 
 __all__ = ["Fanout", "MessageBus"]
 
@@ -156,6 +164,15 @@ class MessageBus:
         routes: the queues (owning services) of command types handled elsewhere.
         queue: settings of the service's input queue (visibility timeout, FIFO, dead
             letter after N receives); its name must be ``service``.
+        outbox: the transactional outbox (:mod:`messagebus.outbox`): enables
+            :meth:`unit_of_work`, and its relay (:attr:`relay`) runs while the bus runs,
+            delivering committed messages to the transport, or here without one.
+        event_log: an append-only log (:mod:`messagebus.eventlog`) that every event
+            this service publishes is appended to before it is delivered (in a unit of
+            work, in its transaction); delivered envelopes carry its stream sequence.
+        outgoing: functions ``(envelope) -> envelope`` applied, in order, to every
+            envelope as it leaves the process (handed to the transport, or written to
+            the outbox), for metadata such as a trace context header.
 
     Attributes:
         registry: the message types this bus knows (every handled type is added).
@@ -178,6 +195,9 @@ class MessageBus:
         service: str = "messagebus",
         routes: Mapping[type[Command[Any]], str] | None = None,
         queue: QueueSpec | None = None,
+        outbox: OutboxStore | None = None,
+        event_log: EventLog | None = None,
+        outgoing: Iterable[Callable[[Envelope[Message]], Envelope[Message]]] = (),
     ) -> None:
         if fanout not in ("sequential", "concurrent"):
             raise ValueError(f"fanout must be 'sequential' or 'concurrent', not {fanout!r}")
@@ -195,12 +215,34 @@ class MessageBus:
         self._events: dict[type[Message], tuple[_Route, ...]] = {}
         self._services: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._resources = AsyncExitStack()
         self.router = Router(service, routes or {}, queue)
         self.transport = transport
         if transport is not None:
             # Instance attributes, so the in-process paths pay nothing for the check.
             self.publish = self._publish_to_transport  # type: ignore[method-assign]
             self._drain = self._forward  # type: ignore[method-assign]
+        self._outgoing = tuple(outgoing)
+        self.outbox = outbox
+        self.relay: OutboxRelay | None = None
+        if outbox is not None:
+            from messagebus._outbox_delivery import deliver_rows  # noqa: PLC0415  # import cycle
+            from messagebus.outbox import OutboxRelay  # noqa: PLC0415
+
+            async def deliver(rows: Sequence[OutboxMessage]) -> Sequence[Any]:
+                return await deliver_rows(self, rows)
+
+            self.relay = OutboxRelay(outbox, deliver)
+            outbox.on_commit(self.relay.notify)
+            self._add_service(self.relay.run)
+        self.event_log = event_log
+        if event_log is not None:
+            if outbox is not None and not hasattr(event_log, "append_in"):
+                raise ConfigurationError(
+                    "with an outbox, the event log must be an SQL log on the outbox's "
+                    "database: units of work append to it in their own transaction"
+                )
+            self._log_events(event_log)
 
     # -- registration -------------------------------------------------------------------
 
@@ -835,6 +877,8 @@ class MessageBus:
         transport = self._running_transport()
         batches: dict[Destination, list[Outgoing]] = {}
         for envelope in pending:
+            for hook in self._outgoing:
+                envelope = hook(envelope)  # noqa: PLW2901
             local = type(envelope.message) in self._commands
             destination = self.router.destination(envelope, local=local)
             batches.setdefault(destination, []).append(outgoing(self.codec, envelope))
@@ -885,6 +929,82 @@ class MessageBus:
         routes = self._events.get(type(message))
         if routes:
             await self._deliver(routes, [message, None, envelope, None, None], True)
+
+    # -- unit of work and event log ------------------------------------------------------
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """Open a unit of work on the outbox's database; see :mod:`messagebus._unit_of_work`.
+
+        ``async with bus.unit_of_work() as uow:`` runs ``uow.execute(...)`` (your SQL)
+        and ``uow.publish(...)`` / ``uow.send(...)`` (outbox rows) in one transaction:
+        committed together when the block ends, rolled back together if it raises. The
+        relay delivers the messages after the commit (the bus must be running).
+
+        Raises:
+            BusStateError: the bus has no outbox.
+        """
+        if self.outbox is None:
+            raise BusStateError("this bus has no outbox; pass outbox= to MessageBus")
+        async with self.outbox.transaction() as transaction:
+            unit = UnitOfWork(self, transaction)
+            token = enter(unit)
+            try:
+                yield unit
+                await unit._write()
+            finally:
+                leave(token)
+        if unit.logged:
+            self.event_log.notify_appended()  # type: ignore[union-attr]
+
+    def _outbox_row(self, envelope: Envelope[Message]) -> OutboxMessage:
+        """Return ``envelope`` as an outbox row for where it goes (transport or here)."""
+        from messagebus.outbox import Destination, OutboxMessage  # noqa: PLC0415
+
+        for hook in self._outgoing:
+            envelope = hook(envelope)
+        if self.transport is None:
+            destination = Destination.local()
+        else:
+            kind, name = self.router.destination(
+                envelope, local=type(envelope.message) in self._commands
+            )
+            destination = Destination(kind, name)
+        return OutboxMessage.from_envelope(
+            envelope, destination, self.codec, deduplication_id=envelope.idempotency_key
+        )
+
+    def _log_events(self, log: EventLog) -> None:
+        """Append every event published here to ``log`` before it is delivered."""
+        publish, drain = self.publish, self._drain
+
+        def publish_logged(
+            event: Event,
+            /,
+            idempotency_key: str | None = None,
+            group_key: str | None = None,
+            headers: Mapping[str, str] | None = None,
+            correlation_id: str | None = None,
+        ) -> Coroutine[Any, Any, None]:
+            self.check_publishable(event)
+            frame: Frame = [event, _get_frame(), None, None, None]
+            envelope = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
+            return drain_logged([envelope])
+
+        async def drain_logged(pending: list[Envelope[Message]]) -> None:
+            events = [envelope for envelope in pending if envelope.kind == "event"]
+            if events:
+                records = await log.append(events)
+                logged = {
+                    id(event): record.envelope
+                    for event, record in zip(events, records, strict=True)
+                }
+                pending = [logged.get(id(envelope), envelope) for envelope in pending]
+            await drain(pending)
+
+        del publish  # replaced: every path now goes through drain_logged
+        self.publish = publish_logged  # type: ignore[method-assign]
+        self._drain = drain_logged  # type: ignore[method-assign]
 
     # -- dead letters --------------------------------------------------------------------
 
@@ -979,8 +1099,14 @@ class MessageBus:
     async def __aenter__(self) -> MessageBus:
         if self._task_group is not None:
             raise BusStateError("this bus is already running; enter it once")
-        if self.transport is not None:
-            await self.transport.__aenter__()
+        # The bus opens what it was given (transport, outbox, event log) and closes it
+        # when it stops, outermost first.
+        async with AsyncExitStack() as resources:
+            for resource in (self.transport, self.outbox, self.event_log):
+                if hasattr(resource, "__aenter__"):
+                    await resources.enter_async_context(resource)  # type: ignore[arg-type]
+            # Opened: keep them past this block (a failure above closed those opened).
+            self._resources = resources.pop_all()
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
         self._task_group = tasks
@@ -1006,6 +1132,5 @@ class MessageBus:
             await tasks.__aexit__(None, None, None)
             return None
         finally:
-            if self.transport is not None:
-                with anyio.CancelScope(shield=True):
-                    await self.transport.__aexit__(None, None, None)
+            with anyio.CancelScope(shield=True):
+                await self._resources.aclose()

@@ -24,11 +24,13 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from messagebus._envelope import Envelope, lazy_envelope
+from messagebus._errors import BusStateError
 from messagebus._messages import Message
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
     from messagebus._handlers import HandlerInfo
+    from messagebus._unit_of_work import UnitOfWork
 
 __all__ = ["Context", "Frame", "add_message_context", "current_envelope", "envelope_of"]
 
@@ -109,6 +111,23 @@ class Context(Generic[M_co]):
     def message(self) -> M_co:
         """The message being handled."""
         return self.envelope.message
+
+    @property
+    def unit_of_work(self) -> UnitOfWork:
+        """The unit of work this run is in (see ``UnitOfWorkMiddleware``).
+
+        Raises:
+            BusStateError: the handler does not run in a unit of work.
+        """
+        from messagebus._unit_of_work import current_unit_of_work  # noqa: PLC0415  # cycle
+
+        unit = current_unit_of_work()
+        if unit is None:
+            raise BusStateError(
+                f"{self.handler.name} does not run in a unit of work: wrap it in "
+                "UnitOfWorkMiddleware(bus), or open one with bus.unit_of_work()"
+            )
+        return unit
 
     def publish(
         self,

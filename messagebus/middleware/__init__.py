@@ -4,6 +4,7 @@ from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
 from messagebus.middleware._idempotency import IdempotencyMiddleware, default_key
 from messagebus.middleware._logging import LoggingMiddleware
 from messagebus.middleware._retry import DEFAULT_EVENT_POLICY, RetryMiddleware
+from messagebus.middleware._unit_of_work import UnitOfWorkMiddleware
 
 __all__ = [
     "DEFAULT_EVENT_POLICY",
@@ -13,5 +14,6 @@ __all__ = [
     "LoggingMiddleware",
     "Middleware",
     "RetryMiddleware",
+    "UnitOfWorkMiddleware",
     "default_key",
 ]

@@ -1,0 +1,51 @@
+"""Running a handler inside a unit of work: its writes and its messages commit together."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from messagebus._context import Context, current_frame
+from messagebus._envelope import Envelope
+from messagebus._messages import Message
+from messagebus._middleware import CallNext
+
+if TYPE_CHECKING:
+    from messagebus._bus import MessageBus
+
+__all__ = ["UnitOfWorkMiddleware"]
+
+
+@attrs.frozen
+class UnitOfWorkMiddleware:
+    """Runs each handler run it wraps in a unit of work of ``bus``'s outbox.
+
+    The handler reaches the transaction as ``ctx.unit_of_work`` (or
+    :func:`messagebus.current_unit_of_work`) for its own SQL. Its ``ctx.publish`` /
+    ``ctx.send`` follow-ups are written to the outbox in that transaction, not
+    dispatched: they are delivered by the relay after the commit. If the handler (or any
+    middleware inside this one) raises, its writes and its messages roll back together.
+
+    Place it outside idempotency middleware (so an idempotency store on the same
+    database records the key in the handler's transaction) and inside retries (each
+    attempt gets a transaction of its own): ``[RetryMiddleware(), UnitOfWorkMiddleware(bus),
+    IdempotencyMiddleware(store)]``.
+
+    Raises (from the run):
+        BusStateError: ``bus`` has no outbox.
+    """
+
+    bus: MessageBus
+
+    async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
+        """Run the rest of the chain in a transaction; write its follow-ups into it."""
+        async with self.bus.unit_of_work() as unit:
+            result = await call_next(envelope)
+            frame = current_frame.get()
+            context: Context[Message] | None = None if frame is None else frame[3]
+            if context is not None and context._pending:
+                unit.add(context._pending)
+                # Written to the outbox instead: the bus must not dispatch them too.
+                context._pending = None
+        return result
