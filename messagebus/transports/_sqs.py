@@ -72,7 +72,9 @@ if TYPE_CHECKING:
     from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.type_defs import (
+        ChangeMessageVisibilityBatchRequestEntryTypeDef,
         DeleteMessageBatchRequestEntryTypeDef,
+        MessageTypeDef,
         ReceiveMessageRequestTypeDef,
         SendMessageBatchRequestEntryTypeDef,
     )
@@ -198,6 +200,7 @@ class SQSTransport:
         self._queues: dict[str, ResolvedQueue] = {}
         self._topics: dict[str, ResolvedTopic] = {}
         self._batchers: dict[str, DeleteBatcher] = {}
+        self._polls: set[anyio.CancelScope] = set()
         self._stack: contextlib.AsyncExitStack | None = None
         self._sqs: SQSClient | None = None
         self._sns: SNSClient | None = None
@@ -220,7 +223,7 @@ class SQSTransport:
                 self._session.create_client("sns", **self._client_args)
             )
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(self._flush_acks)
+            stack.callback(self._closing)
             self._stack = stack.pop_all()
         return self
 
@@ -233,10 +236,13 @@ class SQSTransport:
                 self._sqs = self._sns = self._task_group = None
                 self._batchers.clear()
 
-    def _flush_acks(self) -> None:
-        # Runs first on close, so the task group waits for these deletes to finish.
+    def _closing(self) -> None:
+        # Runs first on close: the task group then waits for these deletes to finish,
+        # but not for long polls nobody waits for any more.
         for batcher in self._batchers.values():
-            batcher.flush_now()
+            batcher.close()
+        for poll in self._polls:
+            poll.cancel()
 
     def _clients(self) -> tuple[SQSClient, SNSClient]:
         require_asyncio()
@@ -372,7 +378,7 @@ class SQSTransport:
         visibility_timeout: float | None = None,
     ) -> Sequence[SQSDelivery]:
         """Long-poll ``queue`` for up to ``max_messages`` (at most 10) messages."""
-        sqs, _ = self._clients()
+        self._clients()
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
         target = await self._queue(queue)
@@ -388,12 +394,10 @@ class SQSTransport:
             remaining = deadline - anyio.current_time()
             request["WaitTimeSeconds"] = min(MAX_WAIT, max(0, math.ceil(remaining)))
             try:
-                with translated(f"queue {queue!r}"):
-                    answer = await sqs.receive_message(**request)
+                messages = await self._poll(target, request)
             except TransportError as error:
                 self._forget_queue(error, queue)
                 raise
-            messages = answer.get("Messages", [])
             if messages or anyio.current_time() >= deadline:
                 break
         return [
@@ -407,6 +411,62 @@ class SQSTransport:
             )
             for message in messages
         ]
+
+    async def _poll(
+        self, target: ResolvedQueue, request: ReceiveMessageRequestTypeDef
+    ) -> list[MessageTypeDef]:
+        """Make one ReceiveMessage call in the transport's task group; wait for its answer.
+
+        If the caller is cancelled while the long poll runs, the call goes on without it
+        and makes whatever it brings visible again at once: SQS would otherwise keep
+        those messages invisible for a whole visibility timeout, answered to nobody.
+        """
+        sqs, _ = self._clients()
+        assert self._task_group is not None  # set together with the clients
+        poll = _Poll()
+
+        async def run() -> None:
+            scope = anyio.CancelScope()
+            self._polls.add(scope)
+            try:
+                with scope, translated(f"queue {target.logical!r}"):
+                    answer = await sqs.receive_message(**request)
+                    poll.messages = answer.get("Messages", [])
+                if scope.cancelled_caught:
+                    poll.error = TransportError("the transport closed while this receive waited")
+                elif poll.abandoned and poll.messages:
+                    await self._release(target, poll.messages)
+            except Exception as error:  # noqa: BLE001 - handed to the waiting caller
+                poll.error = error
+            finally:
+                self._polls.discard(scope)
+                poll.done.set()
+
+        self._task_group.start_soon(run)
+        try:
+            await poll.done.wait()
+        except BaseException:
+            poll.abandoned = True
+            if poll.messages:  # answered, but the caller was cancelled before it woke
+                self._task_group.start_soon(self._release, target, poll.messages)
+            raise
+        if poll.error is not None:
+            raise poll.error
+        return poll.messages
+
+    async def _release(self, target: ResolvedQueue, messages: Sequence[MessageTypeDef]) -> None:
+        sqs, _ = self._clients()
+        entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
+            {
+                "Id": str(index),
+                "ReceiptHandle": message.get("ReceiptHandle", ""),
+                "VisibilityTimeout": 0,
+            }
+            for index, message in enumerate(messages)
+        ]
+        # Best effort: if this fails too, the messages come back after their timeout.
+        with contextlib.suppress(TransportError), translated(f"queue {target.logical!r}"):
+            await sqs.change_message_visibility_batch(QueueUrl=target.url, Entries=entries)
 
     async def _ack(self, delivery: SQSDelivery) -> None:
         self._clients()
@@ -447,6 +507,16 @@ class SQSTransport:
                 ReceiptHandle=delivery.receipt_handle,
                 VisibilityTimeout=visibility_seconds(seconds),
             )
+
+
+@attrs.define(eq=False)
+class _Poll:
+    """One ReceiveMessage call handed from the task making it to the caller waiting."""
+
+    messages: list[MessageTypeDef] = attrs.field(factory=list)
+    error: Exception | None = None
+    abandoned: bool = False
+    done: anyio.Event = attrs.field(factory=anyio.Event)
 
 
 def _texts(messages: Sequence[Outgoing], limit: int) -> tuple[list[str], dict[int, str]]:

@@ -135,7 +135,7 @@ class DeleteBatcher:
     window: float = 0.005
     max_entries: int = 10
     _pending: list[_PendingDelete] = attrs.field(factory=list, init=False)
-    _timer_running: bool = attrs.field(default=False, init=False)
+    _timer: anyio.CancelScope | None = attrs.field(default=None, init=False)
 
     async def ack(self, receipt_handle: str) -> None:
         """Delete one message; return once its entry is done (raise its error if any)."""
@@ -143,22 +143,29 @@ class DeleteBatcher:
         self._pending.append(entry)
         if len(self._pending) >= self.max_entries:
             self._flush()
-        elif not self._timer_running:
-            self._timer_running = True
-            self.task_group.start_soon(self._flush_after_window)
+        elif self._timer is None:
+            self._timer = anyio.CancelScope()
+            self.task_group.start_soon(self._flush_after_window, self._timer)
         await entry.done.wait()
         if entry.error is not None:
             raise entry.error
 
-    def flush_now(self) -> None:
-        """Send everything pending without waiting for the window (used on close)."""
+    def close(self) -> None:
+        """Send everything pending now, and stop the window's timer (the transport closes)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._flush_pending()
+
+    def _flush_pending(self) -> None:
         while self._pending:
             self._flush()
 
-    async def _flush_after_window(self) -> None:
-        await anyio.sleep(self.window)
-        self._timer_running = False
-        self.flush_now()
+    async def _flush_after_window(self, timer: anyio.CancelScope) -> None:
+        with timer:
+            await anyio.sleep(self.window)
+        if self._timer is timer:
+            self._timer = None
+        self._flush_pending()
 
     def _flush(self) -> None:
         batch = self._pending[: self.max_entries]
