@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import attrs
+from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
-from botocore.config import Config
 
 from messagebus._errors import (
     DeliveryExpiredError,
@@ -154,7 +154,7 @@ class SQSTransport:
         aws_access_key_id, aws_secret_access_key, aws_session_token: credentials; by
             default botocore's standard chain (environment, profile, instance role).
         session: the aiobotocore session to make clients with (profiles, event hooks).
-        config: botocore's client config; by default bounded retries
+        config: the client config (aiobotocore's ``AioConfig``); by default bounded retries
             (``max_attempts`` attempts in all, standard mode), ``connect_timeout``, a
             read timeout above the 20 s long poll, and ``max_pool_connections``.
         ack_window: seconds an ack waits for others to share its DeleteMessageBatch.
@@ -172,7 +172,7 @@ class SQSTransport:
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,
         session: AioSession | None = None,
-        config: Config | None = None,
+        config: AioConfig | None = None,
         max_attempts: int = 3,
         connect_timeout: float = 5.0,
         max_pool_connections: int = 50,
@@ -187,7 +187,7 @@ class SQSTransport:
             "aws_secret_access_key": aws_secret_access_key,
             "aws_session_token": aws_session_token,
             "config": config
-            or Config(
+            or AioConfig(
                 retries={"total_max_attempts": max_attempts, "mode": "standard"},
                 connect_timeout=connect_timeout,
                 read_timeout=MAX_WAIT + 10,
