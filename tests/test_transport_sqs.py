@@ -249,9 +249,6 @@ class TestSend:
         assert sorted(numbers(got)) == list(range(5))
         assert {len(delivery.body) for delivery in got} == {300 * 1024}
 
-    # aiohttp warns about posting a body over 1 MiB in one piece (a 1 MiB message in
-    # JSON is slightly more); the warning is about event-loop latency, not correctness.
-    @pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
     async def test_a_message_of_exactly_1_mib_is_sent(self, transport: SQSTransport) -> None:
         """The limit is inclusive and counted in bytes."""
         await transport.provision(Topology(queues=(QueueSpec("edge"),)))
@@ -415,8 +412,10 @@ class TestPublish:
         await transport.publish("ticks", outgoing(15, group_key="g"))
         assert numbers(await receive_n(transport, "ordered", 15)) == list(range(15))
 
-    async def test_sns_limits_are_256_kib(self, transport: SQSTransport, calls: ApiCalls) -> None:
-        """256 KiB is accepted; one byte more is refused before anything is published."""
+    async def test_publish_takes_1_mib_and_packs_calls_to_256_kib(
+        self, transport: SQSTransport, calls: ApiCalls
+    ) -> None:
+        """Over 1 MiB is refused up front; two 200 KiB messages take two calls."""
         await transport.provision(
             Topology(
                 queues=(QueueSpec("sink"),),
@@ -424,13 +423,25 @@ class TestPublish:
                 subscriptions=(Subscription("wide", "sink"),),
             )
         )
+        _, sns = transport._clients()
+        topic = await transport._topic("wide")
+        attributes = (await sns.get_topic_attributes(TopicArn=topic.arn))["Attributes"]
+        assert attributes["MaximumMessageSize"] == str(MIB)
         with pytest.raises(MessageTooLargeError) as raised:
-            await transport.publish("wide", outgoing(1, size=256 * 1024 + 1))
-        assert raised.value.limit == 256 * 1024
+            await transport.publish("wide", outgoing(1, size=MIB + 1))
+        assert raised.value.limit == MIB
         assert calls["PublishBatch"] == 0
         await transport.publish("wide", outgoing(2, size=200 * 1024))
         assert calls["PublishBatch"] == 2
         assert sorted(numbers(await receive_n(transport, "sink", 2))) == [0, 1]
+
+    async def test_a_topic_refusing_a_large_message_is_an_error(
+        self, transport: SQSTransport
+    ) -> None:
+        """LocalStack keeps SNS's old 256 KiB limit: a 300 KiB publish raises, not drops."""
+        await transport.provision(Topology(topics=(TopicSpec("narrow"),)))
+        with pytest.raises(TransportError, match="BatchRequestTooLong"):
+            await transport.publish("narrow", outgoing(1, size=300 * 1024))
 
     async def test_an_unknown_topic_is_destination_not_found(self, transport: SQSTransport) -> None:
         """No SNS topic of that name under the prefix."""
@@ -730,9 +741,10 @@ class TestPlanBatches:
             range(4, 5),
         ]
 
-    def test_items_at_the_limit_fill_a_batch_each(self) -> None:
-        """An item of exactly max_bytes is a batch of its own; nothing is a batch of nothing."""
+    def test_items_at_or_over_the_limit_fill_a_batch_each(self) -> None:
+        """An item of max_bytes or more is a batch of its own; nothing is a batch of nothing."""
         assert plan_batches([100, 100], 10, 100) == [range(1), range(1, 2)]
+        assert plan_batches([10, 300, 10], 10, 100) == [range(1), range(1, 2), range(2, 3)]
         assert plan_batches([], 10, 100) == []
 
 

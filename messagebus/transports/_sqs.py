@@ -16,8 +16,13 @@ How the contract maps onto AWS:
   after another to keep group order; on a standard queue they go concurrently.
   Entries AWS fails on its side are retried; entries it refuses raise
   :class:`~messagebus.SendError` (after the others were sent).
-- :meth:`~SQSTransport.publish` uses SNS PublishBatch: 10 entries and 256 KiB (262,144
-  bytes) per message and per call, SNS's default limits (``topic_max_bytes`` to change).
+- :meth:`~SQSTransport.publish` uses SNS PublishBatch: 10 entries per call. SNS takes
+  256 KiB (262,144 bytes) per message and per call by default, and up to 1 MiB on a topic
+  whose ``MaximumMessageSize`` is raised, as :meth:`~SQSTransport.provision` does. So a
+  message up to 1 MiB is accepted (``topic_max_bytes``), and calls are packed to 256 KiB,
+  which every topic takes; a larger message goes in a call of its own. A topic left at
+  256 KiB (made elsewhere; LocalStack 2026.3, which stores the attribute but keeps the
+  old limit) refuses such a call: :class:`~messagebus.TransportError`, nothing dropped.
   SNS cannot delay a message: a delay raises :class:`ValueError`.
 - :meth:`~SQSTransport.receive` long-polls (WaitTimeSeconds up to 20, longer waits poll
   again) for up to 10 messages. A delivery's ack joins a DeleteMessageBatch with the
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -68,6 +74,7 @@ from messagebus.transports._sqs_provision import (
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
+    from botocore.awsrequest import AWSPreparedRequest
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
     from types_aiobotocore_sqs import SQSClient
@@ -82,7 +89,7 @@ if TYPE_CHECKING:
 __all__ = ["SQSDelivery", "SQSTransport"]
 
 MAX_MESSAGE_BYTES = 1024 * 1024
-SNS_MAX_BYTES = 256 * 1024
+SNS_BATCH_BYTES = 256 * 1024
 MAX_ENTRIES = 10
 MAX_DELAY = 900
 MAX_WAIT = 20
@@ -158,8 +165,8 @@ class SQSTransport:
             (``max_attempts`` attempts in all, standard mode), ``connect_timeout``, a
             read timeout above the 20 s long poll, and ``max_pool_connections``.
         ack_window: seconds an ack waits for others to share its DeleteMessageBatch.
-        topic_max_bytes: SNS's per-message and per-call limit (raise it only for topics
-            whose MaximumMessageSize was raised).
+        topic_max_bytes: the largest message :meth:`publish` accepts (lower it to 256 KiB
+            for topics whose MaximumMessageSize was left at SNS's default).
     """
 
     def __init__(
@@ -177,7 +184,7 @@ class SQSTransport:
         connect_timeout: float = 5.0,
         max_pool_connections: int = 50,
         ack_window: float = 0.005,
-        topic_max_bytes: int = SNS_MAX_BYTES,
+        topic_max_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._names = Names(prefix)
         self._client_args: dict[str, Any] = {
@@ -222,6 +229,8 @@ class SQSTransport:
             self._sns = await stack.enter_async_context(
                 self._session.create_client("sns", **self._client_args)
             )
+            for client in (self._sqs, self._sns):
+                client.meta.events.register("before-send", _stream_large_body)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._closing)
             self._stack = stack.pop_all()
@@ -365,7 +374,7 @@ class SQSTransport:
             refused,
             entries=entries,
             call=call,
-            max_bytes=self._topic_max_bytes,
+            max_bytes=SNS_BATCH_BYTES,
             in_order=target.fifo,
         )
 
@@ -507,6 +516,22 @@ class SQSTransport:
                 ReceiptHandle=delivery.receipt_handle,
                 VisibilityTimeout=visibility_seconds(seconds),
             )
+
+
+LARGE_BODY = 2**20
+
+
+def _stream_large_body(request: AWSPreparedRequest, **_: object) -> None:
+    """Hand aiohttp a body over 1 MiB as a stream, as it asks.
+
+    A 1 MiB message is a little more than that as a JSON request, and aiohttp warns
+    (ResourceWarning) when it is given so many bytes at once; a failure wherever
+    warnings are errors. aiobotocore sends an ``io.IOBase`` body as it comes, and
+    botocore rewinds it for a retry.
+    """
+    body = request.body
+    if isinstance(body, bytes) and len(body) > LARGE_BODY:
+        request.body = io.BytesIO(body)
 
 
 @attrs.define(eq=False)

@@ -30,11 +30,12 @@ ENTRY_RETRY_DELAY = 0.05
 
 
 def plan_batches(sizes: Sequence[int], max_entries: int, max_bytes: int) -> list[range]:
-    """Split items of ``sizes`` (bytes each, each <= ``max_bytes``) into ordered batches.
+    """Split items of ``sizes`` (bytes each) into ordered batches.
 
     Each batch is a range of indexes holding at most ``max_entries`` items whose sizes
     add up to at most ``max_bytes``; a new batch starts only when the next item would
-    break a limit, so the number of calls is the least that keeps the order.
+    break a limit, so the number of calls is the least that keeps the order. An item
+    larger than ``max_bytes`` on its own is a batch of its own.
     """
     batches: list[range] = []
     start, total = 0, 0

@@ -8,7 +8,8 @@ Everything is idempotent, so provisioning at every start-up is safe:
   change: a queue's kind is in its name).
 - A dead-letter queue is the same kind as its queue and keeps messages 14 days (the
   most SQS allows): a message keeps its original enqueue time when it moves there.
-- A topic is created (``FifoTopic`` where asked); ``CreateTopic`` returns the existing ARN.
+- A topic is created with ``MaximumMessageSize`` 1 MiB (SNS's default is 256 KiB) and
+  ``FifoTopic`` where asked; ``CreateTopic`` returns the existing ARN.
 - A subscription delivers raw (``RawMessageDelivery=true``: the body is the envelope,
   not wrapped in SNS JSON), and the queue's policy gains one statement allowing that
   topic, and only it, to ``sqs:SendMessage``; statements already there are kept.
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["create_queue", "create_topic", "subscribe"]
 
 DLQ_RETENTION = 14 * 24 * 3600
+TOPIC_MAX_BYTES = 1024 * 1024
 MAX_VISIBILITY = 12 * 3600
 _EXISTS_CODES = frozenset(
     {"QueueAlreadyExists", "QueueNameExists", "AWS.SimpleQueueService.QueueNameExists"}
@@ -95,7 +97,9 @@ async def queue_arn(sqs: SQSClient, url: str) -> str:
 async def create_topic(sns: SNSClient, names: Names, spec: TopicSpec) -> ResolvedTopic:
     """Create ``spec``'s topic; return it (its existing ARN if it was there)."""
     name = names.physical(spec.name, fifo=spec.fifo)
-    attributes = {"FifoTopic": "true"} if spec.fifo else {}
+    attributes = {"MaximumMessageSize": str(TOPIC_MAX_BYTES)}
+    if spec.fifo:
+        attributes["FifoTopic"] = "true"
     with translated(f"topic {name}"):
         answer = await sns.create_topic(Name=name, Attributes=attributes)
     return ResolvedTopic(spec.name, answer["TopicArn"], spec.fifo)
