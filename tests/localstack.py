@@ -12,7 +12,8 @@ Environment:
     MESSAGEBUS_TEST_LOCALSTACK_URL: use a LocalStack already running at this loopback
         URL instead of starting one (fast edit-test loops).
     MESSAGEBUS_LOCALSTACK_PYTHON: the Python >= 3.13 interpreter to make the venv with
-        (default: pyenv's newest 3.13, then ``python3.13`` on PATH).
+        (default: pyenv's newest 3.13, found with or without pyenv on PATH, then
+        ``python3.13`` on PATH).
 """
 
 from __future__ import annotations
@@ -61,14 +62,14 @@ def find_python313() -> Path:
     """A Python >= 3.13 interpreter: LocalStack's runtime fails on 3.11 and 3.12."""
     if chosen := os.environ.get(PYTHON_ENV):
         return Path(chosen)
-    candidates: list[Path] = []
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        root = subprocess.run(
-            [pyenv, "root"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if root:
-            candidates += sorted(Path(root, "versions").glob("3.13*/bin/python"))[::-1]
+    # pyenv may be installed without being on PATH (CI runs without a login shell).
+    roots = [Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")]
+    if pyenv := shutil.which("pyenv"):
+        answer = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False)
+        roots.insert(0, Path(answer.stdout.strip() or roots[0]))
+    candidates = [
+        python for root in roots for python in sorted(root.glob("versions/3.13*/bin/python"))[::-1]
+    ]
     candidates += [Path(found) for found in (shutil.which("python3.13"),) if found]
     for candidate in candidates:
         if candidate.exists():
