@@ -37,8 +37,8 @@ import asyncio
 import contextlib
 import io
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -46,23 +46,21 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
 from messagebus._errors import (
-    DeliveryExpiredError,
     DestinationNotFoundError,
-    MessageTooLargeError,
-    SendError,
     TransportError,
     UnsupportedBackendError,
 )
 from messagebus.transports._protocol import Capabilities, Outgoing, Topology, Transport
 from messagebus.transports._sqs_batching import (
-    BatchOutcome,
+    MAX_ENTRIES,
     DeleteBatcher,
     Failures,
     call_batch,
-    copy_error,
-    plan_batches,
+    delete_error,
+    encode_texts,
+    send_all,
 )
-from messagebus.transports._sqs_errors import EXPIRED_CODES, translated
+from messagebus.transports._sqs_errors import translated
 from messagebus.transports._sqs_names import Names, ResolvedQueue, ResolvedTopic
 from messagebus.transports._sqs_provision import (
     MAX_VISIBILITY,
@@ -90,11 +88,8 @@ __all__ = ["SQSDelivery", "SQSTransport"]
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 SNS_BATCH_BYTES = 256 * 1024
-MAX_ENTRIES = 10
 MAX_DELAY = 900
 MAX_WAIT = 20
-CONCURRENT_BATCHES = 8
-E = TypeVar("E", bound=Mapping[str, object])
 SQS_CAPABILITIES = Capabilities(
     ordered_groups=True,
     fan_out=True,
@@ -311,7 +306,7 @@ class SQSTransport:
         sqs, _ = self._clients()
         if not messages:
             return
-        texts, refused = _texts(messages, MAX_MESSAGE_BYTES)
+        texts, refused = encode_texts(messages, MAX_MESSAGE_BYTES)
         target = await self._queue(queue)
         entries: list[SendMessageBatchRequestEntryTypeDef] = []
         for index, (message, text) in enumerate(zip(messages, texts, strict=True)):
@@ -336,7 +331,7 @@ class SQSTransport:
                 raise
             return answer.get("Failed", [])
 
-        await _send_all(
+        await send_all(
             messages,
             refused,
             entries=entries,
@@ -350,7 +345,7 @@ class SQSTransport:
         _, sns = self._clients()
         if not messages:
             return
-        texts, refused = _texts(messages, self._topic_max_bytes)
+        texts, refused = encode_texts(messages, self._topic_max_bytes)
         if any(message.delay for message in messages):
             raise ValueError("SNS cannot delay a message: send it to a queue instead")
         target = await self._topic(topic)
@@ -369,7 +364,7 @@ class SQSTransport:
                 )
             return answer.get("Failed", [])
 
-        await _send_all(
+        await send_all(
             messages,
             refused,
             entries=entries,
@@ -505,7 +500,7 @@ class SQSTransport:
             return answer.get("Failed", [])
 
         outcome = await call_batch(call, entries)
-        return [_entry_error(outcome, str(index), target.logical) for index in range(len(handles))]
+        return [delete_error(outcome, str(index), target.logical) for index in range(len(handles))]
 
     async def _change_visibility(self, delivery: SQSDelivery, seconds: float) -> None:
         sqs, _ = self._clients()
@@ -542,88 +537,3 @@ class _Poll:
     error: Exception | None = None
     abandoned: bool = False
     done: anyio.Event = attrs.field(factory=anyio.Event)
-
-
-def _texts(messages: Sequence[Outgoing], limit: int) -> tuple[list[str], dict[int, str]]:
-    """Decode the bodies (SQS and SNS carry text) and refuse the oversize before sending.
-
-    Returns the texts, and by index the bodies that are not UTF-8 (not sent, reported).
-    """
-    for message in messages:
-        if len(message.body) > limit:
-            raise MessageTooLargeError(message.message_id, len(message.body), limit)
-    texts: list[str] = []
-    refused: dict[int, str] = {}
-    for index, message in enumerate(messages):
-        try:
-            texts.append(message.body.decode())
-        except UnicodeDecodeError:
-            texts.append("")
-            refused[index] = "the body is not UTF-8 text"
-    return texts, refused
-
-
-def _entry_error(outcome: BatchOutcome, entry_id: str, queue: str) -> TransportError | None:
-    reason = outcome.failed.get(entry_id)
-    if reason is None:
-        return None
-    if outcome.error is not None:
-        return copy_error(outcome.error)
-    if reason.split(":", 1)[0] in EXPIRED_CODES:
-        return DeliveryExpiredError(f"queue {queue!r}: the receipt is no longer valid ({reason})")
-    return TransportError(f"queue {queue!r}: the delete failed ({reason})")
-
-
-async def _send_all(
-    messages: Sequence[Outgoing],
-    refused: Mapping[int, str],
-    *,
-    entries: list[E],
-    call: Callable[[list[E]], Awaitable[Failures]],
-    max_bytes: int,
-    in_order: bool,
-) -> None:
-    """Send ``entries`` (``Id`` = index in ``messages``) in as few calls as the limits allow.
-
-    In order (FIFO), one call after another, stopping at the first failure so that no
-    later message of a group overtakes it; otherwise up to 8 calls at once.
-
-    Raises:
-        The call-level error (unavailable, not found) if no message was sent at all,
-        else SendError listing every message not sent (``refused`` included).
-    """
-    sendable = [entry for entry in entries if int(str(entry["Id"])) not in refused]
-    sizes = [len(messages[int(str(entry["Id"]))].body) for entry in sendable]
-    batches = [
-        [sendable[index] for index in indexes]
-        for indexes in plan_batches(sizes, MAX_ENTRIES, max_bytes)
-    ]
-    failed: dict[int, str] = dict(refused)
-    outcomes: list[BatchOutcome] = []
-    if in_order:
-        for number, batch in enumerate(batches):
-            outcomes.append(outcome := await call_batch(call, batch))
-            if outcome.failed:
-                for entry in (entry for later in batches[number + 1 :] for entry in later):
-                    failed[int(str(entry["Id"]))] = "not sent: an earlier message failed (FIFO)"
-                break
-    else:
-        limiter = anyio.CapacityLimiter(CONCURRENT_BATCHES)
-
-        async def one(batch: list[E]) -> None:
-            async with limiter:
-                outcomes.append(await call_batch(call, batch))
-
-        async with anyio.create_task_group() as group:
-            for batch in batches:
-                group.start_soon(one, batch)
-    for outcome in outcomes:
-        failed.update((int(entry_id), reason) for entry_id, reason in outcome.failed.items())
-    if not failed:
-        return
-    errors = [outcome.error for outcome in outcomes if outcome.error is not None]
-    if errors and len(failed) == len(messages) and not refused:
-        raise copy_error(errors[0]) from errors[0].__cause__
-    raise SendError(
-        [(messages[index].message_id, failed[index]) for index in sorted(failed)]
-    ) from (errors[0] if errors else None)

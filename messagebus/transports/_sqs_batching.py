@@ -4,6 +4,9 @@
   ``max_bytes`` bytes each, in order (FIFO groups keep their order across calls).
 - :func:`call_batch` makes one batch call and retries, entry by entry, what AWS failed
   for its own reasons (``SenderFault`` false); what it failed for ours is reported.
+- :func:`send_all` sends a whole send or publish that way, in order for FIFO, and turns
+  what is left undone into the contract's errors; :func:`encode_texts` checks sizes
+  before anything goes.
 - :class:`DeleteBatcher` turns concurrent :meth:`Delivery.ack` calls on one queue into
   DeleteMessageBatch calls: an ack waits a short window for others to join, a full batch
   goes at once, and each ack waits for its own entry's result.
@@ -18,13 +21,32 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from messagebus._errors import TransportError
+from messagebus._errors import (
+    DeliveryExpiredError,
+    MessageTooLargeError,
+    SendError,
+    TransportError,
+)
+from messagebus.transports._protocol import Outgoing
+from messagebus.transports._sqs_errors import EXPIRED_CODES
 
-__all__ = ["BatchOutcome", "DeleteBatcher", "call_batch", "copy_error", "plan_batches"]
+__all__ = [
+    "MAX_ENTRIES",
+    "BatchOutcome",
+    "DeleteBatcher",
+    "call_batch",
+    "copy_error",
+    "delete_error",
+    "encode_texts",
+    "plan_batches",
+    "send_all",
+]
 
 E = TypeVar("E", bound=Mapping[str, object])
 Failures = Sequence[Mapping[str, object]]
 
+MAX_ENTRIES = 10
+CONCURRENT_BATCHES = 8
 ENTRY_ATTEMPTS = 3
 ENTRY_RETRY_DELAY = 0.05
 
@@ -187,3 +209,88 @@ class DeleteBatcher:
         for entry, error in zip(batch, errors, strict=True):
             entry.error = error
             entry.done.set()
+
+
+def encode_texts(messages: Sequence[Outgoing], limit: int) -> tuple[list[str], dict[int, str]]:
+    """Decode the bodies (SQS and SNS carry text) and refuse the oversize before sending.
+
+    Returns the texts, and by index the bodies that are not UTF-8 (not sent, reported).
+    """
+    for message in messages:
+        if len(message.body) > limit:
+            raise MessageTooLargeError(message.message_id, len(message.body), limit)
+    texts: list[str] = []
+    refused: dict[int, str] = {}
+    for index, message in enumerate(messages):
+        try:
+            texts.append(message.body.decode())
+        except UnicodeDecodeError:
+            texts.append("")
+            refused[index] = "the body is not UTF-8 text"
+    return texts, refused
+
+
+def delete_error(outcome: BatchOutcome, entry_id: str, queue: str) -> TransportError | None:
+    reason = outcome.failed.get(entry_id)
+    if reason is None:
+        return None
+    if outcome.error is not None:
+        return copy_error(outcome.error)
+    if reason.split(":", 1)[0] in EXPIRED_CODES:
+        return DeliveryExpiredError(f"queue {queue!r}: the receipt is no longer valid ({reason})")
+    return TransportError(f"queue {queue!r}: the delete failed ({reason})")
+
+
+async def send_all(
+    messages: Sequence[Outgoing],
+    refused: Mapping[int, str],
+    *,
+    entries: list[E],
+    call: Callable[[list[E]], Awaitable[Failures]],
+    max_bytes: int,
+    in_order: bool,
+) -> None:
+    """Send ``entries`` (``Id`` = index in ``messages``) in as few calls as the limits allow.
+
+    In order (FIFO), one call after another, stopping at the first failure so that no
+    later message of a group overtakes it; otherwise up to 8 calls at once.
+
+    Raises:
+        The call-level error (unavailable, not found) if no message was sent at all,
+        else SendError listing every message not sent (``refused`` included).
+    """
+    sendable = [entry for entry in entries if int(str(entry["Id"])) not in refused]
+    sizes = [len(messages[int(str(entry["Id"]))].body) for entry in sendable]
+    batches = [
+        [sendable[index] for index in indexes]
+        for indexes in plan_batches(sizes, MAX_ENTRIES, max_bytes)
+    ]
+    failed: dict[int, str] = dict(refused)
+    outcomes: list[BatchOutcome] = []
+    if in_order:
+        for number, batch in enumerate(batches):
+            outcomes.append(outcome := await call_batch(call, batch))
+            if outcome.failed:
+                for entry in (entry for later in batches[number + 1 :] for entry in later):
+                    failed[int(str(entry["Id"]))] = "not sent: an earlier message failed (FIFO)"
+                break
+    else:
+        limiter = anyio.CapacityLimiter(CONCURRENT_BATCHES)
+
+        async def one(batch: list[E]) -> None:
+            async with limiter:
+                outcomes.append(await call_batch(call, batch))
+
+        async with anyio.create_task_group() as group:
+            for batch in batches:
+                group.start_soon(one, batch)
+    for outcome in outcomes:
+        failed.update((int(entry_id), reason) for entry_id, reason in outcome.failed.items())
+    if not failed:
+        return
+    errors = [outcome.error for outcome in outcomes if outcome.error is not None]
+    if errors and len(failed) == len(messages) and not refused:
+        raise copy_error(errors[0]) from errors[0].__cause__
+    raise SendError(
+        [(messages[index].message_id, failed[index]) for index in sorted(failed)]
+    ) from (errors[0] if errors else None)
