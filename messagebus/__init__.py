@@ -51,6 +51,7 @@ from messagebus._retry_policy import (
     Retry,
     RetryPolicy,
 )
+from messagebus._worker import Worker, serve
 from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 
 __all__ = [
@@ -107,8 +108,10 @@ __all__ = [
     "UnsupportedBackendError",
     "Upcaster",
     "WireCodec",
+    "Worker",
     "add_message_context",
     "current_envelope",
+    "serve",
     "wire_name",
     "wire_version",
 ]

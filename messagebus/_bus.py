@@ -45,7 +45,9 @@ from messagebus._middleware import (
 )
 from messagebus._naming import lint_names
 from messagebus._registry import MessageRegistry
+from messagebus._routing import Destination, Router, outgoing
 from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
+from messagebus.transports._protocol import Outgoing, QueueSpec, Topology, Transport
 
 __all__ = ["Fanout", "MessageBus"]
 
@@ -143,6 +145,17 @@ class MessageBus:
         strict_names: refuse, at registration, message types whose names read as the
             wrong kind (see :mod:`messagebus._naming`: events past tense, commands
             imperative); names in ``naming_allow`` pass.
+        transport: where messages travel between services (see
+            :mod:`messagebus.transports`); None (the default) keeps everything in this
+            process. With a transport, :meth:`publish` and follow-ups hand messages to
+            it, and a :class:`~messagebus.Worker` runs this service's handlers on what
+            arrives in its queue; :meth:`send` still runs a local handler here and
+            returns its result. The bus enters the transport when it is entered.
+        service: this service's name, which names its input queue on the transport
+            (see :mod:`messagebus._routing` for the routing rules).
+        routes: the queues (owning services) of command types handled elsewhere.
+        queue: settings of the service's input queue (visibility timeout, FIFO, dead
+            letter after N receives); its name must be ``service``.
 
     Attributes:
         registry: the message types this bus knows (every handled type is added).
@@ -161,6 +174,10 @@ class MessageBus:
         source: str = "/messagebus",
         strict_names: bool = False,
         naming_allow: Collection[str] = (),
+        transport: Transport | None = None,
+        service: str = "messagebus",
+        routes: Mapping[type[Command[Any]], str] | None = None,
+        queue: QueueSpec | None = None,
     ) -> None:
         if fanout not in ("sequential", "concurrent"):
             raise ValueError(f"fanout must be 'sequential' or 'concurrent', not {fanout!r}")
@@ -178,6 +195,12 @@ class MessageBus:
         self._events: dict[type[Message], tuple[_Route, ...]] = {}
         self._services: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
+        self.router = Router(service, routes or {}, queue)
+        self.transport = transport
+        if transport is not None:
+            # Instance attributes, so the in-process paths pay nothing for the check.
+            self.publish = self._publish_to_transport  # type: ignore[method-assign]
+            self._drain = self._forward  # type: ignore[method-assign]
 
     # -- registration -------------------------------------------------------------------
 
@@ -533,7 +556,11 @@ class MessageBus:
             NoHandlerError: no handler is registered for the command's type.
             MessageKindError: ``command`` is an Event, or not a message at all.
         """
-        if type(command) not in self._commands:
+        if type(command) not in self._commands and not (
+            self.transport is not None
+            and isinstance(command, Command)
+            and self.router.remote_queue(type(command)) is not None
+        ):
             raise self._unsendable(command)
 
     def check_publishable(self, event: object) -> None:
@@ -551,6 +578,7 @@ class MessageBus:
             return NoHandlerError(
                 f"no handler is registered for command {type(command).__message_name__!r} "
                 f"({type(command).__qualname__}); register one with @bus.handler"
+                + ("" if self.transport is None else ", or route it to its owner's queue")
             )
         if isinstance(command, Event):
             return MessageKindError(
@@ -690,19 +718,173 @@ class MessageBus:
 
     async def _record_failure(self, handler: HandlerInfo, frame: Frame, exc: Exception) -> None:
         envelope = _envelope_of_run(frame)
-        letter = DeadLetter.from_failure(self.codec, envelope, handler.name, exc)
+        await self._add_dead_letter(
+            DeadLetter.from_failure(self.codec, envelope, handler.name, exc),
+            causation_id=envelope.causation_id,
+        )
+
+    async def _add_dead_letter(self, letter: DeadLetter, causation_id: str | None = None) -> None:
         self._log.error(
             "handler failed; message dead-lettered",
-            handler=handler.name,
-            message_type=envelope.message_type,
-            message_id=envelope.message_id,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.causation_id,
+            handler=letter.handler,
+            message_type=letter.message_type,
+            message_id=letter.message_id,
+            correlation_id=letter.correlation_id,
+            causation_id=causation_id,
             attempts=letter.attempts,
             error=f"{letter.error_type}: {letter.error_message}",
             dead_letter_id=letter.id,
         )
         await self.dead_letters.add(letter)
+
+    # -- transport ----------------------------------------------------------------------
+
+    def declare(self, *message_types: type[Message]) -> None:
+        """Make message types known that this service publishes or sends but does not handle.
+
+        Declared types are in :attr:`registry` (so :attr:`codec` decodes them and
+        ``messagebus schema`` exports them), and a declared event type's topic is part of
+        :meth:`topology`.
+
+        Raises:
+            InvalidMessageTypeError: a type is not a Command or Event subclass.
+            DuplicateMessageTypeError: another class has its wire name and version.
+        """
+        for message_type in message_types:
+            self._require_kind(message_type, Message, "declare", "declare")
+            self._check_names(message_type)
+            self.registry.add(message_type)
+
+    def topology(self) -> Topology:
+        """Return the queues, topics and subscriptions this service needs on a transport.
+
+        Its input queue; the topic of every event type it subscribes to or declared;
+        its queue subscribed to the topics of the event types it subscribes to.
+        """
+        events = [kind for kind in self.registry if issubclass(kind, Event)]
+        return self.router.topology(subscribed=list(self._events), published=events)
+
+    async def provision(self) -> None:
+        """Create :meth:`topology` on the transport, where missing (development and tests).
+
+        Raises:
+            BusStateError: the bus has no transport, or is not running.
+        """
+        await self._running_transport().provision(self.topology())
+
+    if TYPE_CHECKING:
+
+        async def enqueue(
+            self,
+            command: Command[Any],
+            /,
+            *,
+            idempotency_key: str | None = None,
+            group_key: str | None = None,
+            headers: Mapping[str, str] | None = None,
+            correlation_id: str | None = None,
+        ) -> None: ...
+
+    async def enqueue(  # type: ignore[no-redef]
+        self,
+        command: Command[Any],
+        /,
+        idempotency_key: str | None = None,
+        group_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        """Hand ``command`` to its owner's queue; its handler runs later, in a worker.
+
+        Returns once the transport holds the command; nobody waits for its result, and
+        a failure of its handler becomes a dead letter there. Without a transport the
+        handler runs now, in this process, exactly as a follow-up sent with
+        ``ctx.send`` would (its failure a dead letter here, not an exception).
+
+        Raises:
+            NoHandlerError: no handler here and no route to another service's queue.
+            MessageKindError: ``command`` is an Event, or not a message at all.
+            TransportError: the transport did not take it (see its subclasses).
+        """
+        self.check_sendable(command)
+        frame: Frame = [command, _get_frame(), None, None, None]
+        envelope = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
+        await self._drain([envelope])
+
+    def _publish_to_transport(
+        self,
+        event: Event,
+        /,
+        idempotency_key: str | None = None,
+        group_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+    ) -> Coroutine[Any, Any, None]:
+        """:meth:`publish` on a transport: hand ``event`` to its topic."""
+        self.check_publishable(event)
+        frame: Frame = [event, _get_frame(), None, None, None]
+        envelope = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
+        return self._forward([envelope])
+
+    async def _forward(self, pending: list[Envelope[Message]]) -> None:
+        """Hand messages to the transport: :meth:`_drain` when the bus has one.
+
+        Every message is encoded before anything is sent, so an unencodable one stops
+        the whole lot. Messages are grouped by destination, in order within each.
+        """
+        transport = self._running_transport()
+        batches: dict[Destination, list[Outgoing]] = {}
+        for envelope in pending:
+            local = type(envelope.message) in self._commands
+            destination = self.router.destination(envelope, local=local)
+            batches.setdefault(destination, []).append(outgoing(self.codec, envelope))
+        for (kind, name), batch in batches.items():
+            if kind == "queue":
+                await transport.send(name, batch)
+            else:
+                await transport.publish(name, batch)
+
+    def _running_transport(self) -> Transport:
+        if self.transport is None:
+            raise BusStateError("this bus has no transport; pass transport= to MessageBus")
+        if self._task_group is None:
+            raise BusStateError(
+                "a bus on a transport moves messages only while it runs: use 'async with bus'"
+            )
+        return self.transport
+
+    async def handle_delivered(self, envelope: Envelope[Message]) -> None:
+        """Run this service's handlers on a message that arrived through the transport.
+
+        What a :class:`~messagebus.Worker` calls for each decoded delivery. A command
+        goes to its handler, an event to every subscriber here, each run isolated as a
+        follow-up is: a failure (after its retry policy) is a dead letter, not an
+        exception. A command this service has no handler for (misrouted) is a dead
+        letter too. Follow-ups of successful runs are then handed to the transport.
+
+        Raises:
+            TransportError: the follow-ups could not be handed on; the message should
+                return to the queue (its handlers may run again: be idempotent).
+        """
+        message = envelope.message
+        if isinstance(message, Command):
+            route = self._commands.get(type(message))
+            if route is None:
+                error = NoHandlerError(
+                    f"service {self.router.service!r} received command "
+                    f"{envelope.message_type!r} but has no handler for it (misrouted)"
+                )
+                await self._add_dead_letter(
+                    DeadLetter.from_failure(self.codec, envelope, "<no handler>", error)
+                )
+                return
+            more = await self._run_isolated(route, [message, None, envelope, None, route.handler])
+            if more:
+                await self._drain(more)
+            return
+        routes = self._events.get(type(message))
+        if routes:
+            await self._deliver(routes, [message, None, envelope, None, None], True)
 
     # -- dead letters --------------------------------------------------------------------
 
@@ -716,6 +898,11 @@ class MessageBus:
         result is returned. On failure the record stays, updated with the new error,
         the attempts added and the new failure time, and the error is raised.
 
+        A record made before any handler ran (a body that did not decode, handler
+        ``"<decode:QUEUE>"``; a misrouted command, ``"<no handler>"``) is handled as a
+        fresh arrival by :meth:`handle_delivered` once it decodes: the record is
+        deleted, and a handler that fails then makes a dead letter of its own.
+
         Raises:
             DeadLetterNotFoundError: no record has this id.
             DecodeError: the record's body no longer decodes (its type was removed).
@@ -726,6 +913,12 @@ class MessageBus:
         if letter is None:
             raise DeadLetterNotFoundError(f"no dead letter has id {dead_letter_id!r}")
         envelope = self.codec.decode(letter.body).replace(attempt=1)
+        if letter.handler.startswith("<"):
+            # Recorded before any handler ran ("<decode:QUEUE>", "<no handler>"): it decodes
+            # now, so it goes where it would have gone, each handler isolated as ever.
+            await self.handle_delivered(envelope)
+            await store.delete(letter.id)
+            return None
         message = envelope.message
         route = self._route_named(type(message), letter.handler)
         frame: Frame = [message, None, envelope, None, route.handler]
@@ -786,6 +979,8 @@ class MessageBus:
     async def __aenter__(self) -> MessageBus:
         if self._task_group is not None:
             raise BusStateError("this bus is already running; enter it once")
+        if self.transport is not None:
+            await self.transport.__aenter__()
         tasks = anyio.create_task_group()
         await tasks.__aenter__()
         self._task_group = tasks
@@ -802,10 +997,15 @@ class MessageBus:
         tasks, self._task_group = self._task_group, None
         assert tasks is not None  # __aexit__ follows a successful __aenter__
         tasks.cancel_scope.cancel()
-        if isinstance(exc, anyio.get_cancelled_exc_class()):
-            return await tasks.__aexit__(exc_type, exc, tb)
-        # The block's own exception is the caller's business: let it propagate as it is,
-        # not wrapped in the task group's ExceptionGroup. Failures of background
-        # services still surface (with the block's exception as their context).
-        await tasks.__aexit__(None, None, None)
-        return None
+        try:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                return await tasks.__aexit__(exc_type, exc, tb)
+            # The block's own exception is the caller's business: let it propagate as it
+            # is, not wrapped in the task group's ExceptionGroup. Failures of background
+            # services still surface (with the block's exception as their context).
+            await tasks.__aexit__(None, None, None)
+            return None
+        finally:
+            if self.transport is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.transport.__aexit__(None, None, None)

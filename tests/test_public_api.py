@@ -4,6 +4,8 @@ import pytest
 
 import messagebus
 import messagebus.middleware
+import messagebus.testing
+import messagebus.transports
 from messagebus import (
     BusStateError,
     CommandRejected,
@@ -30,7 +32,10 @@ from messagebus import (
 class TestPublicSurface:
     """The root module only re-exports, with a sorted, complete __all__."""
 
-    @pytest.mark.parametrize("module", [messagebus, messagebus.middleware])
+    @pytest.mark.parametrize(
+        "module",
+        [messagebus, messagebus.middleware, messagebus.transports, messagebus.testing],
+    )
     def test_all_is_sorted_and_resolvable(self, module: object) -> None:
         """__all__ is sorted (constants, classes, functions: ruff's RUF022), unique, resolvable."""
         names = module.__all__  # type: ignore[attr-defined]

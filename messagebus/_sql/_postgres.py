@@ -16,6 +16,11 @@ at import time, so ``import messagebus`` works without the ``postgres`` extra. C
 - :meth:`~PostgresDatabase.run` gives a pooled connection to a function; leaving it
   commits, or rolls back if the function raised (on a non-autocommit connection).
   :meth:`~PostgresDatabase.fetch` returns a query's rows as tuples.
+- :meth:`~PostgresDatabase.transaction` holds a pooled connection for one transaction
+  spanning several calls (a :class:`~._transaction.HeldTransaction`; a borrowed pool's
+  autocommit connection is switched out of autocommit for it, and back), committed
+  when the block is left normally, rolled back if it raises. It counts against the
+  pool's size like a call for as long as it is open.
 - :meth:`~PostgresDatabase.aclose` refuses further calls and closes an owned pool,
   shielded from cancellation; later calls raise :class:`anyio.ClosedResourceError`.
 - A cancelled call still finishes in its worker thread; errors from PostgreSQL or the
@@ -28,13 +33,15 @@ version row, serialised across sessions, refusing a newer recorded version.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from messagebus._sql._schema import VERSION_TABLE, check_version
+from messagebus._sql._transaction import HeldTransaction
 
 if TYPE_CHECKING:
     from psycopg import Connection, sql
@@ -100,6 +107,46 @@ class PostgresDatabase:
                 return cursor.execute(query, params).fetchall()
 
         return await self.run(fetch)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[HeldTransaction[Connection[Any]]]:
+        """Hold a pooled connection in one transaction for the block."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        # One of the limiter's tokens for the whole block: the held connection is one
+        # the pool cannot lend to calls meanwhile.
+        async with self._limiter:
+            connection, autocommit = await anyio.to_thread.run_sync(self._check_out)
+            held = HeldTransaction(connection)
+            try:
+                try:
+                    yield held
+                except BaseException:
+                    await held.end(lambda connection: connection.rollback())
+                    raise
+                await held.end(lambda connection: connection.commit())
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._check_in, connection, autocommit)
+
+    def _check_out(self) -> tuple[Connection[Any], bool]:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if not self._ready:
+            self._set_up()
+        connection = self._pool.getconn()
+        autocommit = connection.autocommit
+        if autocommit:
+            # psycopg opens the transaction implicitly at the first statement.
+            connection.autocommit = False
+        return connection, autocommit
+
+    def _check_in(self, connection: Connection[Any], autocommit: bool) -> None:
+        try:
+            if autocommit and not connection.closed:
+                connection.autocommit = True
+        finally:
+            self._pool.putconn(connection)
 
     async def aclose(self) -> None:
         """Refuse further calls; close the pool if this object made it."""

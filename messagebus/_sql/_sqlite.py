@@ -13,6 +13,11 @@
   :meth:`~SQLiteDatabase.write` runs the function in a ``BEGIN IMMEDIATE`` transaction,
   committed if it returns and rolled back if it raises. Writers from other connections
   and processes wait up to :data:`BUSY_TIMEOUT` seconds for the file's write lock.
+- :meth:`~SQLiteDatabase.transaction` holds the connection for one ``BEGIN IMMEDIATE``
+  transaction spanning several calls (a :class:`~._transaction.HeldTransaction`), and
+  commits when the block is left normally, or rolls back if it raises; meanwhile other
+  calls on this object wait in the event loop, and writers on other connections wait
+  for the file's write lock (busy timeout), so keep it short.
 - :meth:`~SQLiteDatabase.aclose` closes the connection once pending calls finish;
   calls after it raise :class:`anyio.ClosedResourceError`. It may be called repeatedly.
 - A cancelled call still finishes in its worker thread; errors from SQLite propagate as
@@ -26,13 +31,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import anyio
 import anyio.to_thread
 
 from messagebus._sql._schema import VERSION_TABLE, check_version
+from messagebus._sql._transaction import HeldTransaction
 
 __all__ = ["BUSY_TIMEOUT", "SQLiteDatabase", "create_table"]
 
@@ -66,6 +73,23 @@ class SQLiteDatabase:
     async def write(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
         """Return ``call(connection)``, run in its own ``BEGIN IMMEDIATE`` transaction."""
         return await self.run(lambda connection: _transaction(connection, call))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[HeldTransaction[sqlite3.Connection]]:
+        """Hold the connection in a ``BEGIN IMMEDIATE`` transaction for the block."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        # The limiter is held by this task for the whole block: no other call can use
+        # the connection (its statements would join this transaction).
+        async with self._limiter:
+            connection = await anyio.to_thread.run_sync(self._call, _begin)
+            held = HeldTransaction(connection)
+            try:
+                yield held
+            except BaseException:
+                await held.end(_rollback)
+                raise
+            await held.end(_commit)
 
     async def aclose(self) -> None:
         """Close the connection once pending calls finish; later calls raise."""
@@ -152,6 +176,25 @@ def _use_wal(connection: sqlite3.Connection) -> None:
             time.sleep(0.005)
         else:
             return
+
+
+def _begin(connection: sqlite3.Connection) -> sqlite3.Connection:
+    connection.execute("BEGIN IMMEDIATE")
+    return connection
+
+
+def _commit(connection: sqlite3.Connection) -> None:
+    try:
+        connection.execute("COMMIT")
+    except BaseException:
+        _rollback(connection)
+        raise
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    # Some errors (a full disk, an interrupted statement) end the transaction already.
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
 
 
 def _transaction(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T]) -> _T:

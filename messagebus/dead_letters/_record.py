@@ -69,13 +69,72 @@ class DeadLetter:
         except EncodeError as error:
             # Keep what can be kept: the record must exist even if it cannot be replayed.
             body = json.dumps({"encodeerror": str(error), "repr": repr(envelope.message)})
+        return cls._of(
+            message_type=envelope.message_type,
+            message_id=envelope.message_id,
+            correlation_id=envelope.correlation_id,
+            body=body,
+            handler=handler,
+            exc=exc,
+            attempts=attempts,
+            first_failed_at=first_failed_at,
+            now=now,
+        )
+
+    @classmethod
+    def from_undecodable(cls, body: bytes, queue: str, exc: BaseException) -> DeadLetter:
+        """Record a body from ``queue`` that did not decode (``exc`` says why), failing now.
+
+        Whatever of the CloudEvents ids the body has is kept (``"?"`` where absent); the
+        handler is ``"<decode:QUEUE>"``. The body is kept as text (undecodable bytes
+        replaced), so it can be read, but :meth:`MessageBus.replay` raises
+        :class:`~messagebus.DecodeError` on it until its type is registered.
+        """
+        text = body.decode("utf-8", errors="replace")
+        try:
+            event = json.loads(text)
+        except ValueError:
+            event = None
+        fields = event if isinstance(event, dict) else {}
+
+        def field(key: str) -> str:
+            value = fields.get(key)
+            return value if isinstance(value, str) else "?"
+
+        now = datetime.now(UTC)
+        return cls._of(
+            message_type=field("type"),
+            message_id=field("id"),
+            correlation_id=field("correlationid"),
+            body=text,
+            handler=f"<decode:{queue}>",
+            exc=exc,
+            attempts=1,
+            first_failed_at=now,
+            now=now,
+        )
+
+    @classmethod
+    def _of(
+        cls,
+        *,
+        message_type: str,
+        message_id: str,
+        correlation_id: str,
+        body: str,
+        handler: str,
+        exc: BaseException,
+        attempts: int,
+        first_failed_at: datetime,
+        now: datetime,
+    ) -> DeadLetter:
         error_class = type(exc)
         return cls(
             id=new_message_id(),
             handler=handler,
-            message_type=envelope.message_type,
-            message_id=envelope.message_id,
-            correlation_id=envelope.correlation_id,
+            message_type=message_type,
+            message_id=message_id,
+            correlation_id=correlation_id,
             body=body,
             error_type=f"{error_class.__module__}.{error_class.__qualname__}",
             error_message=str(exc),

@@ -1,0 +1,203 @@
+"""Throughput and latency of the transactional outbox, on SQLite and PostgreSQL.
+
+    python benchmarks/outbox.py [--transactions 2000] [--relayed 20000] [--dsn DSN]
+
+Three figures per store, the relay delivering to an in-memory sink:
+
+- commit: units of work committed one after the other, each with 1 or 10 messages,
+  while a relay (``run()``, woken by the store's commit listener) delivers them; the
+  figure is messages per second from the first commit to the last delivery.
+- relay: ``--relayed`` messages committed beforehand, then one ``flush()`` of them all
+  (batches of ``--batch``); messages per second relayed (claim, deliver, mark sent).
+- latency: one message per unit of work, the next one after the previous arrived; the
+  time from the end of the ``async with`` (committed) to the sink receiving it, p50 and
+  p99, with the in-process flush (notify) and with polling only (``--poll`` s interval);
+  a random pause of up to ``--poll`` between messages keeps commits out of step with
+  the poll.
+
+PostgreSQL is the local test server (``--dsn``), a schema of its own per run, dropped
+after; left out with a note if it cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from messagebus.outbox import (
+    DeliveryFailure,
+    Destination,
+    OutboxMessage,
+    OutboxRelay,
+    PostgresOutbox,
+    SQLiteOutbox,
+)
+
+DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
+Store = SQLiteOutbox | PostgresOutbox
+OpenStore = Callable[[], AbstractAsyncContextManager[Store]]
+BODY = b'{"specversion":"1.0","type":"blog.post.published","data":{"post_id":1}}' * 3
+
+
+@asynccontextmanager
+async def sqlite() -> AsyncIterator[Store]:
+    with tempfile.TemporaryDirectory() as scratch:
+        async with SQLiteOutbox(Path(scratch) / "bench.sqlite3") as store:
+            yield store
+
+
+def postgres(dsn: str) -> OpenStore:
+    @asynccontextmanager
+    async def open_store() -> AsyncIterator[Store]:
+        import psycopg
+        from psycopg import sql
+
+        schema = f"bench_outbox_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            async with PostgresOutbox(dsn, schema=schema) as store:
+                yield store
+        finally:
+            with psycopg.connect(dsn, autocommit=True) as connection:
+                connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+    return open_store
+
+
+def messages(count: int) -> list[OutboxMessage]:
+    return [OutboxMessage(uuid.uuid4().hex, Destination.topic("blog"), BODY) for _ in range(count)]
+
+
+class Sink:
+    """Counts deliveries; sets ``done`` at ``expected``; notes each id's arrival time."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self.done = anyio.Event()
+        self.arrived: dict[str, float] = {}
+        self.waiting: dict[str, anyio.Event] = {}
+
+    async def __call__(self, batch: Sequence[OutboxMessage]) -> Sequence[DeliveryFailure]:
+        now = time.perf_counter()
+        for m in batch:
+            self.arrived[m.id] = now
+            if (event := self.waiting.pop(m.id, None)) is not None:
+                event.set()
+        self.count += len(batch)
+        if self.count >= self.expected:
+            self.done.set()
+        return ()
+
+
+async def commit_throughput(open_store: OpenStore, transactions: int, per: int) -> float:
+    async with open_store() as store:
+        sink = Sink(transactions * per)
+        relay = OutboxRelay(store, sink, poll_interval=3600)
+        store.on_commit(relay.notify)
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(relay.run)
+            start = time.perf_counter()
+            for _ in range(transactions):
+                async with store.transaction() as tx:
+                    tx.add(messages(per))
+            await sink.done.wait()
+            elapsed = time.perf_counter() - start
+            tasks.cancel_scope.cancel()
+    return transactions * per / elapsed
+
+
+async def relay_throughput(open_store: OpenStore, count: int, batch: int) -> float:
+    async with open_store() as store:
+        for start in range(0, count, 1000):
+            async with store.transaction() as tx:
+                tx.add(messages(min(1000, count - start)))
+        sink = Sink(count)
+        started = time.perf_counter()
+        delivered = await OutboxRelay(store, sink, batch_size=batch).flush()
+        elapsed = time.perf_counter() - started
+    assert delivered == count, delivered
+    return count / elapsed
+
+
+async def latency(open_store: OpenStore, count: int, *, notify: bool, poll: float) -> list[float]:
+    async with open_store() as store:
+        sink = Sink(count)
+        relay = OutboxRelay(store, sink, poll_interval=poll if not notify else 3600)
+        if notify:
+            store.on_commit(relay.notify)
+        samples: list[float] = []
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(relay.run)
+            for _ in range(count):
+                (m,) = messages(1)
+                arrived = sink.waiting[m.id] = anyio.Event()
+                async with store.transaction() as tx:
+                    tx.add(m)
+                committed = time.perf_counter()
+                await arrived.wait()
+                samples.append((sink.arrived[m.id] - committed) * 1000)
+                # A random pause: commits must not fall in step with the poll's phase.
+                await anyio.sleep(random.uniform(0, poll))
+            tasks.cancel_scope.cancel()
+    return samples
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def bench(name: str, open_store: OpenStore, args: argparse.Namespace) -> None:
+    for per in (1, 10):
+        rate = await commit_throughput(open_store, args.transactions, per)
+        print(f"{name:9} commit {per:>2} msg/tx, relayed: {rate:>9,.0f} messages/s")
+    rates = [await relay_throughput(open_store, args.relayed, args.batch) for _ in range(args.runs)]
+    print(
+        f"{name:9} relay flush (batch {args.batch}):   {statistics.median(rates):>9,.0f} messages/s"
+    )
+    for notify in (True, False):
+        samples = await latency(open_store, args.latency, notify=notify, poll=args.poll)
+        how = "in-process flush" if notify else f"polling every {args.poll * 1000:.0f} ms"
+        print(
+            f"{name:9} latency, {how:22}: p50 {percentile(samples, 0.5):6.2f} ms, "
+            f"p99 {percentile(samples, 0.99):6.2f} ms"
+        )
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"python {sys.version.split()[0]}, anyio backend {args.backend}")
+    await bench("sqlite", sqlite, args)
+    try:
+        import psycopg
+
+        psycopg.connect(args.dsn, connect_timeout=3).close()
+    except Exception as error:  # noqa: BLE001  # a benchmark without the server still runs
+        print(f"postgres  left out: {error}".strip())
+        return
+    await bench("postgres", postgres(args.dsn), args)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=2000)
+    parser.add_argument("--relayed", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--latency", type=int, default=500)
+    parser.add_argument("--poll", type=float, default=0.05)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    arguments = parser.parse_args()
+    anyio.run(main, arguments, backend=arguments.backend)

@@ -1,0 +1,291 @@
+"""The worker: runs a service's handlers on what arrives in its queue.
+
+Contract:
+
+- It receives from the bus's input queue only as many messages as it has free slots
+  (``concurrency``), so messages it cannot start on stay in the queue for other
+  workers: backpressure without a buffer.
+- Each delivery is decoded with the bus's codec. A body that does not decode (bad JSON,
+  an unknown type or version, data that does not fit) is recorded in the bus's dead
+  letter store with the reason and acknowledged: one poison message never blocks the
+  queue, and nothing is lost.
+- A decoded message goes to :meth:`MessageBus.handle_delivered`: each handler run is
+  isolated (a failure after its retry policy is a dead letter), follow-ups are handed
+  to the transport, and then the delivery is acknowledged. If handing follow-ups on
+  fails, the delivery is returned to the queue (after ``backoff``) to run again.
+- While a handler runs, a heartbeat extends the delivery's visibility at half the
+  visibility timeout, so a long handler keeps its message.
+- :meth:`Worker.stop` stops receiving at once (a waiting receive is cancelled, which
+  loses nothing), lets in-flight handlers finish within ``grace`` seconds, then
+  cancels the rest and returns their messages to the queue with visibility 0.
+- An unreachable transport makes the receive loop back off (``backoff``) and resume;
+  it never ends the worker.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import structlog
+
+from messagebus._errors import DecodeError, DeliveryExpiredError, TransportError
+from messagebus._retry_policy import ExponentialBackoff
+from messagebus.dead_letters import DeadLetter
+from messagebus.transports._protocol import Delivery
+
+if TYPE_CHECKING:
+    from messagebus._bus import MessageBus
+
+__all__ = ["Worker", "serve"]
+
+
+class Worker:
+    """Consumes the input queue of ``bus`` (which must have a transport); see the module.
+
+    Run it while the bus runs: ``async with bus: await worker.run()``, or start it in a
+    task group with ``await tasks.start(worker.run)`` (it reports started once it is
+    receiving). :func:`serve` does both and stops on SIGTERM/SIGINT.
+
+    Args:
+        bus: the service's bus.
+        concurrency: how many messages are handled at once, at most.
+        grace: seconds in-flight handlers get to finish after :meth:`stop`.
+        wait: seconds one receive waits for messages (long polling; SQS: up to 20).
+        batch: the most messages asked for in one receive (SQS: up to 10).
+        visibility_timeout: overrides the queue's visibility timeout for received
+            messages; the heartbeat extends by it.
+        backoff: the waits after an unreachable transport, and before a message whose
+            follow-ups could not be handed on is visible again.
+        sleep: how to wait (``anyio.sleep``); tests pass a fake.
+    """
+
+    def __init__(
+        self,
+        bus: MessageBus,
+        *,
+        concurrency: int = 16,
+        grace: float = 30.0,
+        wait: float = 20.0,
+        batch: int = 10,
+        visibility_timeout: float | None = None,
+        backoff: ExponentialBackoff | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        logger: Any = None,
+    ) -> None:
+        if concurrency < 1 or batch < 1:
+            raise ValueError("concurrency and batch must be at least 1")
+        self.bus = bus
+        self.concurrency = concurrency
+        self.grace = grace
+        self.wait = wait
+        self.batch = batch
+        self.visibility_timeout = visibility_timeout
+        self.backoff = ExponentialBackoff(0.1, 2.0, 30.0) if backoff is None else backoff
+        self._sleep = sleep
+        self._log = structlog.get_logger("messagebus.worker") if logger is None else logger
+        self._in_flight = 0
+        self._changed = anyio.Event()
+        self._receiving: anyio.CancelScope | None = None
+        self._stopping = False
+        self.received = 0
+        """Messages received so far."""
+        self.acked = 0
+        """Messages handled and acknowledged (dead-lettered ones included)."""
+        self.returned = 0
+        """Messages returned to the queue (follow-ups not handed on, or cancelled)."""
+
+    @property
+    def in_flight(self) -> int:
+        """Messages being handled right now."""
+        return self._in_flight
+
+    def stop(self) -> None:
+        """Stop receiving now; in-flight handlers get ``grace`` seconds to finish."""
+        self._stopping = True
+        if self._receiving is not None:
+            self._receiving.cancel()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Receive and handle messages until :meth:`stop`; return once drained."""
+        transport = self.bus._running_transport()
+        queue = self.bus.router.service
+        visibility = (
+            self.bus.router.queue.visibility_timeout
+            if self.visibility_timeout is None
+            else self.visibility_timeout
+        )
+        async with anyio.create_task_group() as handlers:
+            with anyio.CancelScope() as self._receiving:
+                if self._stopping:
+                    self._receiving.cancel()
+                task_status.started()
+                failures = 0
+                while True:
+                    await self._free_slot()
+                    try:
+                        deliveries = await transport.receive(
+                            queue,
+                            max_messages=min(self.batch, self.concurrency - self._in_flight),
+                            wait=self.wait,
+                            visibility_timeout=self.visibility_timeout,
+                        )
+                    except TransportError as error:
+                        failures += 1
+                        delay = self.backoff.delay(failures)
+                        self._log.warning(
+                            "receive failed; backing off",
+                            queue=queue,
+                            error=f"{type(error).__qualname__}: {error}",
+                            delay_s=round(delay, 3),
+                        )
+                        await self._sleep(delay)
+                        continue
+                    failures = 0
+                    for delivery in deliveries:
+                        self._in_flight += 1
+                        self.received += 1
+                        handlers.start_soon(self._handle, delivery, queue, visibility)
+            with anyio.move_on_after(self.grace):
+                while self._in_flight:
+                    await self._next_change()
+            # Whatever is still running is cancelled; each returns its message (see _handle).
+            handlers.cancel_scope.cancel()
+
+    async def _free_slot(self) -> None:
+        while self._in_flight >= self.concurrency:
+            await self._next_change()
+
+    async def _next_change(self) -> None:
+        await self._changed.wait()
+
+    def _done(self) -> None:
+        self._in_flight -= 1
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    async def _handle(self, delivery: Delivery, queue: str, visibility: float) -> None:
+        bus = self.bus
+        try:
+            try:
+                envelope = bus.codec.decode(delivery.body)
+            except DecodeError as error:
+                await bus._add_dead_letter(DeadLetter.from_undecodable(delivery.body, queue, error))
+            else:
+                await self._with_heartbeat(delivery, visibility, bus.handle_delivered(envelope))
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._return(delivery, 0.0)
+            raise
+        except TransportError as error:
+            self._log.warning(
+                "follow-ups not handed on; message returned to the queue",
+                queue=queue,
+                error=f"{type(error).__qualname__}: {error}",
+            )
+            with anyio.CancelScope(shield=True):
+                await self._return(delivery, self.backoff.delay(delivery.receive_count))
+        else:
+            try:
+                await delivery.ack()
+            except TransportError as error:
+                # The message comes back by itself after its visibility: handled twice.
+                self._log.warning(
+                    "ack failed; the message will be delivered again",
+                    queue=queue,
+                    error=f"{type(error).__qualname__}: {error}",
+                )
+            else:
+                self.acked += 1
+        finally:
+            self._done()
+
+    async def _with_heartbeat(
+        self, delivery: Delivery, visibility: float, work: Awaitable[None]
+    ) -> None:
+        """Await ``work`` while extending ``delivery``'s visibility every half timeout."""
+
+        async def beat() -> None:
+            while True:
+                await self._sleep(visibility / 2)
+                try:
+                    await delivery.extend(visibility)
+                except DeliveryExpiredError:
+                    # Another receiver may have it now; the handler's work will repeat.
+                    self._log.warning(
+                        "visibility lost while handling; it may run twice", queue=delivery.queue
+                    )
+                    return
+                except TransportError as error:
+                    self._log.warning(
+                        "heartbeat failed",
+                        queue=delivery.queue,
+                        error=f"{type(error).__qualname__}: {error}",
+                    )
+
+        failure: Exception | None = None
+        async with anyio.create_task_group() as beating:
+            beating.start_soon(beat)
+            try:
+                await work
+            except Exception as error:  # noqa: BLE001  # re-raised below, not in a group
+                failure = error
+            beating.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _return(self, delivery: Delivery, delay: float) -> None:
+        try:
+            await delivery.nack(delay)
+        except DeliveryExpiredError:
+            pass  # visible again already: nothing to give back
+        except TransportError as error:
+            self._log.warning(
+                "could not return a message; it reappears after its timeout",
+                error=f"{type(error).__qualname__}: {error}",
+            )
+        self.returned += 1
+
+
+async def serve(
+    bus: MessageBus,
+    *,
+    signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    provision: bool = False,
+    ready: Callable[[], Awaitable[object]] | None = None,
+    **worker_options: Any,
+) -> Worker:
+    """Run ``bus`` with a :class:`Worker` until one of ``signals`` arrives; return the worker.
+
+    Enters the bus (which enters its transport), provisions its topology first if
+    ``provision``, awaits ``ready()`` once the worker is receiving, and on the first
+    signal stops the worker gracefully (see :meth:`Worker.stop`): it returns once the
+    worker has drained. ``worker_options`` go to the :class:`Worker`.
+    """
+    worker = Worker(bus, **worker_options)
+    async with bus:
+        if provision:
+            await bus.provision()
+        async with anyio.create_task_group() as tasks:
+
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(*signals) as received:
+                    async for _ in received:
+                        worker.stop()
+                        return
+
+            async def work(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                await worker.run(task_status=task_status)
+                # Stopped and drained: the signal watcher has nothing left to do.
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(stop_on_signal)
+            await tasks.start(work)
+            if ready is not None:
+                await ready()
+    return worker

@@ -1,0 +1,167 @@
+"""The outbox's records: a message waiting to leave, where it goes, and how it fared."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+
+from messagebus._codec import WireCodec
+from messagebus._envelope import Envelope
+from messagebus._messages import Message
+
+__all__ = [
+    "DeliveryFailure",
+    "Destination",
+    "DestinationKind",
+    "OutboxEntry",
+    "OutboxMessage",
+    "OutboxStatus",
+    "Status",
+]
+
+DestinationKind = Literal["queue", "topic", "local"]
+"""``queue``: a transport's queue (a command); ``topic``: a transport's topic (an event);
+``local``: this process's own dispatcher (the bus handles it in-process)."""
+
+Status = Literal["pending", "sent", "dead"]
+"""A row's state: waiting (or being delivered under a lease), delivered, or parked."""
+
+_KINDS = ("queue", "topic", "local")
+
+
+@attrs.frozen
+class Destination:
+    """Where a message goes: a queue or a topic of the transport, or the local dispatcher.
+
+    ``name`` is the queue's or topic's logical name; for ``local`` it is free (the bus
+    may use the message type) and may be empty.
+    """
+
+    kind: DestinationKind = attrs.field(validator=attrs.validators.in_(_KINDS))
+    name: str = ""
+
+    @classmethod
+    def queue(cls, name: str) -> Destination:
+        """Return the transport's queue ``name`` (point to point: commands)."""
+        return cls("queue", name)
+
+    @classmethod
+    def topic(cls, name: str) -> Destination:
+        """Return the transport's topic ``name`` (fan-out: events)."""
+        return cls("topic", name)
+
+    @classmethod
+    def local(cls, name: str = "") -> Destination:
+        """Return the dispatcher of this process."""
+        return cls("local", name)
+
+
+@attrs.frozen
+class OutboxMessage:
+    """One outgoing message, as written in the outbox table.
+
+    Attributes:
+        id: the envelope's ``message_id``; unique in the table (a second row with one id
+            is refused by the database's unique constraint).
+        destination: where the relay delivers it.
+        body: the encoded envelope (CloudEvents JSON from :class:`~messagebus.WireCodec`).
+        group_key: the ordering key: rows with one key are delivered in the order they
+            were committed (see :class:`~messagebus.outbox.OutboxStore`).
+        deduplication_id: passed on to the transport (SQS FIFO deduplication); None
+            lets the transport use ``id``.
+        created_at: when the message was made, seconds since the Unix epoch.
+    """
+
+    id: str
+    destination: Destination
+    body: bytes
+    group_key: str | None = None
+    deduplication_id: str | None = None
+    created_at: float = attrs.field(factory=time.time)
+
+    @classmethod
+    def from_envelope(
+        cls,
+        envelope: Envelope[Message],
+        destination: Destination,
+        codec: WireCodec,
+        *,
+        deduplication_id: str | None = None,
+    ) -> OutboxMessage:
+        """Encode ``envelope`` for ``destination``: its id, body and group key.
+
+        Raises:
+            EncodeError: the message has a field the codec cannot express in JSON.
+        """
+        return cls(
+            id=envelope.message_id,
+            destination=destination,
+            body=codec.encode(envelope),
+            group_key=envelope.group_key,
+            deduplication_id=deduplication_id,
+            created_at=envelope.timestamp.timestamp(),
+        )
+
+
+@attrs.frozen
+class OutboxEntry:
+    """A stored message with its relay state, as :meth:`OutboxStore.claim` and ``list`` see it.
+
+    Attributes:
+        message: the message itself.
+        status: pending (possibly leased to a relay), sent, or dead (parked).
+        attempts: failed deliveries so far.
+        last_error: why the last delivery failed, if one did.
+    """
+
+    message: OutboxMessage
+    status: Status
+    attempts: int
+    last_error: str | None = None
+
+
+@attrs.frozen
+class DeliveryFailure:
+    """A message the relay's ``deliver`` could not deliver.
+
+    Attributes:
+        message_id: the failed message's ``id``.
+        reason: why (recorded as the row's ``last_error``).
+        retry: False to park the message as dead at once (a failure retrying cannot
+            fix, such as a message too large for the transport).
+    """
+
+    message_id: str
+    reason: str
+    retry: bool = True
+
+
+@attrs.frozen
+class OutboxStatus:
+    """Counts over the outbox table, for monitoring.
+
+    Attributes:
+        pending: waiting for delivery, not leased (including those backing off).
+        in_flight: pending and leased to a relay right now.
+        dead: parked after too many failures (see ``requeue``).
+        sent: delivered and kept until the retention period ends.
+        oldest_pending_age: seconds since the oldest pending or in-flight message was
+            made (by the store's clock), None if there is none.
+    """
+
+    pending: int
+    in_flight: int
+    dead: int
+    sent: int
+    oldest_pending_age: float | None
+
+
+def failures_by_id(failures: Sequence[DeliveryFailure]) -> dict[str, DeliveryFailure]:
+    """Index ``failures`` by message id (the first failure of an id wins)."""
+    indexed: dict[str, DeliveryFailure] = {}
+    for failure in failures:
+        indexed.setdefault(failure.message_id, failure)
+    return indexed

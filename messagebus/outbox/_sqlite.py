@@ -1,0 +1,281 @@
+"""The outbox in an SQLite file: the embedded default, shared by every process using the file.
+
+Runs the stdlib :mod:`sqlite3` in worker threads (:mod:`messagebus._sql._sqlite`), so it
+works on asyncio and trio alike. One store holds one connection, dedicated to it: a unit
+of work holds that connection in a ``BEGIN IMMEDIATE`` transaction for its whole block,
+and the store's other calls (the relay's claims, ``status``) wait in the event loop
+meanwhile. SQLite has one writer per file at a time: while a unit of work is open,
+writers on *other* connections (another store on the file, another process) wait for
+it, up to ``BUSY_TIMEOUT`` (5) seconds, then fail with :class:`sqlite3.OperationalError`
+("database is locked"). So keep units of work short, and write to the file only through
+the unit of work inside one (a write on another connection would wait for the unit of
+work's own lock and fail after the busy timeout). Readers on other connections are not
+blocked (WAL mode).
+
+Table layout (created on first use, idempotently; ``<table>`` defaults to
+``messagebus_outbox``; schema version :data:`SCHEMA_VERSION`)::
+
+    <table>(seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- commit order, never reused
+            id TEXT NOT NULL UNIQUE,                 -- the envelope's message_id
+            destination_kind TEXT NOT NULL CHECK (IN ('queue', 'topic', 'local')),
+            destination_name TEXT NOT NULL, body BLOB NOT NULL,
+            group_key TEXT NULL, deduplication_id TEXT NULL, created_at REAL NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (IN ('pending', 'sent', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,      -- failed deliveries
+            available_at REAL NOT NULL DEFAULT 0,     -- not claimable before (backoff)
+            lease_owner TEXT NULL, lease_expires_at REAL NULL,
+            last_error TEXT NULL, sent_at REAL NULL)
+        -- times: seconds since the Unix epoch, by the store's clock
+    <table>_pending_ix (status, seq), <table>_group_ix (group_key, seq),
+    <table>_sent_ix (status, sent_at)
+    messagebus_schema(table_name TEXT PRIMARY KEY, version INTEGER NOT NULL)
+
+Claims run in ``BEGIN IMMEDIATE`` (the file's write lock), so claims from every
+connection and process take turns: one UPDATE leases the rows it picks.
+
+Limits: processes sharing a file should share a clock (``time.time`` on one host).
+Errors from SQLite propagate as :mod:`sqlite3` exceptions, unchanged. A cancelled call
+still finishes in its worker thread. Calls after :meth:`~SQLiteOutbox.aclose` raise
+:class:`anyio.ClosedResourceError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from messagebus._sql._schema import check_table_name
+from messagebus._sql._sqlite import SQLiteDatabase, create_table
+from messagebus._sql._store import SQLStore
+from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus, Status
+from messagebus.outbox._store import CommitListener, Settlement
+from messagebus.outbox._unit import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    CommitListeners,
+    UnitOfWork,
+    entry,
+    row,
+)
+
+__all__ = ["SQLiteOutbox", "SQLiteTransaction"]
+
+_TABLE = (
+    "seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+    "destination_kind TEXT NOT NULL CHECK (destination_kind IN ('queue', 'topic', 'local')), "
+    "destination_name TEXT NOT NULL, body BLOB NOT NULL, group_key TEXT, "
+    "deduplication_id TEXT, created_at REAL NOT NULL, "
+    "status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'dead')), "
+    "attempts INTEGER NOT NULL DEFAULT 0, available_at REAL NOT NULL DEFAULT 0, "
+    "lease_owner TEXT, lease_expires_at REAL, last_error TEXT, sent_at REAL"
+)
+_INDEXES = (
+    ("pending_ix", "status, seq"),
+    ("group_ix", "group_key, seq"),
+    ("sent_ix", "status, sent_at"),
+)
+_ONLY_IDS = "AND c.id IN (SELECT value FROM json_each(:ids))"
+_OTHER_IDS = "OR e.id NOT IN (SELECT value FROM json_each(:ids))"
+# A row is claimable if pending, due and not leased, and no earlier pending row of its
+# group is leased, backing off or (when claiming given ids) left out of the claim.
+_CLAIM = """UPDATE {t} SET lease_owner = :owner, lease_expires_at = :now + :lease
+WHERE seq IN (
+    SELECT c.seq FROM {t} AS c
+    WHERE c.status = 'pending' AND c.available_at <= :now
+      AND (c.lease_expires_at IS NULL OR c.lease_expires_at <= :now) {only}
+      AND (c.group_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {t} AS e
+          WHERE e.group_key = c.group_key AND e.seq < c.seq AND e.status = 'pending'
+            AND (e.available_at > :now OR e.lease_expires_at > :now {other})))
+    ORDER BY c.seq LIMIT :limit)
+RETURNING seq, {columns}"""
+_MINE = "id = ? AND status = 'pending' AND lease_owner = ?"
+
+
+class SQLiteTransaction(UnitOfWork[sqlite3.Connection]):
+    """A unit of work on an SQLite outbox; statements use ``?`` placeholders."""
+
+    async def execute(self, statement: str, params: Sequence[object] = ()) -> int:
+        """Run one statement in the transaction; return the rows it changed."""
+        return await self.run(lambda connection: connection.execute(statement, params).rowcount)
+
+    async def fetch(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one query in the transaction; return its rows as tuples."""
+        return await self.run(
+            lambda connection: [tuple(r) for r in connection.execute(statement, params)]
+        )
+
+
+class SQLiteOutbox(SQLStore[SQLiteDatabase]):
+    """The outbox table of an SQLite file; see the module for the layout and its limits.
+
+    Opens the file, and creates the table if needed, on first use or on ``async with``;
+    :meth:`aclose` (or leaving the ``async with``) closes the connection.
+
+    Args:
+        path: the database file; created if missing.
+        table: the table's name (letters, digits and underscores, at most 48).
+        clock: seconds since the Unix epoch (``time.time``); tests pass a fake. Called
+            from worker threads.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = "messagebus_outbox",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        file = os.fspath(path)
+        self._table = check_table_name(table)
+        self._clock = clock
+        self._listeners = CommitListeners()
+        t = f'"{self._table}"'
+        self._insert = (
+            f"INSERT INTO {t} (id, destination_kind, destination_name, body, group_key, "
+            "deduplication_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._claim = _CLAIM.format(t=t, only="", other="", columns=COLUMNS)
+        self._claim_ids = _CLAIM.format(t=t, only=_ONLY_IDS, other=_OTHER_IDS, columns=COLUMNS)
+        clear = "lease_owner = NULL, lease_expires_at = NULL"
+        self._sent = (
+            f"UPDATE {t} SET status = 'sent', sent_at = ?, {clear} "
+            "WHERE id = ? AND status = 'pending'"
+        )
+        self._retry = (
+            f"UPDATE {t} SET attempts = attempts + 1, available_at = ?, last_error = ?, "
+            f"{clear} WHERE {_MINE}"
+        )
+        self._dead = (
+            f"UPDATE {t} SET status = 'dead', attempts = attempts + 1, last_error = ?, "
+            f"{clear} WHERE {_MINE}"
+        )
+        self._release = f"UPDATE {t} SET {clear} WHERE {_MINE}"
+        self._list = f"SELECT {COLUMNS} FROM {t} WHERE status = ? ORDER BY seq LIMIT ?"
+        self._requeue = (
+            f"UPDATE {t} SET status = 'pending', attempts = 0, available_at = 0, {clear} "
+            "WHERE id = ? AND status = 'dead'"
+        )
+        self._status = (
+            "SELECT "
+            "coalesce(sum(status = 'pending' AND coalesce(lease_expires_at <= :now, 1)), 0), "
+            "coalesce(sum(status = 'pending' AND lease_expires_at > :now), 0), "
+            "coalesce(sum(status = 'dead'), 0), coalesce(sum(status = 'sent'), 0), "
+            f"min(CASE WHEN status = 'pending' THEN created_at END) FROM {t}"
+        )
+        self._cleanup = (
+            f"DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} "
+            "WHERE status = 'sent' AND sent_at <= ? LIMIT ?)"
+        )
+        self._database = SQLiteDatabase(
+            file,
+            set_up=lambda connection: create_table(
+                connection,
+                table=self._table,
+                version=SCHEMA_VERSION,
+                columns=_TABLE,
+                indexes=_INDEXES,
+            ),
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SQLiteTransaction]:
+        """Open a unit of work; leaving the block commits it, an exception rolls it back.
+
+        Committed messages go to the commit listeners once the commit has succeeded.
+        """
+        async with self._database.transaction() as held:
+            unit = SQLiteTransaction(held)
+            try:
+                yield unit
+            except BaseException:
+                unit.close()
+                raise
+            await unit.finish(self.insert)
+        self._listeners.notify(unit.messages)
+
+    def insert(self, connection: sqlite3.Connection, messages: Sequence[OutboxMessage]) -> None:
+        """Insert ``messages`` on your own connection to this file, in your transaction.
+
+        For code that manages its own :mod:`sqlite3` connection (or an SQLAlchemy one:
+        its driver connection): the rows commit with your transaction. Blocking; nothing
+        is told to the commit listeners, so after your commit either call the relay's
+        ``notify`` with the ids or let its poll find them. The table must exist (open
+        the store once first).
+        """
+        connection.executemany(self._insert, [row(message) for message in messages])
+
+    def on_commit(self, listener: CommitListener) -> None:
+        """Call ``listener`` with the message ids of every unit of work that commits some."""
+        self._listeners.add(listener)
+
+    async def claim(
+        self, owner: str, *, lease: float, limit: int, ids: Sequence[str] | None = None
+    ) -> Sequence[OutboxEntry]:
+        """Lease up to ``limit`` claimable rows to ``owner`` for ``lease`` s, in commit order."""
+        statement = self._claim if ids is None else self._claim_ids
+        encoded = None if ids is None else json.dumps(list(ids))
+
+        def claim(connection: sqlite3.Connection) -> list[OutboxEntry]:
+            params = {"owner": owner, "now": self._clock(), "lease": lease, "limit": limit}
+            if encoded is not None:
+                params["ids"] = encoded
+            # RETURNING gives no order: sort by seq, the commit order.
+            rows = sorted(connection.execute(statement, params).fetchall())
+            return [entry(r[1:]) for r in rows]
+
+        return await self._database.write(claim)
+
+    async def settle(self, owner: str, settlement: Settlement) -> None:
+        """Record what became of rows ``owner`` claimed, in one transaction."""
+        s = settlement
+
+        def settle(connection: sqlite3.Connection) -> None:
+            now = self._clock()
+            connection.executemany(self._sent, [(now, i) for i in s.sent])
+            connection.executemany(
+                self._retry, [(now + delay, error, i, owner) for i, delay, error in s.retry]
+            )
+            connection.executemany(self._dead, [(error, i, owner) for i, error in s.dead])
+            connection.executemany(self._release, [(i, owner) for i in s.released])
+
+        await self._database.write(settle)
+
+    async def list(self, status: Status = "dead", *, limit: int = 100) -> Sequence[OutboxEntry]:
+        """Return up to ``limit`` rows in this state, in commit order."""
+        rows = await self._database.run(
+            lambda connection: connection.execute(self._list, (status, limit)).fetchall()
+        )
+        return [entry(r) for r in rows]
+
+    async def requeue(self, message_id: str) -> bool:
+        """Make a dead row pending again, attempts reset; return whether there was one."""
+        return await self._database.write(
+            lambda connection: connection.execute(self._requeue, (message_id,)).rowcount > 0
+        )
+
+    async def status(self) -> OutboxStatus:
+        """Count the rows by state."""
+
+        def status(connection: sqlite3.Connection) -> OutboxStatus:
+            now = self._clock()
+            pending, in_flight, dead, sent, oldest = connection.execute(
+                self._status, {"now": now}
+            ).fetchone()
+            age = None if oldest is None else max(0.0, now - oldest)
+            return OutboxStatus(pending, in_flight, dead, sent, age)
+
+        return await self._database.run(status)
+
+    async def cleanup(self, retention: float, *, limit: int = 1000) -> int:
+        """Delete up to ``limit`` rows sent more than ``retention`` s ago; return how many."""
+        return await self._database.write(
+            lambda connection: (
+                connection.execute(self._cleanup, (self._clock() - retention, limit)).rowcount
+            )
+        )

@@ -1,0 +1,126 @@
+"""What the SQL outboxes share: the unit of work object, commit listeners, row mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+import anyio
+import structlog
+
+from messagebus._sql._transaction import HeldTransaction
+from messagebus.outbox._message import Destination, OutboxEntry, OutboxMessage
+from messagebus.outbox._store import CommitListener
+
+__all__ = [
+    "COLUMNS",
+    "SCHEMA_VERSION",
+    "CommitListeners",
+    "UnitOfWork",
+    "entry",
+    "row",
+]
+
+SCHEMA_VERSION = 1
+"""The layout of the outbox table this code writes; recorded in ``messagebus_schema``."""
+
+COLUMNS = (
+    "id, destination_kind, destination_name, body, group_key, deduplication_id, "
+    "created_at, status, attempts, last_error"
+)
+"""The columns :func:`entry` reads, in its order."""
+
+_C = TypeVar("_C")
+_T = TypeVar("_T")
+
+
+def row(message: OutboxMessage) -> tuple[object, ...]:
+    """Return the insert parameters of ``message``: id, destination, body, keys, created_at."""
+    m = message
+    destination = m.destination
+    return (m.id, destination.kind, destination.name, m.body, m.group_key,
+            m.deduplication_id, m.created_at)  # fmt: skip
+
+
+def entry(values: Sequence[Any]) -> OutboxEntry:
+    """Return the entry of a row read as :data:`COLUMNS`."""
+    message = OutboxMessage(
+        id=values[0],
+        destination=Destination(values[1], values[2]),
+        body=bytes(values[3]),
+        group_key=values[4],
+        deduplication_id=values[5],
+        created_at=values[6],
+    )
+    return OutboxEntry(message, values[7], values[8], values[9])
+
+
+class CommitListeners:
+    """The listeners of one store, told the ids of each commit that carried messages."""
+
+    def __init__(self) -> None:
+        self._listeners: list[CommitListener] = []
+
+    def add(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    def notify(self, messages: Sequence[OutboxMessage]) -> None:
+        if not messages:
+            return
+        ids = tuple(message.id for message in messages)
+        for listener in self._listeners:
+            try:
+                listener(ids)
+            except Exception:  # noqa: BLE001  # committed already: the relay's poll recovers
+                structlog.get_logger("messagebus").exception(
+                    "outbox.listener_failed", listener=repr(listener), messages=len(ids)
+                )
+
+
+class UnitOfWork(Generic[_C]):
+    """An open unit of work on one held transaction; see :class:`OutboxTransaction`.
+
+    Subclasses give :meth:`execute` and :meth:`fetch` for their driver.
+    """
+
+    def __init__(self, held: HeldTransaction[_C]) -> None:
+        self._held = held
+        self._messages: list[OutboxMessage] = []
+        self._open = True
+
+    @property
+    def messages(self) -> Sequence[OutboxMessage]:
+        """The messages added so far, in order."""
+        return tuple(self._messages)
+
+    def add(self, messages: OutboxMessage | Iterable[OutboxMessage]) -> None:
+        """Add messages, to be written in this transaction, in this order.
+
+        They are inserted just before the commit (one batch), so a duplicate id fails the
+        commit and rolls the whole unit of work back. Raises
+        :class:`anyio.ClosedResourceError` once the unit of work has ended.
+        """
+        if not self._open:
+            raise anyio.ClosedResourceError
+        if isinstance(messages, OutboxMessage):
+            self._messages.append(messages)
+        else:
+            self._messages.extend(messages)
+
+    async def run(self, call: Callable[[_C], _T]) -> _T:
+        """Return ``call(connection)``, run in a worker thread on the transaction's connection.
+
+        ``call`` must not commit, roll back or close the connection.
+        """
+        return await self._held.run(call)
+
+    async def finish(self, insert: Callable[[_C, Sequence[OutboxMessage]], None]) -> None:
+        """Refuse more messages, then ``insert`` those added, if any (before the commit)."""
+        self._open = False
+        if self._messages:
+            messages = self.messages
+            await self._held.run(lambda connection: insert(connection, messages))
+
+    def close(self) -> None:
+        """Refuse more messages (the unit of work was rolled back)."""
+        self._open = False
