@@ -11,7 +11,7 @@ from messagebus.cli import main
 CliResult = tuple[int, str, str]
 Cli = Callable[..., CliResult]
 
-pytest_plugins = ["tests.databases", "tests.eventlog_fixtures"]
+pytest_plugins = ["tests.databases", "tests.eventlog_fixtures", "tests.localstack"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

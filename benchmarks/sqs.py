@@ -1,0 +1,252 @@
+"""SQSTransport against the raw aiobotocore client, on LocalStack, in one run.
+
+    python benchmarks/sqs.py [--n 5000] [--producers 4] [--consumers 4] [--runs 3]
+                             [--endpoint http://127.0.0.1:4566]
+
+Both variants move ``--n`` messages (a 300-byte CloudEvents-like body each) through one
+fresh standard queue, with producers and consumers running at the same time:
+
+- raw: ``send_message_batch`` of 10, ``receive_message`` of up to 10 (1 s long poll),
+  ``delete_message_batch`` of what came; no library code.
+- transport: ``SQSTransport.send`` of 10 messages, ``receive(max_messages=10, wait=1)``,
+  and ``ack()`` of every delivery from its own task (acks are collected into
+  DeleteMessageBatch calls by the transport).
+
+The figures are messages per second from the first send to the last delete (median of
+``--runs``), API requests per message (every HTTP request, counted with a botocore
+``before-send`` hook), and the transport's throughput as a share of the raw client's
+measured in the same run. LocalStack is started by the test suite's own code
+(tests/localstack.py; installed on first use) unless ``--endpoint`` names a running one
+on the loopback interface. LocalStack itself takes most of a core: the raw figure is
+the ceiling here, not AWS's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.type_defs import (
+        DeleteMessageBatchRequestEntryTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from messagebus.transports import Outgoing, QueueSpec, Topology
+from messagebus.transports._sqs import SQSTransport
+from tests.localstack import localstack_server, require_loopback
+
+REGION = "us-east-1"
+KEY_ID = SECRET = "testing"  # LocalStack's fixed test credentials
+
+
+@attrs.define
+class Requests:
+    """Counts every HTTP request the clients of one session send."""
+
+    count: int = 0
+
+    def record(self, **_: object) -> None:
+        self.count += 1
+
+
+@attrs.frozen
+class Figure:
+    seconds: float
+    requests: int
+
+
+def body(n: int) -> str:
+    envelope = {
+        "specversion": "1.0",
+        "id": f"{secrets.token_hex(16)}",
+        "source": "bench",
+        "type": "bench.order_placed.v1",
+        "time": "2026-12-01T12:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"order": n, "customer": "c-1234", "lines": [{"sku": "X-1", "qty": 2}]},
+    }
+    return json.dumps(envelope).ljust(300)
+
+
+def session_with(requests: Requests) -> AioSession:
+    session = get_session()
+    session.register("before-send", requests.record)
+    return session
+
+
+def shares(n: int, parts: int) -> list[range]:
+    return [range(i, n, parts) for i in range(parts)]
+
+
+async def run_raw(endpoint: str, args: argparse.Namespace) -> Figure:
+    requests = Requests()
+    config = AioConfig(
+        max_pool_connections=50, retries={"total_max_attempts": 3, "mode": "standard"}
+    )
+    async with session_with(requests).create_client(
+        "sqs",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        config=config,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    ) as sqs:
+        url = (await sqs.create_queue(QueueName=f"bench-raw-{secrets.token_hex(5)}"))["QueueUrl"]
+        requests.count = 0
+        done = 0
+
+        async def produce(share: range) -> None:
+            numbers = list(share)
+            for start in range(0, len(numbers), 10):
+                entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                    {"Id": str(i), "MessageBody": body(n)}
+                    for i, n in enumerate(numbers[start : start + 10])
+                ]
+                answer = await sqs.send_message_batch(QueueUrl=url, Entries=entries)
+                assert not answer.get("Failed")
+
+        async def consume() -> None:
+            nonlocal done
+            while done < args.n:
+                answer = await sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                )
+                messages = answer.get("Messages", [])
+                if messages:
+                    entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                        {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
+                        for i, message in enumerate(messages)
+                    ]
+                    await sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+                    done += len(messages)
+
+        seconds = await timed(produce, consume, args)
+        return Figure(seconds, requests.count)
+
+
+async def run_transport(endpoint: str, args: argparse.Namespace) -> Figure:
+    requests = Requests()
+    async with SQSTransport(
+        region=REGION,
+        endpoint_url=endpoint,
+        prefix=f"bench-{secrets.token_hex(5)}-",
+        session=session_with(requests),
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    ) as transport:
+        await transport.provision(Topology(queues=(QueueSpec("orders", max_receives=None),)))
+        requests.count = 0
+        done = 0
+
+        async def produce(share: range) -> None:
+            numbers = list(share)
+            for start in range(0, len(numbers), 10):
+                await transport.send(
+                    "orders",
+                    [
+                        Outgoing(body=body(n).encode(), message_id=str(n))
+                        for n in numbers[start : start + 10]
+                    ],
+                )
+
+        async def consume() -> None:
+            nonlocal done
+            while done < args.n:
+                deliveries = await transport.receive("orders", max_messages=10, wait=1)
+                async with anyio.create_task_group() as acks:
+                    for delivery in deliveries:
+                        acks.start_soon(delivery.ack)
+                done += len(deliveries)
+
+        seconds = await timed(produce, consume, args)
+        return Figure(seconds, requests.count)
+
+
+async def timed(
+    produce: Callable[[range], Coroutine[Any, Any, None]],
+    consume: Callable[[], Coroutine[Any, Any, None]],
+    args: argparse.Namespace,
+) -> float:
+    started = time.perf_counter()
+    with anyio.fail_after(300):  # a bounded benchmark: it stops by itself
+        async with anyio.create_task_group() as tasks:
+            for share in shares(args.n, args.producers):
+                tasks.start_soon(produce, share)
+            for _ in range(args.consumers):
+                tasks.start_soon(consume)
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def endpoint_for(given: str | None) -> Iterator[str]:
+    if given:
+        yield require_loopback(given.rstrip("/"))
+        return
+    started = time.perf_counter()
+    with localstack_server() as endpoint:
+        print(f"LocalStack ready at {endpoint} in {time.perf_counter() - started:.1f} s")
+        yield endpoint
+
+
+async def main_async(endpoint: str, args: argparse.Namespace) -> None:
+    variants = {"raw aiobotocore": run_raw, "SQSTransport": run_transport}
+    samples: dict[str, list[Figure]] = {name: [] for name in variants}
+    small = argparse.Namespace(**{**vars(args), "n": min(args.n, 500)})
+    for run in variants.values():
+        await run(endpoint, small)  # warm up: connections, LocalStack's code paths
+    for _ in range(args.runs):
+        for name, run in variants.items():  # interleaved, so drift hits both alike
+            samples[name].append(await run(endpoint, args))
+    rates = {
+        name: statistics.median(args.n / f.seconds for f in figures)
+        for name, figures in samples.items()
+    }
+    per_message = {
+        name: statistics.median(f.requests / args.n for f in figures)
+        for name, figures in samples.items()
+    }
+    raw = rates["raw aiobotocore"]
+    print("| variant | messages/s | vs raw | API requests/message |")
+    print("|---|---|---|---|")
+    for name in variants:
+        print(
+            f"| {name} | {rates[name]:,.0f} | {rates[name] / raw:.0%} | {per_message[name]:.3f} |"
+        )
+    print(
+        f"\nN={args.n} messages of 300 bytes, {args.producers} producers and {args.consumers} "
+        f"consumers at once, median of {args.runs} runs; vs raw = share of the raw client's "
+        "throughput in the same run."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5_000)
+    parser.add_argument("--producers", type=int, default=4)
+    parser.add_argument("--consumers", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--endpoint", help="a running LocalStack on 127.0.0.1 (default: start one)")
+    args = parser.parse_args(argv)
+    with endpoint_for(args.endpoint) as endpoint:
+        anyio.run(main_async, endpoint, args, backend="asyncio")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Keep a delivery invisible while a long handler runs: a visibility heartbeat.
+
+Any transport's :class:`~messagebus.transports.Delivery` works: the heartbeat only calls
+:meth:`Delivery.extend`. Use it around the handler::
+
+    async with visibility_heartbeat(delivery, visibility=30.0):
+        await handle(delivery)
+    await delivery.ack()
+
+Every ``visibility / 2`` seconds it extends the delivery by ``visibility`` seconds from
+now, so one lost or slow extension still leaves half a timeout of margin. Extensions
+never reach past ``max_lifetime`` (SQS: 12 hours) from ``received_at``, because SQS
+refuses those; once the cap is reached the heartbeat stops, and the message reappears
+when its visibility runs out. If the receipt is lost (:class:`DeliveryExpiredError`:
+another receiver may have the message now) it logs that and stops; a failed extension
+for another transport error is logged and tried again at the next beat. It never raises
+into the handler: the handler's work goes on, and its ack will report the lost receipt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import structlog
+
+from messagebus._errors import DeliveryExpiredError, TransportError
+from messagebus.transports._protocol import Delivery
+
+__all__ = ["MAX_LIFETIME", "visibility_heartbeat"]
+
+MAX_LIFETIME = 12 * 3600.0
+
+_log = structlog.get_logger("messagebus.transports.heartbeat")
+
+
+@asynccontextmanager
+async def visibility_heartbeat(
+    delivery: Delivery,
+    visibility: float,
+    *,
+    received_at: float | None = None,
+    max_lifetime: float = MAX_LIFETIME,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+) -> AsyncIterator[None]:
+    """Extend ``delivery`` every ``visibility / 2`` s while the block runs; see the module.
+
+    Args:
+        delivery: what to keep invisible.
+        visibility: seconds each extension adds from now (the queue's timeout, say).
+        received_at: ``clock()`` when the message was first received (default: now);
+            the 12 h cap counts from it.
+        max_lifetime: the cap in seconds.
+        clock: the time source (seconds; monotonic by default).
+        sleep: how to wait (tests pass a fake pair of clock and sleep).
+    """
+    if visibility <= 0:
+        raise ValueError("visibility must be positive")
+    start = clock() if received_at is None else received_at
+    async with anyio.create_task_group() as group:
+        group.start_soon(_beat, delivery, visibility, start + max_lifetime, clock, sleep)
+        try:
+            yield
+        finally:
+            group.cancel_scope.cancel()
+
+
+async def _beat(
+    delivery: Delivery,
+    visibility: float,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[object]],
+) -> None:
+    visible_until = clock() + visibility
+    while True:
+        await sleep(visibility / 2)
+        now = clock()
+        target = min(now + visibility, deadline)
+        if target <= visible_until:
+            _log.info("visibility heartbeat reached its cap", queue=delivery.queue)
+            return
+        try:
+            await delivery.extend(target - now)
+        except DeliveryExpiredError as error:
+            _log.warning(
+                "visibility heartbeat lost the receipt", queue=delivery.queue, error=str(error)
+            )
+            return
+        except TransportError as error:
+            _log.warning(
+                "visibility heartbeat failed; retrying", queue=delivery.queue, error=str(error)
+            )
+            continue
+        visible_until = target
