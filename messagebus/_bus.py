@@ -242,6 +242,8 @@ class MessageBus:
                     "with an outbox, the event log must be an SQL log on the outbox's "
                     "database: units of work append to it in their own transaction"
                 )
+            if getattr(event_log, "_codec", True) is None:
+                event_log.codec = self.codec  # type: ignore[attr-defined]  # see UsesCodec
             self._log_events(event_log)
 
     # -- registration -------------------------------------------------------------------

@@ -13,8 +13,9 @@ Contract:
   isolated (a failure after its retry policy is a dead letter), follow-ups are handed
   to the transport, and then the delivery is acknowledged. If handing follow-ups on
   fails, the delivery is returned to the queue (after ``backoff``) to run again.
-- While a handler runs, a heartbeat extends the delivery's visibility at half the
-  visibility timeout, so a long handler keeps its message.
+- While a handler runs, a heartbeat
+  (:func:`~messagebus.transports.visibility_heartbeat`) extends the delivery's
+  visibility at half the visibility timeout, so a long handler keeps its message.
 - :meth:`Worker.stop` stops receiving at once (a waiting receive is cancelled, which
   loses nothing), lets in-flight handlers finish within ``grace`` seconds, then
   cancels the rest and returns their messages to the queue with visibility 0.
@@ -35,6 +36,7 @@ import structlog
 from messagebus._errors import DecodeError, DeliveryExpiredError, TransportError
 from messagebus._retry_policy import ExponentialBackoff
 from messagebus.dead_letters import DeadLetter
+from messagebus.transports._heartbeat import visibility_heartbeat
 from messagebus.transports._protocol import Delivery
 
 if TYPE_CHECKING:
@@ -177,7 +179,8 @@ class Worker:
             except DecodeError as error:
                 await bus._add_dead_letter(DeadLetter.from_undecodable(delivery.body, queue, error))
             else:
-                await self._with_heartbeat(delivery, visibility, bus.handle_delivered(envelope))
+                async with visibility_heartbeat(delivery, visibility, sleep=self._sleep):
+                    await bus.handle_delivered(envelope)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._return(delivery, 0.0)
@@ -204,40 +207,6 @@ class Worker:
                 self.acked += 1
         finally:
             self._done()
-
-    async def _with_heartbeat(
-        self, delivery: Delivery, visibility: float, work: Awaitable[None]
-    ) -> None:
-        """Await ``work`` while extending ``delivery``'s visibility every half timeout."""
-
-        async def beat() -> None:
-            while True:
-                await self._sleep(visibility / 2)
-                try:
-                    await delivery.extend(visibility)
-                except DeliveryExpiredError:
-                    # Another receiver may have it now; the handler's work will repeat.
-                    self._log.warning(
-                        "visibility lost while handling; it may run twice", queue=delivery.queue
-                    )
-                    return
-                except TransportError as error:
-                    self._log.warning(
-                        "heartbeat failed",
-                        queue=delivery.queue,
-                        error=f"{type(error).__qualname__}: {error}",
-                    )
-
-        failure: Exception | None = None
-        async with anyio.create_task_group() as beating:
-            beating.start_soon(beat)
-            try:
-                await work
-            except Exception as error:  # noqa: BLE001  # re-raised below, not in a group
-                failure = error
-            beating.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
 
     async def _return(self, delivery: Delivery, delay: float) -> None:
         try:

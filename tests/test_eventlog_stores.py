@@ -196,6 +196,7 @@ class TestAppendOnly:
             "subscribe",
             "notify_appended",
             "checkpoints",
+            "codec",
             "aclose",
         }
         assert public <= allowed, public - allowed

@@ -133,6 +133,19 @@ class TestVisibilityHeartbeat:
         assert at_exit
         assert delivery.extensions == at_exit
 
+    async def test_the_blocks_error_comes_out_as_it_is(self) -> None:
+        """A handler's exception leaves the heartbeat unwrapped (no ExceptionGroup)."""
+        clock = FakeClock()
+
+        async def fail() -> None:
+            async with visibility_heartbeat(
+                FakeDelivery(clock), 30.0, clock=clock, sleep=clock.sleep
+            ):
+                raise KeyError("handler failed")
+
+        with pytest.raises(KeyError, match="handler failed"):
+            await fail()
+
     async def test_runs_on_the_real_clock_by_default(self) -> None:
         """Without a fake clock it beats in real time (here a 40 ms timeout)."""
         delivery = FakeDelivery(FakeClock())

@@ -352,8 +352,11 @@ class TestSettlingFailures:
     @pytest.mark.parametrize(
         ("error", "logged"),
         [
-            (DeliveryExpiredError, ["visibility lost while handling; it may run twice"]),
-            (TransportUnavailableError, ["heartbeat failed", "heartbeat failed"]),
+            (DeliveryExpiredError, ["visibility heartbeat lost the receipt"]),
+            (
+                TransportUnavailableError,
+                ["visibility heartbeat failed; retrying"] * 2,
+            ),
         ],
     )
     async def test_failed_heartbeat_is_logged(

@@ -10,6 +10,7 @@ from messagebus._envelope import Envelope
 from messagebus._messages import Message
 from messagebus.eventlog._record import (
     LogRecord,
+    UsesCodec,
     check_events,
     check_read,
     decode_record,
@@ -42,7 +43,7 @@ class InMemoryCheckpointStore:
         self._positions.pop(name, None)
 
 
-class InMemoryEventLog(Subscribable):
+class InMemoryEventLog(Subscribable, UsesCodec):
     """Keeps the log in a list in this process.
 
     Limits: nothing survives the process and nothing is shared with other processes
@@ -52,10 +53,11 @@ class InMemoryEventLog(Subscribable):
     reads or changes the list, so each append is atomic and positions are gapless.
 
     Args:
-        codec: encodes appended envelopes and decodes them on read.
+        codec: encodes appended envelopes and decodes them on read; by default the
+            codec of the MessageBus the log is given to.
     """
 
-    def __init__(self, *, codec: WireCodec) -> None:
+    def __init__(self, *, codec: WireCodec | None = None) -> None:
         self._codec = codec
         self._rows: list[_Row] = []  # the row at index i has position i + 1
         self._streams: dict[str, list[int]] = {}  # stream -> positions, by sequence
@@ -65,7 +67,7 @@ class InMemoryEventLog(Subscribable):
     async def append(self, envelopes: Sequence[Envelope[Message]]) -> Sequence[LogRecord]:
         """Append ``envelopes`` in order, atomically; return their records."""
         events = check_events(envelopes)
-        bodies = [self._codec.encode(envelope) for envelope in events]  # all or nothing
+        bodies = [self.codec.encode(envelope) for envelope in events]  # all or nothing
         last = {
             stream: len(self._streams[stream])
             for stream in {envelope.group_key for envelope in events}
@@ -104,4 +106,4 @@ class InMemoryEventLog(Subscribable):
         return len(self._rows)
 
     def _record(self, row: _Row) -> LogRecord:
-        return decode_record(self._codec, row)
+        return decode_record(self.codec, row)

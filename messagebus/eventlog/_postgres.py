@@ -66,6 +66,7 @@ from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
 from messagebus.eventlog._record import (
     LogRecord,
+    UsesCodec,
     check_events,
     check_read,
     decode_record,
@@ -140,7 +141,7 @@ class _Statements(NamedTuple):
     reset: sql.Composed
 
 
-class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable):
+class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable, UsesCodec):
     """Keeps the event log in PostgreSQL tables; see the module.
 
     ``dsn_or_pool`` is a connection string, for which the log makes its own pool (one
@@ -150,7 +151,8 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable):
 
     Args:
         dsn_or_pool: where to connect, as above.
-        codec: encodes appended envelopes and decodes them on read.
+        codec: encodes appended envelopes and decodes them on read; by default the
+            codec of the MessageBus the log is given to.
         schema: the tables' schema; None for the first schema of the search path.
         table: the log table's name; the head and checkpoint tables add suffixes.
     """
@@ -159,7 +161,7 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable):
         self,
         dsn_or_pool: str | ConnectionPool[Any],
         *,
-        codec: WireCodec,
+        codec: WireCodec | None = None,
         schema: str | None = None,
         table: str = "messagebus_events",
     ) -> None:
@@ -178,7 +180,7 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable):
         events = check_events(envelopes)
         if not events:
             return ()
-        bodies = [self._codec.encode(envelope).decode() for envelope in events]
+        bodies = [self.codec.encode(envelope).decode() for envelope in events]
         records = await self._database.run(
             lambda connection: self._insert_rows(connection, events, bodies)
         )
@@ -200,7 +202,7 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable):
         events = check_events(envelopes)
         if not events:
             return ()
-        bodies = [self._codec.encode(envelope).decode() for envelope in events]
+        bodies = [self.codec.encode(envelope).decode() for envelope in events]
         return self._insert_rows(connection, events, bodies)
 
     async def read(self, from_position: int = 1, limit: int = 1000) -> Sequence[LogRecord]:
@@ -266,7 +268,7 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable):
                 rows = cursor.execute(query, params).fetchall()
             # Decoded in the worker thread too, keeping the event loop free.
             return tuple(
-                decode_record(self._codec, (*row[:4], row[4].astimezone(UTC))) for row in rows
+                decode_record(self.codec, (*row[:4], row[4].astimezone(UTC))) for row in rows
             )
 
         return await self._database.run(select)

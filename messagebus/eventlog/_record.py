@@ -22,7 +22,7 @@ import attrs
 
 from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
-from messagebus._errors import MessageKindError
+from messagebus._errors import ConfigurationError, MessageKindError
 from messagebus._messages import Event, Message
 
 __all__ = [
@@ -116,3 +116,26 @@ def numbered(
             sequence = last[stream] = last.get(stream, 0) + 1
         numbers.append((head + offset, stream, sequence))
     return numbers
+
+
+class UsesCodec:
+    """The codec a log encodes and decodes with: its own, or lent by its bus.
+
+    A log made without ``codec=`` takes the codec of the :class:`~messagebus.MessageBus`
+    it is given to (``MessageBus(event_log=log)``), so it knows the bus's types.
+    """
+
+    _codec: WireCodec | None
+
+    @property
+    def codec(self) -> WireCodec:
+        """The codec; raises :class:`~messagebus.ConfigurationError` if none was given yet."""
+        if self._codec is None:
+            raise ConfigurationError(
+                "this event log has no codec: pass codec=, or give the log to a MessageBus"
+            )
+        return self._codec
+
+    @codec.setter
+    def codec(self, codec: WireCodec) -> None:
+        self._codec = codec

@@ -52,6 +52,7 @@ from messagebus._sql._sqlite import SQLiteDatabase, create_table
 from messagebus._sql._store import SQLStore
 from messagebus.eventlog._record import (
     LogRecord,
+    UsesCodec,
     check_events,
     check_read,
     decode_record,
@@ -83,7 +84,7 @@ def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable):
+class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable, UsesCodec):
     """Keeps the event log in tables of an SQLite file; see the module.
 
     Opens the file, and creates the tables if needed, on first use or on ``async with``;
@@ -91,7 +92,8 @@ class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable):
 
     Args:
         path: the database file.
-        codec: encodes appended envelopes and decodes them on read.
+        codec: encodes appended envelopes and decodes them on read; by default the
+            codec of the MessageBus the log is given to.
         table: the log table's name; the head and checkpoint tables add suffixes.
     """
 
@@ -99,7 +101,7 @@ class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable):
         self,
         path: str | os.PathLike[str],
         *,
-        codec: WireCodec,
+        codec: WireCodec | None = None,
         table: str = "messagebus_events",
     ) -> None:
         file = os.fspath(path)
@@ -126,7 +128,7 @@ class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable):
         events = check_events(envelopes)
         if not events:
             return ()
-        bodies = [self._codec.encode(envelope).decode() for envelope in events]
+        bodies = [self.codec.encode(envelope).decode() for envelope in events]
         records = await self._database.write(
             lambda connection: self._insert_rows(connection, events, bodies)
         )
@@ -148,7 +150,7 @@ class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable):
         events = check_events(envelopes)
         if not events:
             return ()
-        bodies = [self._codec.encode(envelope).decode() for envelope in events]
+        bodies = [self.codec.encode(envelope).decode() for envelope in events]
         return self._insert_rows(connection, events, bodies)
 
     async def read(self, from_position: int = 1, limit: int = 1000) -> Sequence[LogRecord]:
@@ -211,7 +213,7 @@ class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable):
             rows = connection.execute(statement, params).fetchall()
             # Decoded in the worker thread too, keeping the event loop free.
             return tuple(
-                decode_record(self._codec, (*row[:4], _EPOCH + row[4] * _MICROSECOND))
+                decode_record(self.codec, (*row[:4], _EPOCH + row[4] * _MICROSECOND))
                 for row in rows
             )
 

@@ -4,11 +4,18 @@
   the contract, in :mod:`messagebus.transports._protocol`.
 - :class:`InMemoryTransport` on a :class:`MemoryBroker`: SQS semantics in one process,
   the default and the test double.
+- :class:`SQSTransport`: AWS SQS, with SNS topics for events (``pip install
+  messagebus[sqs]``; asyncio only). Imported on first use, so this package imports
+  without aiobotocore.
+- :func:`visibility_heartbeat`: keeps a delivery invisible while a long handler runs.
 
 Implementations live one per module beside it; :mod:`messagebus.testing` holds the
 conformance suite every one of them passes.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from messagebus.transports._heartbeat import MAX_LIFETIME, visibility_heartbeat
 from messagebus.transports._memory import (
     MEMORY_CAPABILITIES,
     InMemoryTransport,
@@ -27,7 +34,11 @@ from messagebus.transports._protocol import (
     Transport,
 )
 
+if TYPE_CHECKING:
+    from messagebus.transports._sqs import SQSDelivery, SQSTransport
+
 __all__ = [
+    "MAX_LIFETIME",
     "MEMORY_CAPABILITIES",
     "Capabilities",
     "Delivery",
@@ -37,8 +48,22 @@ __all__ = [
     "Outgoing",
     "QueueDepth",
     "QueueSpec",
+    "SQSDelivery",
+    "SQSTransport",
     "Subscription",
     "TopicSpec",
     "Topology",
     "Transport",
+    "visibility_heartbeat",
 ]
+
+_LAZY = {"SQSDelivery", "SQSTransport"}
+
+
+def __getattr__(name: str) -> Any:
+    # The SQS transport needs aiobotocore (an extra): import it only when asked for.
+    if name in _LAZY:
+        from messagebus.transports import _sqs  # noqa: PLC0415
+
+        return getattr(_sqs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

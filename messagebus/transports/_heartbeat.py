@@ -60,12 +60,19 @@ async def visibility_heartbeat(
     if visibility <= 0:
         raise ValueError("visibility must be positive")
     start = clock() if received_at is None else received_at
+    failure: Exception | None = None
     async with anyio.create_task_group() as group:
         group.start_soon(_beat, delivery, visibility, start + max_lifetime, clock, sleep)
         try:
             yield
+        except Exception as error:  # noqa: BLE001  # re-raised below, as it is
+            failure = error
         finally:
             group.cancel_scope.cancel()
+    # Raised outside the task group, so the block's error reaches the caller as it is,
+    # not wrapped in an ExceptionGroup.
+    if failure is not None:
+        raise failure
 
 
 async def _beat(
