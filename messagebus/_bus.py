@@ -47,6 +47,7 @@ from messagebus._middleware import (
     link,
 )
 from messagebus._naming import lint_names
+from messagebus._redelivery import HANDLER_HEADER
 from messagebus._registry import MessageRegistry
 from messagebus._routing import Destination, Router, outgoing
 from messagebus._unit_of_work import UnitOfWork, enter, leave
@@ -903,7 +904,8 @@ class MessageBus:
         """Run this service's handlers on a message that arrived through the transport.
 
         What a :class:`~messagebus.Worker` calls for each decoded delivery. A command
-        goes to its handler, an event to every subscriber here, each run isolated as a
+        goes to its handler, an event to every subscriber here (or only to the one named
+        in its ``messagebus-handler`` header: a deferred retry), each run isolated as a
         follow-up is: a failure (after its retry policy) is a dead letter, not an
         exception. A command this service has no handler for (misrouted) is a dead
         letter too. Follow-ups of successful runs are then handed to the transport.
@@ -929,6 +931,10 @@ class MessageBus:
                 await self._drain(more)
             return
         routes = self._events.get(type(message))
+        target = envelope.headers.get(HANDLER_HEADER)
+        if routes and target is not None:
+            # A redelivered copy for one subscriber: the others have handled it already.
+            routes = tuple(route for route in routes if route.handler.name == target)
         if routes:
             await self._deliver(routes, [message, None, envelope, None, None], True)
 

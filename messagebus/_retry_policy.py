@@ -178,7 +178,9 @@ class RetryPolicy:
             error, self.retry_on
         ):
             return GiveUp(f"{type(error).__qualname__} is never retried")
-        attempts = len(history)
+        # The envelope's counter: attempts made before this process (a redelivered
+        # message) count too.
+        attempts = max(len(history), history[-1].number)
         if attempts >= self.max_attempts:
             return GiveUp(f"{attempts} of {self.max_attempts} attempts failed")
         base = self.backoff.delay(attempts)

@@ -11,7 +11,9 @@ Contract:
   queue, and nothing is lost.
 - A decoded message goes to :meth:`MessageBus.handle_delivered`: each handler run is
   isolated (a failure after its retry policy is a dead letter), follow-ups are handed
-  to the transport, and then the delivery is acknowledged. If handing follow-ups on
+  to the transport, and then the delivery is acknowledged. A retry whose delay is too
+  long to wait out in a slot goes back to the queue as a delayed copy for the failed
+  handler alone (:mod:`messagebus._redelivery`), before the ack. If handing follow-ups on
   fails, the delivery is returned to the queue (after ``backoff``) to run again.
 - While a handler runs, a heartbeat
   (:func:`~messagebus.transports.visibility_heartbeat`) extends the delivery's
@@ -34,10 +36,11 @@ import anyio.abc
 import structlog
 
 from messagebus._errors import DecodeError, DeliveryExpiredError, TransportError
+from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
 from messagebus._retry_policy import ExponentialBackoff
 from messagebus.dead_letters import DeadLetter
 from messagebus.transports._heartbeat import visibility_heartbeat
-from messagebus.transports._protocol import Delivery
+from messagebus.transports._protocol import Delivery, Outgoing
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
@@ -93,6 +96,7 @@ class Worker:
         self._changed = anyio.Event()
         self._receiving: anyio.CancelScope | None = None
         self._stopping = False
+        self._can_delay = True
         self.received = 0
         """Messages received so far."""
         self.acked = 0
@@ -117,6 +121,8 @@ class Worker:
         """Receive and handle messages until :meth:`stop`; return once drained."""
         transport = self.bus._running_transport()
         queue = self.bus.router.service
+        # A FIFO queue that takes no per-message delay keeps retries in-process.
+        self._can_delay = not self.bus.router.queue.fifo or transport.capabilities.fifo_delay
         visibility = (
             self.bus.router.queue.visibility_timeout
             if self.visibility_timeout is None
@@ -179,8 +185,11 @@ class Worker:
             except DecodeError as error:
                 await bus._add_dead_letter(DeadLetter.from_undecodable(delivery.body, queue, error))
             else:
-                async with visibility_heartbeat(delivery, visibility, sleep=self._sleep):
-                    await bus.handle_delivered(envelope)
+                with collecting(enabled=self._can_delay) as redeliveries:
+                    async with visibility_heartbeat(delivery, visibility, sleep=self._sleep):
+                        await bus.handle_delivered(envelope)
+                if redeliveries:
+                    await self._redeliver(queue, redeliveries)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._return(delivery, 0.0)
@@ -207,6 +216,26 @@ class Worker:
                 self.acked += 1
         finally:
             self._done()
+
+    async def _redeliver(self, queue: str, redeliveries: list[Redelivery]) -> None:
+        """Put a delayed copy of each deferred retry on ``queue``, for its handler only."""
+        transport = self.bus._running_transport()
+        limit = transport.capabilities.max_delay
+        copies = []
+        for redelivery in redeliveries:
+            envelope = redelivery.envelope
+            marked = envelope.replace(
+                headers={**envelope.headers, HANDLER_HEADER: redelivery.handler}
+            )
+            copies.append(
+                Outgoing(
+                    body=self.bus.codec.encode(marked),
+                    message_id=marked.message_id,
+                    group_key=marked.group_key,
+                    delay=min(redelivery.delay, limit),
+                )
+            )
+        await transport.send(queue, copies)
 
     async def _return(self, delivery: Delivery, delay: float) -> None:
         try:

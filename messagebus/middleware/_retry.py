@@ -13,11 +13,13 @@ import anyio
 import attrs
 import structlog
 
+from messagebus._context import current_frame
 from messagebus._envelope import Envelope
 from messagebus._errors import RetriesExhausted
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, OnFailure, Recover
+from messagebus._redelivery import defer
 from messagebus._retry_policy import Attempt, Discard, Retry, RetryPolicy
 
 __all__ = ["RetryMiddleware"]
@@ -47,9 +49,12 @@ class RetryMiddleware:
     attempt (an error that is never retried) the error itself propagates unchanged. A
     ``Discard`` decision returns None without a dead letter.
 
-    Waits happen in this task with ``sleep``: keep in-process delays short (the default
-    cap is 30 s), as the handler's caller waits through them. Longer delays belong to a
-    transport's redelivery, which a later version hands them to.
+    Waits happen in this task with ``sleep`` when the handler's caller waits for it
+    (``send``, an in-process ``publish``). On a message a :class:`~messagebus.Worker`
+    received from a transport, a delay longer than ``max_inline_delay`` is not waited
+    out in the worker's slot: the message goes back to the queue with that delay, for
+    this handler alone, with its next attempt number (see :mod:`messagebus._redelivery`),
+    and the policy decides again when it fails there.
 
     Args:
         events: the policy for event subscribers.
@@ -59,6 +64,7 @@ class RetryMiddleware:
         sleep: how to wait (``anyio.sleep``); tests pass a fake.
         clock: a monotonic clock in seconds, for deadlines (``time.monotonic``).
         uniform: the jitter's random draw (``random.uniform``).
+        max_inline_delay: the longest wait spent in a worker's slot, in seconds.
     """
 
     events: RetryPolicy | None = DEFAULT_EVENT_POLICY
@@ -69,6 +75,7 @@ class RetryMiddleware:
     clock: Callable[[], float] = time.monotonic
     uniform: Callable[[float, float], float] = random.uniform
     logger: Any = None
+    max_inline_delay: float = 1.0
 
     def policy_for(self, handler: HandlerInfo) -> RetryPolicy | None:
         """Return the policy that applies to ``handler`` (None: no retries)."""
@@ -99,6 +106,13 @@ class RetryMiddleware:
         raise TypeError("RetryMiddleware is bound per handler by the bus; do not call it")
 
 
+def _forget_follow_ups() -> None:
+    # The failed run's held-back messages must not leave as if it had succeeded.
+    frame = current_frame.get()
+    if frame is not None:
+        frame[3] = None
+
+
 def _protected(handler: HandlerInfo) -> bool:
     return handler.idempotent or any(
         getattr(layer, "provides_idempotency", False) for layer in handler.middleware
@@ -107,6 +121,7 @@ def _protected(handler: HandlerInfo) -> bool:
 
 def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Recover:
     sleep, clock, uniform = config.sleep, config.clock, config.uniform
+    max_inline_delay = config.max_inline_delay
     source = structlog.get_logger("messagebus") if config.logger is None else config.logger
 
     async def retry_failed_run(
@@ -121,11 +136,23 @@ def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Recove
             decision = policy.decide(envelope, last, history, uniform=uniform)
             if isinstance(decision, Discard):
                 log.warning("message discarded", reason=decision.reason, attempt=envelope.attempt)
+                _forget_follow_ups()
                 return None
             if not isinstance(decision, Retry):
-                if len(history) == 1:
+                if history[-1].number == 1:
                     raise last
-                raise RetriesExhausted(name, len(history), first_failed_at) from last
+                raise RetriesExhausted(name, history[-1].number, first_failed_at) from last
+            if decision.delay > max_inline_delay and defer(
+                name, envelope.replace(attempt=envelope.attempt + 1), decision.delay
+            ):
+                log.info(
+                    "retry deferred to the queue",
+                    attempt=envelope.attempt,
+                    delay_s=round(decision.delay, 3),
+                    error=f"{type(last).__qualname__}: {last}",
+                )
+                _forget_follow_ups()
+                return None
             log.info(
                 "retrying handler",
                 attempt=envelope.attempt,

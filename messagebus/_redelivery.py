@@ -1,0 +1,66 @@
+"""Retries that wait in the queue instead of in a worker slot.
+
+A message that arrived through a transport is handled inside :func:`collecting`. When
+a retry policy asks for a delay longer than the retry middleware's
+``max_inline_delay``, the middleware does not sleep: it calls :func:`defer`, which
+records a :class:`Redelivery` (the handler, the envelope with its next attempt number,
+the delay) and ends that handler's run. The worker then puts a copy of the message back
+on its own queue with that delay, marked with :data:`HANDLER_HEADER` so that only the
+handler that failed runs again (the other subscribers of an event succeeded), and acks
+the original. Our own attempt counter travels in the copy's envelope, exactly.
+
+Outside :func:`collecting` (a ``send`` whose caller waits, an in-process publish),
+:func:`defer` refuses and the middleware waits in-process as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import attrs
+
+from messagebus._envelope import Envelope
+from messagebus._messages import Message
+
+__all__ = ["HANDLER_HEADER", "Redelivery", "collecting", "defer"]
+
+HANDLER_HEADER = "messagebus-handler"
+"""Header naming the one handler a redelivered copy is for."""
+
+
+@attrs.frozen
+class Redelivery:
+    """Run ``handler`` on ``envelope`` again after ``delay`` seconds, from the queue."""
+
+    handler: str
+    envelope: Envelope[Message]
+    delay: float
+
+
+_requests: ContextVar[list[Redelivery] | None] = ContextVar("messagebus.redeliveries", default=None)
+
+
+@contextmanager
+def collecting(*, enabled: bool = True) -> Iterator[list[Redelivery]]:
+    """Collect the redeliveries that handler runs in this block ask for.
+
+    ``enabled=False`` refuses them (a queue that cannot delay a message, such as an
+    SQS FIFO queue): the retry middleware then waits in-process.
+    """
+    requests: list[Redelivery] = []
+    token = _requests.set(requests if enabled else None)
+    try:
+        yield requests
+    finally:
+        _requests.reset(token)
+
+
+def defer(handler: str, envelope: Envelope[Message], delay: float) -> bool:
+    """Ask for a redelivery from the queue; False when the message came from none."""
+    requests = _requests.get()
+    if requests is None:
+        return False
+    requests.append(Redelivery(handler, envelope, delay))
+    return True

@@ -1,0 +1,150 @@
+"""Long retry delays wait in the queue, not in a worker slot, for the failed handler only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from messagebus import (
+    Context,
+    FixedBackoff,
+    MessageBus,
+    RetryPolicy,
+    Worker,
+)
+from messagebus.middleware import RetryMiddleware
+from messagebus.transports import InMemoryTransport, QueueSpec
+from tests.messages import FollowersNotified, IndexPost, PostPublished
+
+pytestmark = pytest.mark.anyio
+
+SLOW = RetryPolicy(max_attempts=3, backoff=FixedBackoff(1.5), jitter="none")
+
+
+@asynccontextmanager
+async def working(bus: MessageBus) -> AsyncIterator[Worker]:
+    worker = Worker(bus, wait=1.0)
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(worker.run)
+        yield worker
+        worker.stop()
+
+
+def blog(transport: InMemoryTransport, policy: RetryPolicy = SLOW, **options: object) -> MessageBus:
+    return MessageBus(
+        transport=transport,
+        service="blog",
+        middleware=[RetryMiddleware(events=policy, commands=policy, **options)],  # type: ignore[arg-type]
+    )
+
+
+class TestDeferredRetries:
+    """A delay over max_inline_delay becomes a delayed copy of the message in the queue."""
+
+    async def test_only_the_failed_subscriber_runs_again(self) -> None:
+        """B succeeded at once; A failed, is redelivered alone, and succeeds on attempt 2."""
+        transport = InMemoryTransport()
+        bus = blog(transport)
+        runs: list[tuple[str, int]] = []
+        done = anyio.Event()
+
+        @bus.subscriber(PostPublished, name="a")
+        async def a(event: PostPublished, ctx: Context[PostPublished]) -> None:
+            runs.append(("a", ctx.envelope.attempt))
+            if ctx.envelope.attempt == 1:
+                raise ConnectionError("mail server down")
+            done.set()
+
+        @bus.subscriber(PostPublished, name="b")
+        async def b(event: PostPublished, ctx: Context[PostPublished]) -> None:
+            runs.append(("b", ctx.envelope.attempt))
+
+        async with bus:
+            await bus.provision()
+            async with working(bus) as worker:
+                await bus.publish(PostPublished(1, "x"))
+                with anyio.fail_after(10):
+                    await done.wait()
+                await anyio.wait_all_tasks_blocked()
+                assert worker.acked == 2
+        assert runs == [("a", 1), ("b", 1), ("a", 2)]
+        assert list(await bus.dead_letters.list()) == []
+
+    async def test_attempts_count_across_redeliveries(self) -> None:
+        """Two attempts allowed: the redelivered second failure is a dead letter of 2."""
+        transport = InMemoryTransport()
+        bus = blog(transport, RetryPolicy(max_attempts=2, backoff=FixedBackoff(1.5), jitter="none"))
+        failed = anyio.Event()
+        attempts: list[int] = []
+
+        @bus.handler(IndexPost, idempotent=True)
+        async def index(command: IndexPost, ctx: Context[IndexPost]) -> None:
+            attempts.append(ctx.envelope.attempt)
+            if len(attempts) == 2:
+                failed.set()
+            raise ConnectionError("index down")
+
+        async with bus:
+            await bus.provision()
+            async with working(bus):
+                await bus.enqueue(IndexPost(1))
+                with anyio.fail_after(10):
+                    await failed.wait()
+                await anyio.wait_all_tasks_blocked()
+        assert attempts == [1, 2]
+        (letter,) = await bus.dead_letters.list()
+        assert letter.attempts == 2
+        assert letter.error_message == "index down"
+
+    async def test_a_fifo_queue_retries_in_process(self) -> None:
+        """A FIFO queue takes no per-message delay: the worker slot waits instead."""
+        transport = InMemoryTransport()
+        waits: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+        bus = MessageBus(
+            transport=transport,
+            service="blog",
+            queue=QueueSpec("blog", fifo=True),
+            middleware=[RetryMiddleware(events=SLOW, sleep=sleep)],
+        )
+        runs: list[int] = []
+        done = anyio.Event()
+
+        @bus.subscriber(PostPublished)
+        async def flaky(event: PostPublished, ctx: Context[PostPublished]) -> None:
+            runs.append(ctx.envelope.attempt)
+            if ctx.envelope.attempt == 1:
+                raise ConnectionError("down")
+            done.set()
+
+        async with bus:
+            await bus.provision()
+            async with working(bus):
+                await bus.publish(PostPublished(1, "x"), group_key="post-1")
+                with anyio.fail_after(10):
+                    await done.wait()
+        assert runs == [1, 2]
+        assert waits == [1.5]
+
+    async def test_a_discarded_run_announces_nothing(self) -> None:
+        """Follow-ups held by a run that ends in Discard are dropped, not published."""
+        bus = MessageBus(
+            middleware=[RetryMiddleware(events=RetryPolicy(discard_on=(LookupError,)))]
+        )
+        notified: list[int] = []
+        bus.subscriber(FollowersNotified, lambda event: notified.append(event.post_id))
+
+        @bus.subscriber(PostPublished)
+        async def stale(event: PostPublished, ctx: Context[PostPublished]) -> None:
+            ctx.publish(FollowersNotified(event.post_id))
+            raise LookupError("post deleted meanwhile")
+
+        await bus.publish(PostPublished(1, "x"))
+        assert notified == []
+        assert list(await bus.dead_letters.list()) == []
