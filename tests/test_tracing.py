@@ -24,6 +24,7 @@ from messagebus.middleware import UnitOfWorkMiddleware
 from messagebus.otel import (
     TraceContextInjector,
     TracingMiddleware,
+    add_trace_context,
     carried_context,
     inject_trace_context,
     with_trace_context,
@@ -357,6 +358,33 @@ class TestTraceContextInjector:
         assert span.get_span_context().trace_id == int(TRACE_ID, 16)
         copy = with_trace_context(Envelope(PublishPost("y")), carried_context(envelope))
         assert copy.headers["traceparent"] == TRACEPARENT
+
+
+class TestAddTraceContext:
+    """The structlog processor joins log lines to spans."""
+
+    async def test_a_line_logged_in_a_handler_names_its_span(
+        self, provider: TracerProvider, exporter: InMemorySpanExporter
+    ) -> None:
+        """trace_id and span_id of the handler's span, in hex; nothing outside spans."""
+        bus = traced(provider)
+        lines: list[dict[str, object]] = []
+
+        @bus.handler(PublishPost)
+        async def publish(command: PublishPost) -> PostId:
+            lines.append(dict(add_trace_context(None, "info", {"event": "publishing"})))
+            return PostId(1)
+
+        await bus.send(PublishPost("Hello"))
+        span = spans(exporter)["process blog.post.publish"]
+        assert lines == [
+            {
+                "event": "publishing",
+                "trace_id": f"{trace_id(span):032x}",
+                "span_id": f"{span_id(span):016x}",
+            }
+        ]
+        assert add_trace_context(None, "info", {"event": "idle"}) == {"event": "idle"}
 
 
 @asynccontextmanager

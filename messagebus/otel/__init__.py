@@ -10,6 +10,8 @@ Needs the ``otel`` extra (``pip install 'messagebus[otel]'``, the OpenTelemetry 
   the bus that gives every message leaving the process without a trace context one (a
   PRODUCER span, child of the current span).
 - :func:`observe_counters`: :class:`messagebus.metrics.Counters` as observable counters.
+- :func:`add_trace_context`: a structlog processor putting the current trace and span
+  ids in log lines.
 
 Attributes follow the OpenTelemetry messaging conventions: ``messaging.system``
 (``"messagebus"`` unless configured), ``messaging.operation.type`` (``process`` for
@@ -31,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - the message is tested with a st
     ) from exc
 
 from messagebus.otel._inject import TraceContextInjector, inject_trace_context
+from messagebus.otel._logging import add_trace_context
 from messagebus.otel._metrics import observe_counters
 from messagebus.otel._propagation import carried_context, with_trace_context
 from messagebus.otel._tracing import TracingMiddleware
@@ -38,6 +41,7 @@ from messagebus.otel._tracing import TracingMiddleware
 __all__ = [
     "TraceContextInjector",
     "TracingMiddleware",
+    "add_trace_context",
     "carried_context",
     "inject_trace_context",
     "observe_counters",
