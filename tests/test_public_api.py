@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 
 import messagebus
+import messagebus.metrics
 import messagebus.middleware
+import messagebus.otel
 import messagebus.testing
 import messagebus.transports
 from messagebus import (
@@ -34,7 +36,14 @@ class TestPublicSurface:
 
     @pytest.mark.parametrize(
         "module",
-        [messagebus, messagebus.middleware, messagebus.transports, messagebus.testing],
+        [
+            messagebus,
+            messagebus.metrics,
+            messagebus.middleware,
+            messagebus.otel,
+            messagebus.transports,
+            messagebus.testing,
+        ],
     )
     def test_all_is_sorted_and_resolvable(self, module: object) -> None:
         """__all__ is sorted (constants, classes, functions: ruff's RUF022), unique, resolvable."""
