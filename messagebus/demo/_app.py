@@ -1,10 +1,11 @@
 """The blog service: its messages, its state and its handlers.
 
-``PublishPost`` (a command) writes a post and announces ``PostPublished`` (an event);
-two subscribers react to it: one notifies the author's followers, one updates the
-search index. ``RegisterUser`` announces ``UserRegistered``, whose subscriber sends a
-welcome email through a flaky mail server. Nothing here knows how messages travel: the
-bus decides.
+``PublishPost`` (a command) writes a post to the database and announces
+``PostPublished`` (an event) through the outbox, in one transaction; two subscribers
+react to it: one notifies the author's followers, one updates the search index.
+``RegisterUser`` announces ``UserRegistered``, whose subscriber sends a welcome email
+through a flaky mail server. Nothing here knows how messages travel (in memory or on
+SQS) or where the outbox lives: :func:`build_bus`'s caller decides.
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ from messagebus import (
 )
 from messagebus.dead_letters import DeadLetterStore
 from messagebus.idempotency import IdempotencyStore, InMemoryIdempotencyStore
-from messagebus.middleware import IdempotencyMiddleware, LoggingMiddleware, RetryMiddleware
+from messagebus.middleware import (
+    IdempotencyMiddleware,
+    LoggingMiddleware,
+    RetryMiddleware,
+    UnitOfWorkMiddleware,
+)
+from messagebus.outbox import OutboxStore
+from messagebus.transports import Transport
+
+POSTS_TABLE = """CREATE TABLE IF NOT EXISTS posts (
+    id INTEGER PRIMARY KEY, author TEXT NOT NULL, title TEXT NOT NULL
+)"""
+"""The blog's own table, beside the outbox's in the same SQLite file."""
 
 
 @attrs.frozen
@@ -79,7 +92,6 @@ class ProcessPayment(Command[Receipt], name="billing.payment.process"):
 class Blog:
     """The service's state; a database in a real service."""
 
-    posts: dict[int, str] = attrs.field(factory=dict)
     followers: dict[str, list[str]] = attrs.field(factory=dict)
     inboxes: dict[str, list[str]] = attrs.field(factory=dict)
     search_index: dict[str, int] = attrs.field(factory=dict)
@@ -104,26 +116,41 @@ DEMO_RETRIES = RetryPolicy(max_attempts=3, backoff=ExponentialBackoff(initial=0.
 
 def build_bus(
     blog: Blog,
+    *,
+    outbox: OutboxStore,
+    transport: Transport | None = None,
     dead_letters: DeadLetterStore | None = None,
     idempotency: IdempotencyStore | None = None,
 ) -> MessageBus:
-    """Return a bus with the blog's handlers registered.
+    """Return the blog service's bus, its handlers registered.
 
-    Payments are deduplicated by idempotency key through ``idempotency`` (in memory if
-    not given): only that handler has the idempotency layer.
+    Posts are written to the outbox's database (an SQLite file: table ``posts``) in the
+    same transaction as the ``PostPublished`` they announce. Payments are deduplicated
+    by idempotency key through ``idempotency`` (in memory if not given): only that
+    handler has the idempotency layer.
     """
     bus = MessageBus(
+        service="blog",
+        transport=transport,
+        outbox=outbox,
         middleware=[LoggingMiddleware(), RetryMiddleware(events=DEMO_RETRIES)],
         dead_letters=dead_letters,
         source="/blog",
     )
 
-    @bus.handler(PublishPost)
+    @bus.handler(PublishPost, middleware=[UnitOfWorkMiddleware(bus)])
     async def publish_post(command: PublishPost, ctx: Context[PublishPost]) -> int:
         if not command.title.strip():
             raise CommandRejected("a post needs a title")
-        post_id = len(blog.posts) + 1
-        blog.posts[post_id] = command.title
+        post_id: int = await ctx.unit_of_work.run(
+            lambda connection: (
+                connection.execute(
+                    "INSERT INTO posts (author, title) VALUES (?, ?)",
+                    (command.author, command.title),
+                ).lastrowid
+            )
+        )
+        # Written to the outbox in this transaction; delivered once it commits.
         ctx.publish(PostPublished(post_id, command.author, command.title))
         return post_id
 
