@@ -18,6 +18,7 @@ from messagebus._errors import MessageBusError
 from messagebus.cli._dead_letters import dead_letters
 from messagebus.cli._lint import lint
 from messagebus.cli._schema import schema
+from messagebus.cli._worker import worker
 from messagebus.demo import configure_logging
 from messagebus.demo import main as tell_the_story
 
@@ -44,6 +45,7 @@ def demo(database: Path | None) -> None:
 cli.add_command(dead_letters)
 cli.add_command(schema)
 cli.add_command(lint)
+cli.add_command(worker)
 
 
 def main(argv: list[str] | None = None) -> Any:
