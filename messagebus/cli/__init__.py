@@ -17,6 +17,7 @@ import click
 from messagebus._errors import MessageBusError
 from messagebus.cli._dead_letters import dead_letters
 from messagebus.cli._lint import lint
+from messagebus.cli._outbox import outbox
 from messagebus.cli._schema import schema
 from messagebus.cli._worker import worker
 from messagebus.demo import configure_logging
@@ -45,6 +46,7 @@ def demo(database: Path | None) -> None:
 cli.add_command(dead_letters)
 cli.add_command(schema)
 cli.add_command(lint)
+cli.add_command(outbox)
 cli.add_command(worker)
 
 
