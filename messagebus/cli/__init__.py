@@ -15,6 +15,7 @@ import anyio
 import click
 
 from messagebus._errors import MessageBusError
+from messagebus.cli._bench import bench
 from messagebus.cli._dead_letters import dead_letters
 from messagebus.cli._lint import lint
 from messagebus.cli._outbox import outbox
@@ -43,6 +44,7 @@ def demo(database: Path | None) -> None:
     anyio.run(tell_the_story, database)
 
 
+cli.add_command(bench)
 cli.add_command(dead_letters)
 cli.add_command(schema)
 cli.add_command(lint)
