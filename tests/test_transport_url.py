@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -211,6 +212,19 @@ class TestSQSBuilding:
             "sqs://eu-west-1?endpoint_url=http://localhost:4566&prefix=t-&max_attempts=2"
         )
         assert isinstance(transport, sqs.SQSTransport)
+
+    def test_profiles(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """A profile gives the region; a missing or region-less profile is refused now."""
+        sqs: Any = pytest.importorskip("messagebus.transports._sqs")
+        config = tmp_path / "aws-config"
+        config.write_text("[profile dev]\nregion = eu-north-1\n\n[profile bare]\noutput = json\n")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+        transport = transport_from_url("sqs://?profile=dev")
+        assert isinstance(transport, sqs.SQSTransport)
+        with pytest.raises(ConfigurationError, match="could not be found"):
+            transport_from_url("sqs://eu-west-1?profile=nosuch")
+        with pytest.raises(ConfigurationError, match="profile 'bare' has no region"):
+            transport_from_url("sqs://?profile=bare")
 
 
 class TestUnknownUrls:

@@ -319,15 +319,23 @@ def _sqs_transport(settings: SQSSettings) -> Transport:
         raise ConfigurationError(
             f"sqs:// needs the SQS transport's dependencies: {_INSTALL} ({error})"
         ) from error
-    session = None if settings.profile is None else AioSession(profile=settings.profile)
+    session = None
     region = settings.region
-    if region is None:
-        assert session is not None  # parse_sqs_url asks for a region or a profile
-        region = session.get_config_variable("region")
-        if not region:
-            raise ConfigurationError(
-                f"sqs://: profile {settings.profile!r} has no region; give ?region="
-            )
+    if settings.profile is not None:
+        from botocore.exceptions import ProfileNotFound  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+
+        session = AioSession(profile=settings.profile)
+        try:
+            # Asked now even with a region given: a missing profile is found here, not
+            # at the first receive.
+            configured = session.get_config_variable("region")
+            region = region or configured
+        except ProfileNotFound as error:
+            raise ConfigurationError(f"sqs://: {error}") from error
+    if not region:
+        raise ConfigurationError(
+            f"sqs://: profile {settings.profile!r} has no region; give ?region="
+        )
     arguments: dict[str, Any] = dict(settings.options)
     transport: Transport = SQSTransport(
         region=region,
