@@ -237,6 +237,45 @@ def configure_quiet_logging() -> None:
     )
 
 
+def new_report(n: int, runs: int) -> dict[str, Any]:
+    """Return an empty report for ``n`` messages per run and ``runs`` rounds."""
+    return {"n": n, "runs": runs, "scenarios": {}, "peers": {}}
+
+
+def measure_scenario(report: dict[str, Any], scenario: str, *, peers: bool = True) -> None:
+    """Measure ``scenario`` (the bus, the floor and, if ``peers``, the peers) into ``report``."""
+    n, runs = report["n"], report["runs"]
+    runners = {
+        "floor": floor_runner(scenario, n),
+        "bus": bus_runner(scenario, n),
+        "bus_sync": bus_runner(scenario, n, sync=True),
+    }
+    if scenario in BASES:
+        runners["base"] = bus_runner(BASES[scenario], n)
+    if peers:
+        runners.update(peer_runners(scenario, n))
+    ops = anyio.run(measure, runners, runs, n)
+    floor = ops.pop("floor")
+    bus, bus_sync = ops.pop("bus"), ops.pop("bus_sync")
+    if "base" in ops:
+        base = ops.pop("base")
+        report.setdefault("relative_cost", {})[scenario] = round(base / bus, 2)
+    report["scenarios"][scenario] = {
+        "ops_per_s": round(bus),
+        "floor_ops_per_s": round(floor),
+        "ratio_to_floor": round(floor / bus, 2),
+        "sync_handlers": {
+            "ops_per_s": round(bus_sync),
+            "ratio_to_floor": round(floor / bus_sync, 2),
+        },
+    }
+    for peer, value in ops.items():
+        report["peers"].setdefault(peer, {})[scenario] = {
+            "ops_per_s": round(value),
+            "ratio_to_floor": round(floor / value, 2),
+        }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=50_000, help="messages per run")
@@ -248,37 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     configure_quiet_logging()
 
-    report: dict[str, Any] = {"n": args.n, "runs": args.runs, "scenarios": {}, "peers": {}}
+    report = new_report(args.n, args.runs)
     for scenario in args.scenario or SCENARIOS:
-        runners = {
-            "floor": floor_runner(scenario, args.n),
-            "bus": bus_runner(scenario, args.n),
-            "bus_sync": bus_runner(scenario, args.n, sync=True),
-        }
-        if scenario in BASES:
-            runners["base"] = bus_runner(BASES[scenario], args.n)
-        if not args.no_peers:
-            runners.update(peer_runners(scenario, args.n))
-        ops = anyio.run(measure, runners, args.runs, args.n)
-        floor = ops.pop("floor")
-        bus, bus_sync = ops.pop("bus"), ops.pop("bus_sync")
-        if "base" in ops:
-            base = ops.pop("base")
-            report.setdefault("relative_cost", {})[scenario] = round(base / bus, 2)
-        report["scenarios"][scenario] = {
-            "ops_per_s": round(bus),
-            "floor_ops_per_s": round(floor),
-            "ratio_to_floor": round(floor / bus, 2),
-            "sync_handlers": {
-                "ops_per_s": round(bus_sync),
-                "ratio_to_floor": round(floor / bus_sync, 2),
-            },
-        }
-        for peer, value in ops.items():
-            report["peers"].setdefault(peer, {})[scenario] = {
-                "ops_per_s": round(value),
-                "ratio_to_floor": round(floor / value, 2),
-            }
+        measure_scenario(report, scenario, peers=not args.no_peers)
     print(render(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

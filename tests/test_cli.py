@@ -55,6 +55,13 @@ class TestHelp:
             ["dead-letters", "show"],
             ["dead-letters", "replay"],
             ["dead-letters", "purge"],
+            ["worker"],
+            ["outbox"],
+            ["outbox", "status"],
+            ["outbox", "list"],
+            ["outbox", "requeue"],
+            ["outbox", "flush"],
+            ["bench"],
         ],
     )
     def test_help(self, cli: Cli, argv: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""Finding the application's bus from the command line: ``--app module:attribute``."""
+"""Finding the application's objects from the command line: ``module:attribute``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 from messagebus._bus import MessageBus
 
-__all__ = ["APP", "load_bus"]
+__all__ = ["APP", "load_bus", "load_object"]
 
 APP = click.option(
     "--app",
@@ -18,21 +18,33 @@ APP = click.option(
 )
 
 
-def load_bus(spec: str) -> MessageBus:
-    """Import ``module:attribute`` and return the bus it names (or a factory makes)."""
+def load_object(spec: str, param_hint: str) -> Any:
+    """Import ``module:attribute`` (dots allowed in the attribute) and return what it names.
+
+    Raises:
+        click.BadParameter: ``spec`` is malformed, or names nothing importable.
+    """
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise click.BadParameter(f"{spec!r}: expected module:attribute", param_hint="--app")
+        raise click.BadParameter(f"{spec!r}: expected module:attribute", param_hint=param_hint)
     try:
         found: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name}: {exc}", param_hint="--app") from exc
+        raise click.BadParameter(
+            f"cannot import {module_name}: {exc}", param_hint=param_hint
+        ) from exc
     for part in attribute.split("."):
         found = getattr(found, part, None)
         if found is None:
-            raise click.BadParameter(f"{spec!r}: no attribute {part!r}", param_hint="--app")
+            raise click.BadParameter(f"{spec!r}: no attribute {part!r}", param_hint=param_hint)
+    return found
+
+
+def load_bus(spec: str, param_hint: str = "--app") -> MessageBus:
+    """Import ``module:attribute`` and return the bus it names (or a factory makes)."""
+    found = load_object(spec, param_hint)
     if not isinstance(found, MessageBus) and callable(found):
         found = found()
     if not isinstance(found, MessageBus):
-        raise click.BadParameter(f"{spec!r} is not a MessageBus", param_hint="--app")
+        raise click.BadParameter(f"{spec!r} is not a MessageBus", param_hint=param_hint)
     return found

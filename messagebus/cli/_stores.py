@@ -1,4 +1,9 @@
-"""Store URLs for the command line: which database a subcommand works on."""
+"""Store URLs for the command line: which database a subcommand works on.
+
+``postgresql://...`` (or ``postgres://``) is a PostgreSQL DSN; ``sqlite:///abs/path``,
+``sqlite:relative/path`` or a plain file path is an SQLite file, which must exist (the
+command line inspects stores; it does not create them).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,19 @@ from pathlib import Path
 import click
 
 from messagebus.dead_letters import PostgresDeadLetterStore, SQLiteDeadLetterStore
+from messagebus.outbox import PostgresOutbox, SQLiteOutbox
 
-__all__ = ["open_dead_letter_store"]
+__all__ = ["open_dead_letter_store", "open_outbox_store"]
 
 
-def open_dead_letter_store(url: str) -> SQLiteDeadLetterStore | PostgresDeadLetterStore:
-    """Return the dead letter store ``url`` names (not yet opened).
-
-    ``postgresql://...`` (or ``postgres://``) is a PostgreSQL DSN; ``sqlite:///abs/path``,
-    ``sqlite:relative/path`` or a plain file path is an SQLite file, which must exist
-    (the command line inspects stores; it does not create them).
+def _location(url: str) -> str | Path:
+    """Return the DSN (a str) or the SQLite file (a Path) that ``url`` names.
 
     Raises:
         click.BadParameter: the URL names neither, or the SQLite file is missing.
     """
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDeadLetterStore(url)
+        return url
     if url.startswith("sqlite:"):
         url = url.removeprefix("sqlite:").removeprefix("//")
     elif "://" in url:
@@ -32,4 +34,20 @@ def open_dead_letter_store(url: str) -> SQLiteDeadLetterStore | PostgresDeadLett
     path = Path(url)
     if not path.is_file():
         raise click.BadParameter(f"no SQLite database at {path}", param_hint="--store")
-    return SQLiteDeadLetterStore(path)
+    return path
+
+
+def open_dead_letter_store(url: str) -> SQLiteDeadLetterStore | PostgresDeadLetterStore:
+    """Return the dead letter store ``url`` names (not yet opened); see the module."""
+    location = _location(url)
+    if isinstance(location, Path):
+        return SQLiteDeadLetterStore(location)
+    return PostgresDeadLetterStore(location)
+
+
+def open_outbox_store(url: str) -> SQLiteOutbox | PostgresOutbox:
+    """Return the outbox ``url`` names (not yet opened); see the module."""
+    location = _location(url)
+    if isinstance(location, Path):
+        return SQLiteOutbox(location)
+    return PostgresOutbox(location)

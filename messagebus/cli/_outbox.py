@@ -1,0 +1,135 @@
+"""``messagebus outbox``: watch the outbox, requeue what it parked, flush it by hand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from messagebus.cli._app import APP, load_bus
+from messagebus.cli._stores import open_outbox_store
+from messagebus.outbox import OutboxEntry, OutboxStatus, OutboxStore
+
+__all__ = ["outbox"]
+
+T = TypeVar("T")
+
+STORE = click.option(
+    "--store",
+    "url",
+    envvar="MESSAGEBUS_OUTBOX",
+    required=True,
+    help="postgresql://... DSN or SQLite file path [env: MESSAGEBUS_OUTBOX]",
+)
+JSON = click.option("--json", "as_json", is_flag=True, help="JSON instead of text")
+
+
+def _with_store(url: str, work: Callable[[OutboxStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with open_outbox_store(url) as store:
+            return await work(store)
+
+    return anyio.run(run)
+
+
+@click.group()
+def outbox() -> None:
+    """Inspect the transactional outbox and act on it."""
+
+
+@outbox.command()
+@STORE
+@JSON
+def status(url: str, as_json: bool) -> None:
+    """Count the rows: pending, in flight, dead, sent; and the oldest pending's age."""
+    counts = _with_store(url, lambda store: store.status())
+    if as_json:
+        click.echo(json.dumps(_counts(counts)))
+        return
+    age = counts.oldest_pending_age
+    click.echo(f"pending: {counts.pending}")
+    click.echo(f"in flight: {counts.in_flight}")
+    click.echo(f"dead: {counts.dead}")
+    click.echo(f"sent: {counts.sent}")
+    click.echo("oldest pending: " + ("none" if age is None else f"{age:.1f} s ago"))
+
+
+@outbox.command("list")
+@STORE
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=100, show_default=True, help="at most this many"
+)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+def list_dead(url: str, limit: int, as_json: bool) -> None:
+    """List the dead (parked) rows, in commit order."""
+    entries = _with_store(url, lambda store: store.list("dead", limit=limit))
+    for entry in entries:
+        row = _row(entry)
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(
+                f"{row['id']}  {row['destination']}  x{row['attempts']}  {row['last_error']}"
+            )
+    if not as_json:
+        click.echo(f"{len(entries)} dead message(s)", err=True)
+
+
+@outbox.command()
+@STORE
+@click.argument("message_id")
+def requeue(url: str, message_id: str) -> None:
+    """Make a dead row pending again (attempts reset), for the relay to deliver."""
+    if not _with_store(url, lambda store: store.requeue(message_id)):
+        raise click.ClickException(f"no dead outbox message has id {message_id!r}")
+    click.echo(f"requeued {message_id}")
+
+
+@outbox.command()
+@APP
+def flush(app: str) -> None:
+    """Run the app's outbox relay once: deliver every claimable row now.
+
+    The bus is entered (so its transport is open), its relay flushes, then the bus
+    stops. The bus's own relay runs meanwhile too; rows it delivers first are not in
+    the count, but the counts left are exact.
+    """
+    bus = load_bus(app)
+    if bus.relay is None:
+        raise click.UsageError(f"{app} has no outbox: give its MessageBus outbox=")
+    relay = bus.relay
+
+    async def run() -> tuple[int, OutboxStatus]:
+        async with bus:
+            return await relay.flush(), await relay.store.status()
+
+    delivered, left = anyio.run(run)
+    click.echo(
+        f"delivered {delivered} message(s); left: {left.pending} pending, "
+        f"{left.in_flight} in flight, {left.dead} dead"
+    )
+
+
+def _counts(counts: OutboxStatus) -> dict[str, Any]:
+    return {
+        "pending": counts.pending,
+        "in_flight": counts.in_flight,
+        "dead": counts.dead,
+        "sent": counts.sent,
+        "oldest_pending_age": counts.oldest_pending_age,
+    }
+
+
+def _row(entry: OutboxEntry) -> dict[str, Any]:
+    destination = entry.message.destination
+    return {
+        "id": entry.message.id,
+        "destination": f"{destination.kind}:{destination.name}",
+        "attempts": entry.attempts,
+        "last_error": entry.last_error,
+        "group_key": entry.message.group_key,
+        "created_at": entry.message.created_at,
+    }

@@ -1,0 +1,9 @@
+"""Application modules that ``messagebus worker`` refuses: one ignores the variable."""
+
+from __future__ import annotations
+
+from messagebus import MessageBus
+from messagebus.transports import InMemoryTransport
+
+bus = MessageBus(transport=InMemoryTransport(), service="fixed")
+in_process = MessageBus()

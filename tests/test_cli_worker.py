@@ -1,0 +1,160 @@
+"""`messagebus worker`: an application's bus served until SIGTERM, its transport by URL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from messagebus.transports import InMemoryTransport
+from messagebus.transports._url import transport_from_url
+from tests import worker_app
+from tests.conftest import Cli
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMAND = [sys.executable, "-c", "from messagebus.cli import main; main()", "worker"]
+
+
+@pytest.fixture(autouse=True)
+def restore_transport_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--transport sets MESSAGEBUS_TRANSPORT in this process: put it back afterwards."""
+    monkeypatch.setenv("MESSAGEBUS_TRANSPORT", "memory://")
+
+
+class TestWorkerProcess:
+    """The command in a real process: SIGTERM lets the running job finish, then exits 0."""
+
+    def run_until_started(
+        self, *options: str, job_seconds: float
+    ) -> tuple[subprocess.Popen[str], list[str]]:
+        process = subprocess.Popen(
+            [
+                *COMMAND,
+                "tests.worker_app:bus",
+                "--transport",
+                "memory://",
+                "--provision",
+                "--ready-hook",
+                "tests.worker_app:enqueue_job",
+                *options,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "PYTHONWARNINGS": "error",
+                "WORKER_APP_JOB_SECONDS": str(job_seconds),
+            },
+        )
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line.strip())
+            if line.strip() == "started":
+                break
+        return process, lines
+
+    def test_sigterm_finishes_in_flight_work(self) -> None:
+        """Ready line, the job finishes within the grace, one summary line, exit 0."""
+        process, lines = self.run_until_started(job_seconds=0.5)
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+        assert "started" in lines
+        assert (
+            "worker ready: service cli-jobs, transport InMemoryTransport, concurrency 16" in lines
+        )
+        assert out.splitlines()[-2:] == [
+            "finished",
+            "worker stopped: received 1, acked 1, returned 0",
+        ]
+        assert process.returncode == 0
+
+    def test_sigterm_past_the_grace_returns_the_job(self) -> None:
+        """With --grace 0 the running job is cancelled and returned to its queue."""
+        process, _ = self.run_until_started("--grace", "0", "--concurrency", "2", job_seconds=60)
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+        assert "finished" not in out
+        assert out.splitlines()[-1] == "worker stopped: received 1, acked 0, returned 1"
+        assert process.returncode == 0
+
+
+class TestWorkerCommand:
+    """The command in this process (a ready hook sends the SIGTERM)."""
+
+    def test_serves_until_sigterm(self, cli: Cli) -> None:
+        """One line when ready, one when stopped."""
+        status, out, _ = cli(
+            "worker",
+            "tests.worker_app:make_bus",
+            "--provision",
+            "--ready-hook",
+            "tests.worker_app:stop_at_once",
+        )
+        assert status == 0
+        assert out.splitlines() == [
+            "worker ready: service cli-jobs, transport InMemoryTransport, concurrency 16",
+            "worker stopped: received 0, acked 0, returned 0",
+        ]
+
+    def test_transport_option_reaches_the_bus(self, cli: Cli) -> None:
+        """--transport memory://NAME: the bus runs on that named broker."""
+        status, out, _ = cli(
+            "worker",
+            "tests.worker_app:make_bus",
+            "--transport",
+            "memory://test-cli-worker",
+            "--concurrency",
+            "3",
+            "--provision",
+            "--ready-hook",
+            "tests.worker_app:remember_and_stop",
+        )
+        assert status == 0
+        assert "concurrency 3" in out.splitlines()[0]
+        transport = worker_app.seen[-1].transport
+        assert isinstance(transport, InMemoryTransport)
+        named = transport_from_url("memory://test-cli-worker")
+        assert isinstance(named, InMemoryTransport)
+        assert transport.broker is named.broker
+        named.broker.queue("cli-jobs")  # provisioned: the queue exists on the named broker
+
+
+class TestWorkerMistakes:
+    """Mistakes are one line and exit 2, before anything runs."""
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (
+                ["tests.worker_app:make_bus", "--transport", "kafka://x"],
+                "Invalid value for --transport: 'kafka://x': unknown transport 'kafka'",
+            ),
+            (
+                ["tests.no_env_app:bus", "--transport", "memory://"],
+                "--transport: tests.no_env_app:bus did not read MESSAGEBUS_TRANSPORT",
+            ),
+            (["tests.no_env_app:in_process"], "has no transport, so no queue to consume"),
+            (["tests.worker_app"], "Invalid value for APP: 'tests.worker_app': expected"),
+            (
+                ["tests.worker_app:make_bus", "--ready-hook", "tests.worker_app:not_a_function"],
+                "'tests.worker_app:not_a_function' is not callable",
+            ),
+            (
+                ["tests.worker_app:make_bus", "--ready-hook", "tests.worker_app:nope"],
+                "Invalid value for --ready-hook: 'tests.worker_app:nope': no attribute 'nope'",
+            ),
+            (["tests.worker_app:make_bus", "--concurrency", "0"], "--concurrency"),
+        ],
+    )
+    def test_usage_errors(self, cli: Cli, argv: list[str], message: str) -> None:
+        """Each says what is wrong, without a traceback."""
+        status, _, err = cli("worker", *argv)
+        assert status == 2
+        assert message in " ".join(err.split())
+        assert "Traceback" not in err
