@@ -159,7 +159,9 @@ class MessageBus:
             process. With a transport, :meth:`publish` and follow-ups hand messages to
             it, and a :class:`~messagebus.Worker` runs this service's handlers on what
             arrives in its queue; :meth:`send` still runs a local handler here and
-            returns its result. The bus enters the transport when it is entered.
+            returns its result. The bus enters the transport when it is entered. A
+            URL (``"memory://"``, ``"sqs://eu-west-1?prefix=prod-"``) is given to
+            :func:`~messagebus.transports.transport_from_url`.
         service: this service's name, which names its input queue on the transport
             (see :mod:`messagebus._routing` for the routing rules).
         routes: the queues (owning services) of command types handled elsewhere.
@@ -192,7 +194,7 @@ class MessageBus:
         source: str = "/messagebus",
         strict_names: bool = False,
         naming_allow: Collection[str] = (),
-        transport: Transport | None = None,
+        transport: Transport | str | None = None,
         service: str = "messagebus",
         routes: Mapping[type[Command[Any]], str] | None = None,
         queue: QueueSpec | None = None,
@@ -218,7 +220,11 @@ class MessageBus:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._resources = AsyncExitStack()
         self.router = Router(service, routes or {}, queue)
-        self.transport = transport
+        if isinstance(transport, str):
+            from messagebus.transports._url import transport_from_url  # noqa: PLC0415
+
+            transport = transport_from_url(transport)
+        self.transport: Transport | None = transport
         if transport is not None:
             # Instance attributes, so the in-process paths pay nothing for the check.
             self.publish = self._publish_to_transport  # type: ignore[method-assign]
@@ -1140,5 +1146,7 @@ class MessageBus:
             await tasks.__aexit__(None, None, None)
             return None
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._resources.aclose()
+            # Not in a shielding scope of ours: a transport may hold a task group, which
+            # must be left from the scope it was entered in; the stores shield their own
+            # closing.
+            await self._resources.aclose()

@@ -23,6 +23,7 @@ from messagebus.cli._schema import schema
 from messagebus.cli._worker import worker
 from messagebus.demo import configure_logging
 from messagebus.demo import main as tell_the_story
+from messagebus.transports import transport_from_url
 
 __all__ = ["cli", "main"]
 
@@ -36,12 +37,19 @@ def cli() -> None:
 @click.option(
     "--database",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="keep the demo's dead letters in this SQLite file (default: a temporary one)",
+    help="keep the demo's posts, outbox and dead letters in this SQLite file "
+    "(default: a temporary one)",
 )
-def demo(database: Path | None) -> None:
+@click.option(
+    "--transport",
+    metavar="URL",
+    help="the transport, such as sqs://eu-west-1?prefix=demo- (default: memory://)",
+)
+def demo(database: Path | None, transport: str | None) -> None:
     """Run the blog demo on the embedded defaults and tell what happens."""
+    chosen = None if transport is None else transport_from_url(transport)
     configure_logging()
-    anyio.run(tell_the_story, database)
+    anyio.run(tell_the_story, database, chosen)
 
 
 cli.add_command(bench)

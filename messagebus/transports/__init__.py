@@ -8,6 +8,8 @@
   messagebus[sqs]``; asyncio only). Imported on first use, so this package imports
   without aiobotocore.
 - :func:`visibility_heartbeat`: keeps a delivery invisible while a long handler runs.
+- :func:`transport_from_url` / :func:`transport_from_env`: a transport from
+  configuration (``memory://``, ``sqs://...``; ``MESSAGEBUS_TRANSPORT``).
 
 Implementations live one per module beside it; :mod:`messagebus.testing` holds the
 conformance suite every one of them passes.
@@ -33,6 +35,7 @@ from messagebus.transports._protocol import (
     Topology,
     Transport,
 )
+from messagebus.transports._url import SQSSettings, transport_from_env, transport_from_url
 
 if TYPE_CHECKING:
     from messagebus.transports._sqs import SQSDelivery, SQSTransport
@@ -49,11 +52,14 @@ __all__ = [
     "QueueDepth",
     "QueueSpec",
     "SQSDelivery",
+    "SQSSettings",
     "SQSTransport",
     "Subscription",
     "TopicSpec",
     "Topology",
     "Transport",
+    "transport_from_env",
+    "transport_from_url",
     "visibility_heartbeat",
 ]
 
