@@ -16,7 +16,8 @@ The tree::
     │   └── UnsupportedBackendError   a transport that cannot run on this async library
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
-    │   └── MessageKindError          an event sent, a command published, or not a message
+    │   ├── MessageKindError          an event sent, a command published, or not a message
+    │   └── SequenceGapError          an event of a stream cannot be delivered in order
     ├── SerializationError            a message could not cross the wire format
     │   ├── EncodeError               a message field has no JSON form
     │   └── DecodeError               a body is not a registered type's CloudEvents JSON
@@ -42,6 +43,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from messagebus._envelope import Envelope
+    from messagebus._messages import Message
 
 __all__ = [
     "BusStateError",
@@ -67,6 +73,7 @@ __all__ = [
     "NoHandlerError",
     "RetriesExhausted",
     "SendError",
+    "SequenceGapError",
     "SerializationError",
     "TransportError",
     "TransportUnavailableError",
@@ -168,6 +175,33 @@ class DeliveryExpiredError(TransportError):
 
     The message may be with another receiver now; the handler's work must be idempotent.
     """
+
+
+class SequenceGapError(DispatchError):
+    """An event could not be delivered in order: the events before it did not come.
+
+    Attributes:
+        envelope: the held (or refused) envelope, to dead-letter.
+        stream: its stream (``group_key``).
+        sequence: its sequence.
+        expected: the sequence the stream was waiting for.
+        reason: ``"timeout"`` (held longer than ``max_wait``) or ``"full"`` (no room
+            among the ``max_held``).
+    """
+
+    def __init__(
+        self, envelope: Envelope[Message], stream: str, sequence: int, expected: int, reason: str
+    ) -> None:
+        detail = "waited too long" if reason == "timeout" else "found the resequencer full"
+        super().__init__(
+            f"stream {stream!r}: sequence {sequence} {detail} while sequence {expected} "
+            f"is missing ({reason})"
+        )
+        self.envelope = envelope
+        self.stream = stream
+        self.sequence = sequence
+        self.expected = expected
+        self.reason = reason
 
 
 class BusStateError(MessageBusError):

@@ -7,10 +7,11 @@
 - :class:`Resequencer`: each stream in sequence for subscribers that need order.
 """
 
+from messagebus._errors import SequenceGapError
 from messagebus.eventlog._memory import InMemoryCheckpointStore, InMemoryEventLog
 from messagebus.eventlog._postgres import PostgresEventLog
 from messagebus.eventlog._record import SEQUENCE_HEADER, LogRecord
-from messagebus.eventlog._resequencer import Resequenced, Resequencer, SequenceGapError
+from messagebus.eventlog._resequencer import Resequenced, Resequencer
 from messagebus.eventlog._sqlite import SQLiteEventLog
 from messagebus.eventlog._store import CheckpointStore, EventLog
 from messagebus.eventlog._subscription import Subscription

@@ -37,38 +37,11 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from messagebus._envelope import Envelope
-from messagebus._errors import DispatchError
+from messagebus._errors import SequenceGapError
 from messagebus._messages import Message
 from messagebus.eventlog._record import SEQUENCE_HEADER
 
 __all__ = ["Resequenced", "Resequencer", "SequenceGapError"]
-
-
-class SequenceGapError(DispatchError):
-    """An event could not be delivered in order: the events before it did not come.
-
-    Attributes:
-        envelope: the held (or refused) envelope, to dead-letter.
-        stream: its stream (``group_key``).
-        sequence: its sequence.
-        expected: the sequence the stream was waiting for.
-        reason: ``"timeout"`` (held longer than ``max_wait``) or ``"full"`` (no room
-            among the ``max_held``).
-    """
-
-    def __init__(
-        self, envelope: Envelope[Message], stream: str, sequence: int, expected: int, reason: str
-    ) -> None:
-        detail = "waited too long" if reason == "timeout" else "found the resequencer full"
-        super().__init__(
-            f"stream {stream!r}: sequence {sequence} {detail} while sequence {expected} "
-            f"is missing ({reason})"
-        )
-        self.envelope = envelope
-        self.stream = stream
-        self.sequence = sequence
-        self.expected = expected
-        self.reason = reason
 
 
 @attrs.frozen
