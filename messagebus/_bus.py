@@ -823,23 +823,11 @@ class MessageBus:
         """
         await self._running_transport().provision(self.topology())
 
-    if TYPE_CHECKING:
-
-        async def enqueue(
-            self,
-            command: Command[Any],
-            /,
-            *,
-            idempotency_key: str | None = None,
-            group_key: str | None = None,
-            headers: Mapping[str, str] | None = None,
-            correlation_id: str | None = None,
-        ) -> None: ...
-
-    async def enqueue(  # type: ignore[no-redef]
+    async def enqueue(
         self,
         command: Command[Any],
         /,
+        *,
         idempotency_key: str | None = None,
         group_key: str | None = None,
         headers: Mapping[str, str] | None = None,

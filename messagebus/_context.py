@@ -85,7 +85,70 @@ def add_message_context(
     return event_dict
 
 
-class Context(Generic[M_co]):
+class FollowUps:
+    """``publish`` and ``send`` for messages held back until some work succeeds.
+
+    The handler context and the unit of work both have them; each says in ``_hold``
+    where held messages wait.
+    """
+
+    __slots__ = ()
+
+    _bus: MessageBus
+
+    def publish(
+        self,
+        event: Message,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        group_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Hold ``event`` back; publish it once this handler run has succeeded.
+
+        (In a unit of work: once it has committed; the event is an outbox row of it.)
+
+        Raises:
+            MessageKindError: ``event`` is not an Event.
+        """
+        self._bus.check_publishable(event)
+        self._hold(event, idempotency_key, group_key, headers)
+
+    def send(
+        self,
+        command: Message,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        group_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Hold ``command`` back; send it once this handler run has succeeded.
+
+        (In a unit of work: once it has committed.) The command's result is not
+        returned here: it runs later. If its handler fails, the failure is logged and
+        recorded as a dead letter.
+
+        Raises:
+            MessageKindError: ``command`` is not a Command.
+            NoHandlerError: nowhere to send it (found now, not later, so that this run
+                fails and whatever it wrote rolls back).
+        """
+        self._bus.check_sendable(command)
+        self._hold(command, idempotency_key, group_key, headers)
+
+    def _hold(
+        self,
+        message: Message,
+        idempotency_key: str | None,
+        group_key: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        raise NotImplementedError
+
+
+class Context(FollowUps, Generic[M_co]):
     """What a handler gets as its second argument: the envelope and follow-up messages.
 
     Messages given to :meth:`publish` and :meth:`send` are held back until the handler
@@ -128,45 +191,6 @@ class Context(Generic[M_co]):
                 "UnitOfWorkMiddleware(bus), or open one with bus.unit_of_work()"
             )
         return unit
-
-    def publish(
-        self,
-        event: Message,
-        /,
-        *,
-        idempotency_key: str | None = None,
-        group_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Hold ``event`` back; publish it once this handler run has succeeded.
-
-        Raises:
-            MessageKindError: ``event`` is not an Event.
-        """
-        self._bus.check_publishable(event)
-        self._hold(event, idempotency_key, group_key, headers)
-
-    def send(
-        self,
-        command: Message,
-        /,
-        *,
-        idempotency_key: str | None = None,
-        group_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Hold ``command`` back; send it once this handler run has succeeded.
-
-        The command's result is not returned to this handler: it runs later. If its
-        handler fails, the failure is logged and recorded as a dead letter.
-
-        Raises:
-            MessageKindError: ``command`` is not a Command.
-            NoHandlerError: no handler is registered for it (found now, not later, so
-                that this handler fails and whatever it wrote rolls back).
-        """
-        self._bus.check_sendable(command)
-        self._hold(command, idempotency_key, group_key, headers)
 
     def _hold(
         self,

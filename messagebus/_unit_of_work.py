@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from messagebus._context import current_frame, envelope_of
+from messagebus._context import FollowUps, current_frame, envelope_of
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
 
@@ -43,7 +43,7 @@ def current_unit_of_work() -> UnitOfWork | None:
     return _current.get()
 
 
-class UnitOfWork:
+class UnitOfWork(FollowUps):
     """One open transaction of the bus's outbox; see the module.
 
     Attributes:
@@ -75,41 +75,6 @@ class UnitOfWork:
         """
         return await self.transaction.run(call)
 
-    def publish(
-        self,
-        event: Message,
-        /,
-        *,
-        idempotency_key: str | None = None,
-        group_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Write ``event`` to the outbox in this transaction; it is published after commit.
-
-        Raises:
-            MessageKindError: ``event`` is not an Event.
-        """
-        self._bus.check_publishable(event)
-        self.add([self._envelope(event, idempotency_key, group_key, headers)])
-
-    def send(
-        self,
-        command: Message,
-        /,
-        *,
-        idempotency_key: str | None = None,
-        group_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Write ``command`` to the outbox in this transaction; it is sent after commit.
-
-        Raises:
-            NoHandlerError: nowhere to send it (no handler here, no route).
-            MessageKindError: ``command`` is not a Command.
-        """
-        self._bus.check_sendable(command)
-        self.add([self._envelope(command, idempotency_key, group_key, headers)])
-
     def add(self, envelopes: Sequence[Envelope[Message]]) -> None:
         """Write envelopes made elsewhere (held-back follow-ups) to the outbox, in order."""
         self._pending.extend(envelopes)
@@ -138,20 +103,22 @@ class UnitOfWork:
                 self.logged = True
         self.transaction.add([bus._outbox_row(envelope) for envelope in pending])
 
-    def _envelope(
+    def _hold(
         self,
         message: Message,
         idempotency_key: str | None,
         group_key: str | None,
         headers: Mapping[str, str] | None,
-    ) -> Envelope[Message]:
+    ) -> None:
         frame = current_frame.get()
-        return Envelope(
-            message,
-            parent=None if frame is None else envelope_of(frame),
-            idempotency_key=idempotency_key,
-            group_key=group_key,
-            headers=headers,
+        self._pending.append(
+            Envelope(
+                message,
+                parent=None if frame is None else envelope_of(frame),
+                idempotency_key=idempotency_key,
+                group_key=group_key,
+                headers=headers,
+            )
         )
 
 
