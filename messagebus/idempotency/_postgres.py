@@ -308,9 +308,12 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
                 )
             return self._identity_of(connection)
 
+        if self._identity is None:
+            # First: opening the store creates its table, which the transaction then sees.
+            self._identity = await self._database.run(self._identity_of)
         found = await transaction.run(theirs)
         if self._identity != found:
-            # Not known yet, or the server restarted since: look again.
+            # The server may have restarted since (a new start time): look again.
             self._identity = await self._database.run(self._identity_of)
         if self._identity != found:
             raise InboxConfigurationError(
