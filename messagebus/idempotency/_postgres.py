@@ -38,6 +38,20 @@ or :class:`~messagebus.idempotency.Completed`. :meth:`complete` and :meth:`relea
 change the record only while it carries the caller's token. :meth:`cleanup` skips rows
 other transactions hold, so concurrent cleanups and claims do not wait on each other.
 
+Inbox mode (:class:`~messagebus.idempotency.InboxStore`): :meth:`claim_in` and
+:meth:`complete_in` run the same statements on the caller's connection, inside its open
+transaction (a unit of work of a :class:`~messagebus.outbox.PostgresOutbox` on the same
+database), so the record commits or rolls back with the caller's writes. A concurrent
+duplicate's ``INSERT ... ON CONFLICT`` waits on the holder's uncommitted row (at most
+``wait`` seconds, through a ``lock_timeout`` set for that statement only), then sees it
+completed, or inserts it if the holder rolled back; this needs READ COMMITTED, the
+default (at REPEATABLE READ the duplicate fails with a serialization error instead). A
+killed holder's session is rolled back by the server once its socket closes: no record
+is left. :meth:`check_inbox` refuses a transaction that sees another table than the
+store's own connection does (another server, database, or search path when ``schema``
+is None); another schema of the same database is fine: the record still joins the
+transaction.
+
 Limits: errors from PostgreSQL or the pool (unreachable server, timeouts, permissions)
 propagate as psycopg / psycopg_pool exceptions, unchanged. The schema must exist already.
 PostgreSQL text cannot hold NUL characters, so a key, fingerprint or result with one is

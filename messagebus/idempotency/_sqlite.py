@@ -26,6 +26,17 @@ claims from every connection and process take turns: of many concurrent claims o
 key exactly one is :class:`~messagebus.idempotency.Claimed`. :meth:`complete` and
 :meth:`release` change the record only while it carries the caller's token.
 
+Inbox mode (:class:`~messagebus.idempotency.InboxStore`): :meth:`claim_in` and
+:meth:`complete_in` run the same statements on the caller's connection, inside its
+``BEGIN IMMEDIATE`` transaction (a unit of work of an
+:class:`~messagebus.outbox.SQLiteOutbox` on the same file), so the record commits or
+rolls back with the caller's writes. The unit of work holds the file's write lock from
+its start, so a duplicate (another task, another process) waits for the lock before its
+own unit of work begins (up to ``BUSY_TIMEOUT`` across processes), then sees the
+committed record; a killed holder's transaction is rolled back by SQLite (its lock goes
+with the process), leaving no record. :meth:`check_inbox` refuses a transaction on
+another file, and creates the table in the transaction if the file lacks it.
+
 Limits: the time is the store's ``clock``, read in the worker thread once the write lock
 is held; processes sharing a file should share a clock (the default, ``time.time``, on
 one host). Errors from SQLite (a lock held longer than the busy timeout, a full disk, a

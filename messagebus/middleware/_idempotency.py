@@ -65,8 +65,8 @@ class IdempotencyMiddleware:
     Inbox mode (``inbox=True``): for a handler that writes to the outbox's database in a
     unit of work, ``[UnitOfWorkMiddleware(bus), IdempotencyMiddleware(store, inbox=True)]``
     with ``store`` an SQL store (:class:`~messagebus.idempotency.InboxStore`) on that
-    same database (file, or database and schema). The claim and the completion record
-    are then written in the unit of work's transaction
+    same database (the SQLite file; the PostgreSQL database, any schema). The claim and
+    the completion record are then written in the unit of work's transaction
     (:meth:`~messagebus.idempotency.InboxStore.claim_in`,
     :meth:`~messagebus.idempotency.InboxStore.complete_in`), with the handler's own
     writes and its outbox messages: all commit together, or none does. So the effect is
