@@ -8,6 +8,8 @@ from messagebus.idempotency._store import (
     ClaimOutcome,
     Completed,
     IdempotencyStore,
+    InboxConfigurationError,
+    InboxStore,
     InProgress,
     Mismatch,
 )
@@ -19,6 +21,8 @@ __all__ = [
     "IdempotencyStore",
     "InMemoryIdempotencyStore",
     "InProgress",
+    "InboxConfigurationError",
+    "InboxStore",
     "Mismatch",
     "PostgresIdempotencyStore",
     "SQLiteIdempotencyStore",

@@ -38,6 +38,20 @@ or :class:`~messagebus.idempotency.Completed`. :meth:`complete` and :meth:`relea
 change the record only while it carries the caller's token. :meth:`cleanup` skips rows
 other transactions hold, so concurrent cleanups and claims do not wait on each other.
 
+Inbox mode (:class:`~messagebus.idempotency.InboxStore`): :meth:`claim_in` and
+:meth:`complete_in` run the same statements on the caller's connection, inside its open
+transaction (a unit of work of a :class:`~messagebus.outbox.PostgresOutbox` on the same
+database), so the record commits or rolls back with the caller's writes. A concurrent
+duplicate's ``INSERT ... ON CONFLICT`` waits on the holder's uncommitted row (at most
+``wait`` seconds, through a ``lock_timeout`` set for that statement only), then sees it
+completed, or inserts it if the holder rolled back; this needs READ COMMITTED, the
+default (at REPEATABLE READ the duplicate fails with a serialization error instead). A
+killed holder's session is rolled back by the server once its socket closes: no record
+is left. :meth:`check_inbox` refuses a transaction that sees another table than the
+store's own connection does (another server, database, or search path when ``schema``
+is None); another schema of the same database is fine: the record still joins the
+transaction.
+
 Limits: errors from PostgreSQL or the pool (unreachable server, timeouts, permissions)
 propagate as psycopg / psycopg_pool exceptions, unchanged. The schema must exist already.
 PostgreSQL text cannot hold NUL characters, so a key, fingerprint or result with one is
@@ -54,14 +68,21 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from messagebus._errors import DuplicateInProgressError
 from messagebus._ids import new_message_id
 from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
-from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
+from messagebus.idempotency._store import (
+    Claimed,
+    ClaimOutcome,
+    InboxConfigurationError,
+    Transaction,
+    live_outcome,
+)
 
 if TYPE_CHECKING:
-    from psycopg import Connection, sql
+    from psycopg import Connection, Cursor, sql
     from psycopg_pool import ConnectionPool
 
 # psycopg is imported inside the functions below (hence the PLC0415 waivers): it is an
@@ -118,6 +139,12 @@ _CLEANUP = """DELETE FROM {t} WHERE (scope, key) IN (
 )"""
 
 
+# Where a connection is: the database, the server (port, start time) and the table's oid
+# as the connection resolves its name (None if it sees no such table).
+_IDENTITY = """SELECT current_database(), inet_server_port(), pg_postmaster_start_time(),
+    to_regclass(concat_ws('.', quote_ident(%(schema)s::text), quote_ident(%(table)s::text)))::oid"""
+
+
 class _Statements(NamedTuple):
     """The statements for one table and time source, composed once with quoted names."""
 
@@ -155,6 +182,8 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
     ) -> None:
         self._statements = _compose(check_table_name(table), schema, database_clock=clock is None)
         self._clock = clock
+        self._schema, self._table = schema, table
+        self._identity: tuple[Any, ...] | None = None
         self._database = PostgresDatabase(
             dsn_or_pool,
             name="messagebus-idempotency",
@@ -173,29 +202,83 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
         from psycopg.rows import tuple_row  # noqa: PLC0415
 
         token = new_message_id()
-        statements = self._statements
 
         def claim(connection: Connection[Any]) -> ClaimOutcome:
             # One transaction, even on an autocommit connection from a borrowed pool: the
             # row the INSERT found stays locked until the SELECT has read it.
             # tuple_row: a borrowed pool may hand out connections with another row factory.
             with connection.transaction(), connection.cursor(row_factory=tuple_row) as cursor:
-                for _ in range(_CLAIM_ATTEMPTS):
-                    params = self._params(
-                        scope=scope, key=key, fingerprint=fingerprint, token=token, lease=lease
-                    )
-                    won = cursor.execute(statements.claim, params).fetchone()
-                    if won is not None and won[0] == token:
-                        return Claimed(token)
-                    live = cursor.execute(statements.select, params).fetchone()
-                    if live is not None:
-                        return _outcome(live, fingerprint)
-            raise RuntimeError(
-                f"could not claim or read key {key!r} in scope {scope!r} after "
-                f"{_CLAIM_ATTEMPTS} attempts: its record kept vanishing"
-            )
+                return self._claim_on(cursor, scope, key, fingerprint, token=token, lease=lease)
 
         return await self._database.run(claim)
+
+    def claim_in(
+        self,
+        connection: Connection[Any],
+        scope: str,
+        key: str,
+        fingerprint: str,
+        lease: float,
+        *,
+        wait: float | None = None,
+    ) -> ClaimOutcome:
+        """Claim ``key`` like :meth:`claim`, in the caller's transaction on ``connection``.
+
+        Blocking. ``connection`` must be in a transaction (not autocommit) on this store's
+        database, at READ COMMITTED (PostgreSQL's default): a duplicate's INSERT waits
+        there for the holder's transaction, then reads what it committed. ``wait`` bounds
+        that wait (``lock_timeout``, for this statement only); giving up raises
+        :class:`~messagebus.DuplicateInProgressError` and leaves the transaction failed.
+        """
+        from psycopg import errors  # noqa: PLC0415
+        from psycopg.rows import tuple_row  # noqa: PLC0415
+
+        token = new_message_id()
+        with connection.cursor(row_factory=tuple_row) as cursor:
+            if wait is None:
+                return self._claim_on(cursor, scope, key, fingerprint, token=token, lease=lease)
+            # 0 would mean no limit to PostgreSQL: at least a millisecond.
+            limit = f"{max(1, round(wait * 1000))}ms"
+            row = cursor.execute(
+                "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                [limit],
+            ).fetchone()
+            try:
+                outcome = self._claim_on(cursor, scope, key, fingerprint, token=token, lease=lease)
+            except errors.LockNotAvailable as error:
+                raise DuplicateInProgressError(
+                    f"key {key!r} of handler {scope} is being handled in another "
+                    f"transaction; gave up waiting after {wait} s"
+                ) from error
+            # Local to the transaction: the caller's later statements get theirs back.
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [row[0] if row else "0"])
+            return outcome
+
+    def _claim_on(
+        self,
+        cursor: Cursor[Any],
+        scope: str,
+        key: str,
+        fingerprint: str,
+        *,
+        token: str,
+        lease: float,
+    ) -> ClaimOutcome:
+        statements = self._statements
+        for _ in range(_CLAIM_ATTEMPTS):
+            params = self._params(
+                scope=scope, key=key, fingerprint=fingerprint, token=token, lease=lease
+            )
+            won = cursor.execute(statements.claim, params).fetchone()
+            if won is not None and won[0] == token:
+                return Claimed(token)
+            live = cursor.execute(statements.select, params).fetchone()
+            if live is not None:
+                return _outcome(live, fingerprint)
+        raise RuntimeError(
+            f"could not claim or read key {key!r} in scope {scope!r} after "
+            f"{_CLAIM_ATTEMPTS} attempts: its record kept vanishing"
+        )
 
     async def complete(self, scope: str, key: str, token: str, result: str, ttl: float) -> None:
         """Record the claim's result, to be returned to duplicates for ``ttl`` seconds."""
@@ -203,6 +286,62 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
             self._statements.complete,
             lambda: self._params(scope=scope, key=key, token=token, result=result, ttl=ttl),
         )
+
+    def complete_in(
+        self,
+        connection: Connection[Any],
+        scope: str,
+        key: str,
+        token: str,
+        result: str,
+        *,
+        ttl: float,
+    ) -> None:
+        """Record the claim's result like :meth:`complete`, in the caller's transaction."""
+        params = self._params(scope=scope, key=key, token=token, result=result, ttl=ttl)
+        connection.execute(self._statements.complete, params)
+
+    async def check_inbox(self, transaction: Transaction) -> None:
+        """Make sure ``transaction`` reaches this store's table, on this store's database.
+
+        Compares what the store's own connection and the transaction's see: the
+        database, the server (its port and start time) and the table's oid (so the same
+        schema too, when ``schema`` is None and search paths differ). Opens the store
+        (creating its table) if needed; the store's own identity is kept after that.
+
+        Raises:
+            InboxConfigurationError: the transaction is elsewhere, or not a psycopg one.
+        """
+        import psycopg  # noqa: PLC0415
+
+        def theirs(connection: object) -> tuple[Any, ...]:
+            if not isinstance(connection, psycopg.Connection):
+                raise InboxConfigurationError(
+                    "inbox mode: PostgresIdempotencyStore needs a unit of work on its "
+                    f"PostgreSQL database, not on a {type(connection).__name__}"
+                )
+            return self._identity_of(connection)
+
+        if self._identity is None:
+            # First: opening the store creates its table, which the transaction then sees.
+            self._identity = await self._database.run(self._identity_of)
+        found = await transaction.run(theirs)
+        if self._identity != found:
+            # The server may have restarted since (a new start time): look again.
+            self._identity = await self._database.run(self._identity_of)
+        if self._identity != found:
+            raise InboxConfigurationError(
+                "inbox mode: the PostgresIdempotencyStore's table is on another database "
+                f"than the unit of work (store: {self._identity}, unit of work: {found}); "
+                "give the store the outbox's database and schema"
+            )
+
+    def _identity_of(self, connection: Connection[Any]) -> tuple[Any, ...]:
+        from psycopg.rows import tuple_row  # noqa: PLC0415
+
+        with connection.cursor(row_factory=tuple_row) as cursor:
+            row = cursor.execute(_IDENTITY, {"schema": self._schema, "table": self._table})
+            return tuple(row.fetchone() or ())
 
     async def release(self, scope: str, key: str, token: str) -> None:
         """Delete the claim (the handler failed), so that the key can be claimed again."""

@@ -26,6 +26,17 @@ claims from every connection and process take turns: of many concurrent claims o
 key exactly one is :class:`~messagebus.idempotency.Claimed`. :meth:`complete` and
 :meth:`release` change the record only while it carries the caller's token.
 
+Inbox mode (:class:`~messagebus.idempotency.InboxStore`): :meth:`claim_in` and
+:meth:`complete_in` run the same statements on the caller's connection, inside its
+``BEGIN IMMEDIATE`` transaction (a unit of work of an
+:class:`~messagebus.outbox.SQLiteOutbox` on the same file), so the record commits or
+rolls back with the caller's writes. The unit of work holds the file's write lock from
+its start, so a duplicate (another task, another process) waits for the lock before its
+own unit of work begins (up to ``BUSY_TIMEOUT`` across processes), then sees the
+committed record; a killed holder's transaction is rolled back by SQLite (its lock goes
+with the process), leaving no record. :meth:`check_inbox` refuses a transaction on
+another file, and creates the table in the transaction if the file lacks it.
+
 Limits: the time is the store's ``clock``, read in the worker thread once the write lock
 is held; processes sharing a file should share a clock (the default, ``time.time``, on
 one host). Errors from SQLite (a lock held longer than the busy timeout, a full disk, a
@@ -48,7 +59,13 @@ from messagebus._ids import new_message_id
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._sqlite import SQLiteDatabase, create_table
 from messagebus._sql._store import SQLStore
-from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
+from messagebus.idempotency._store import (
+    Claimed,
+    ClaimOutcome,
+    InboxConfigurationError,
+    Transaction,
+    live_outcome,
+)
 
 __all__ = ["SQLiteIdempotencyStore"]
 
@@ -107,36 +124,96 @@ class SQLiteIdempotencyStore(SQLStore[SQLiteDatabase]):
             f"DELETE FROM {quoted} WHERE rowid IN "
             f"(SELECT rowid FROM {quoted} WHERE expires_at <= ? LIMIT ?)"
         )
-        self._database = SQLiteDatabase(
-            file,
-            set_up=lambda connection: create_table(
-                connection,
-                table=self._table,
-                version=SCHEMA_VERSION,
-                columns=_TABLE,
-                indexes=[("expires_ix", "expires_at")],
-            ),
+        self._exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        self._path = file
+        self._database = SQLiteDatabase(file, set_up=self._set_up)
+
+    def _set_up(self, connection: sqlite3.Connection) -> None:
+        create_table(
+            connection,
+            table=self._table,
+            version=SCHEMA_VERSION,
+            columns=_TABLE,
+            indexes=[("expires_ix", "expires_at")],
         )
 
     async def claim(self, scope: str, key: str, fingerprint: str, lease: float) -> ClaimOutcome:
         """Claim ``key`` in ``scope`` for ``lease`` seconds, or report who has it."""
+        # In a BEGIN IMMEDIATE transaction of its own, which claim_in needs.
+        return await self._database.write(
+            lambda connection: self.claim_in(connection, scope, key, fingerprint, lease)
+        )
 
-        def claim(connection: sqlite3.Connection) -> ClaimOutcome:
-            # Read and write in one BEGIN IMMEDIATE transaction: no other connection can
-            # write between the SELECT and the INSERT, which makes the claim atomic.
-            now = self._clock()
-            row = connection.execute(self._select, (scope, key)).fetchone()
-            if row is None or row[3] <= now:
-                token = new_message_id()
-                connection.execute(self._claim, (scope, key, fingerprint, token, now + lease))
-                return Claimed(token)
-            return _outcome(row, fingerprint)
+    def claim_in(
+        self,
+        connection: sqlite3.Connection,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        lease: float,
+        *,
+        wait: float | None = None,
+    ) -> ClaimOutcome:
+        """Claim ``key`` like :meth:`claim`, in the caller's transaction on ``connection``.
 
-        return await self._database.write(claim)
+        Blocking. ``connection`` must be in a ``BEGIN IMMEDIATE`` transaction on this
+        store's file (a unit of work's): holding the write lock, it never waits here, so
+        ``wait`` is ignored (duplicates waited for the lock when their transaction began).
+        """
+        # Read and write under the write lock: no other connection can write between the
+        # SELECT and the INSERT, which makes the claim atomic.
+        now = self._clock()
+        row = connection.execute(self._select, (scope, key)).fetchone()
+        if row is None or row[3] <= now:
+            token = new_message_id()
+            connection.execute(self._claim, (scope, key, fingerprint, token, now + lease))
+            return Claimed(token)
+        return _outcome(row, fingerprint)
 
     async def complete(self, scope: str, key: str, token: str, result: str, ttl: float) -> None:
         """Record the claim's result, to be returned to duplicates for ``ttl`` seconds."""
         await self._change(self._complete, lambda: (result, self._clock() + ttl, scope, key, token))
+
+    def complete_in(
+        self,
+        connection: sqlite3.Connection,
+        scope: str,
+        key: str,
+        token: str,
+        result: str,
+        *,
+        ttl: float,
+    ) -> None:
+        """Record the claim's result like :meth:`complete`, in the caller's transaction."""
+        connection.execute(self._complete, (result, self._clock() + ttl, scope, key, token))
+
+    async def check_inbox(self, transaction: Transaction) -> None:
+        """Make sure ``transaction`` is on this store's file; create the table there if new.
+
+        The table is created on the transaction's connection (this store's own would wait
+        for the transaction's write lock), so it commits with it.
+
+        Raises:
+            InboxConfigurationError: the transaction is not an SQLite one on this file.
+        """
+        await transaction.run(self._check_inbox)
+
+    def _check_inbox(self, connection: object) -> None:
+        if not isinstance(connection, sqlite3.Connection):
+            raise InboxConfigurationError(
+                f"inbox mode: SQLiteIdempotencyStore({self._path!r}) needs a unit of work "
+                f"on that SQLite file, not on a {type(connection).__name__}"
+            )
+        files = {name: file for _, name, file in connection.execute("PRAGMA database_list")}
+        theirs = files.get("main") or ""
+        if not theirs or os.path.realpath(theirs) != os.path.realpath(self._path):
+            raise InboxConfigurationError(
+                f"inbox mode: SQLiteIdempotencyStore({self._path!r}) is on another database "
+                f"than the unit of work ({theirs or 'in memory'!r}); give the store the "
+                "outbox's file"
+            )
+        if connection.execute(self._exists, (self._table,)).fetchone() is None:
+            self._set_up(connection)
 
     async def release(self, scope: str, key: str, token: str) -> None:
         """Delete the claim (the handler failed), so that the key can be claimed again."""

@@ -1,10 +1,18 @@
-"""The idempotency store protocol: an atomic claim per (scope, key), then its outcome."""
+"""The idempotency store protocol: an atomic claim per (scope, key), then its outcome.
+
+:class:`IdempotencyStore` is the contract every store keeps: records written in
+transactions of the store's own. :class:`InboxStore` adds inbox mode, for the SQL stores:
+the same records written on the caller's connection inside the caller's transaction (a
+unit of work's), so that they commit or roll back with the caller's own writes.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
+
+from messagebus._errors import ConfigurationError
 
 __all__ = [
     "ClaimOutcome",
@@ -12,9 +20,23 @@ __all__ = [
     "Completed",
     "IdempotencyStore",
     "InProgress",
+    "InboxConfigurationError",
+    "InboxStore",
     "Mismatch",
+    "Transaction",
     "live_outcome",
 ]
+
+
+class InboxConfigurationError(ConfigurationError):
+    """Inbox mode cannot work here: no unit of work is open, or the store is elsewhere.
+
+    Raised by :class:`~messagebus.middleware.IdempotencyMiddleware` with ``inbox=True``
+    when the handler runs outside a unit of work (no
+    :class:`~messagebus.middleware.UnitOfWorkMiddleware` outside it), when the store is
+    not an :class:`InboxStore`, or when the store's table is on another database than
+    the unit of work's. Never retried (a :class:`~messagebus.ConfigurationError`).
+    """
 
 
 @attrs.frozen
@@ -107,3 +129,65 @@ class IdempotencyStore(Protocol):
 
     async def cleanup(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired records; return how many went."""
+
+
+class Transaction(Protocol):
+    """What inbox mode needs of a unit of work's transaction: its connection, in a thread."""
+
+    async def run(self, call: Any) -> Any:
+        """Return ``call(connection)``, run in a worker thread inside the transaction."""
+
+
+@runtime_checkable
+class InboxStore(IdempotencyStore, Protocol):
+    """An idempotency store whose records can join the caller's database transaction.
+
+    Inbox mode: :meth:`claim_in` and :meth:`complete_in` do what :meth:`claim` and
+    :meth:`complete` do, with the same records and the same results, but on the
+    caller's driver connection (:class:`sqlite3.Connection`, :class:`psycopg.Connection`)
+    inside the caller's open transaction, which the caller commits or rolls back. So a
+    claim, the handler's own writes in that transaction and the completion commit
+    together, or none of them does: a run that fails, or a process that dies before the
+    commit, leaves no record at all (a rollback is the release; there is never a stale
+    IN_PROGRESS record to wait out), and a committed effect always has its record.
+
+    Concurrency: a duplicate's claim waits for the holder's transaction (on its row's
+    unique index in PostgreSQL, on the file's write lock in SQLite), then sees the
+    completed record, or claims the key itself if the holder rolled back. A live
+    IN_PROGRESS record is seen only when another caller uses the same table outside
+    inbox mode.
+
+    Both functions block: call them in a worker thread, through the transaction's
+    ``run``. The connection must reach the store's own table, on the store's database:
+    :meth:`check_inbox` makes sure of it.
+    """
+
+    async def check_inbox(self, transaction: Transaction) -> None:
+        """Make sure ``transaction`` is on this store's database, and its table exists there.
+
+        Raises:
+            InboxConfigurationError: the transaction is on another database (or driver).
+        """
+
+    def claim_in(
+        self,
+        connection: Any,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        lease: float,
+        *,
+        wait: float | None = None,
+    ) -> ClaimOutcome:
+        """Claim ``key`` like :meth:`claim`, in the caller's transaction on ``connection``.
+
+        ``wait``: seconds to wait at most for a concurrent holder's transaction (None:
+        as long as the database's own lock timeouts allow). Giving up raises
+        :class:`~messagebus.DuplicateInProgressError`, and may leave the transaction
+        failed: roll it back.
+        """
+
+    def complete_in(
+        self, connection: Any, scope: str, key: str, token: str, result: str, *, ttl: float
+    ) -> None:
+        """Record the claim's result like :meth:`complete`, in the caller's transaction."""

@@ -20,7 +20,15 @@ from messagebus._errors import DuplicateInProgressError, IdempotencyKeyReused
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Command, Message
 from messagebus._middleware import CallNext, Middleware
-from messagebus.idempotency import Completed, IdempotencyStore, InProgress, Mismatch
+from messagebus._unit_of_work import current_unit_of_work
+from messagebus.idempotency import (
+    Completed,
+    IdempotencyStore,
+    InboxConfigurationError,
+    InboxStore,
+    InProgress,
+    Mismatch,
+)
 
 __all__ = ["IdempotencyMiddleware", "default_key"]
 
@@ -54,6 +62,36 @@ class IdempotencyMiddleware:
     above your slowest run. Completed records are removed by ``store.cleanup()`` after
     their TTL.
 
+    Inbox mode (``inbox=True``): for a handler that writes to the outbox's database in a
+    unit of work, ``[UnitOfWorkMiddleware(bus), IdempotencyMiddleware(store, inbox=True)]``
+    with ``store`` an SQL store (:class:`~messagebus.idempotency.InboxStore`) on that
+    same database (the SQLite file; the PostgreSQL database, any schema). The claim and
+    the completion record are then written in the unit of work's transaction
+    (:meth:`~messagebus.idempotency.InboxStore.claim_in`,
+    :meth:`~messagebus.idempotency.InboxStore.complete_in`), with the handler's own
+    writes and its outbox messages: all commit together, or none does. So the effect is
+    exactly once per key, even across crashes:
+
+    - A failure is released by the rollback: no row, no record; a retry runs again.
+    - A holder that dies before the commit leaves nothing behind (its transaction rolls
+      back): no stale IN_PROGRESS record, no lease to wait out. The lease never lets a
+      second run in while the first is open.
+    - A concurrent duplicate waits for the holder's transaction to end (PostgreSQL: on
+      the record's unique key, at most ``wait`` seconds, then
+      :class:`~messagebus.DuplicateInProgressError`; SQLite: for the file's write lock,
+      which the unit of work holds throughout), then gets the stored result.
+    - An IN_PROGRESS record is seen only when the table is also used outside inbox
+      mode: then :class:`~messagebus.DuplicateInProgressError` at once (waiting inside
+      the transaction would hold up that holder).
+    - Without an open unit of work, with a store that is not an
+      :class:`~messagebus.idempotency.InboxStore`, or with a store on another database
+      than the unit of work's, the run raises
+      :class:`~messagebus.idempotency.InboxConfigurationError` (never retried): the
+      store's kind when the middleware is made, the rest on every run.
+
+    Nothing between the unit of work and this middleware may swallow the handler's
+    exception: the rollback is what releases the claim.
+
     Place it inside a retry middleware: each retry claims again (the failed run released
     its claim), and a retry after a run that succeeded but whose caller failed later
     gets the stored result instead of a second run.
@@ -68,6 +106,7 @@ class IdempotencyMiddleware:
         wait: seconds a duplicate waits for an in-progress run before giving up.
         converter: cattrs converter for results and fingerprints.
         sleep, clock: injectable waiting and monotonic time, for tests.
+        inbox: write the records in the current unit of work's transaction (above).
     """
 
     provides_idempotency: ClassVar[bool] = True
@@ -82,6 +121,14 @@ class IdempotencyMiddleware:
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     clock: Callable[[], float] = time.monotonic
     logger: Any = None
+    inbox: bool = attrs.field(default=False, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.inbox and not isinstance(self.store, InboxStore):
+            raise InboxConfigurationError(
+                f"inbox mode needs an SQL idempotency store on the outbox's database, not "
+                f"{type(self.store).__name__}"
+            )
 
     def bind(self, handler: HandlerInfo) -> Middleware:
         """Return the idempotency layer for ``handler``, scoped by its name."""
@@ -97,6 +144,42 @@ class IdempotencyMiddleware:
                 return data
             return converter.structure(data, result_type)
 
+        async def in_unit_of_work(envelope: Envelope[Message], call_next: CallNext) -> Any:
+            unit = current_unit_of_work()
+            if unit is None:
+                raise InboxConfigurationError(
+                    f"handler {scope}: IdempotencyMiddleware(inbox=True) runs only in a unit "
+                    "of work; put UnitOfWorkMiddleware(bus) outside it"
+                )
+            inbox = typing.cast(InboxStore, store)
+            await inbox.check_inbox(unit.transaction)
+            key = key_of(envelope) or default_key(envelope)
+            digest = self.fingerprint_of(envelope)
+            outcome = await unit.run(
+                lambda connection: inbox.claim_in(
+                    connection, scope, key, digest, lease, wait=self.wait
+                )
+            )
+            if isinstance(outcome, InProgress):
+                # Claimed outside inbox mode and committed: waiting here, in a transaction
+                # that may hold the record's lock (or the file's), would hold up its holder.
+                raise DuplicateInProgressError(
+                    f"key {key!r} of handler {scope} is in progress outside inbox mode"
+                )
+            if isinstance(outcome, Completed):
+                log.info("duplicate message: stored result returned", handler=scope, key=key)
+                return decode(outcome.result)
+            if isinstance(outcome, Mismatch):
+                raise _reused(key, scope)
+            # A failure needs no release: it rolls back the unit of work, claim included.
+            result = await call_next(envelope)
+            text = json.dumps(converter.unstructure(result))
+            token = outcome.token
+            await unit.run(
+                lambda connection: inbox.complete_in(connection, scope, key, token, text, ttl=ttl)
+            )
+            return result
+
         async def deduplicate(envelope: Envelope[Message], call_next: CallNext) -> Any:
             key = key_of(envelope) or default_key(envelope)
             digest = self.fingerprint_of(envelope)
@@ -107,10 +190,7 @@ class IdempotencyMiddleware:
                 log.info("duplicate message: stored result returned", handler=scope, key=key)
                 return decode(outcome.result)
             if isinstance(outcome, Mismatch):
-                raise IdempotencyKeyReused(
-                    f"idempotency key {key!r} of handler {scope} was used before for a "
-                    "different payload"
-                )
+                raise _reused(key, scope)
             try:
                 result = await call_next(envelope)
             except BaseException:
@@ -124,7 +204,7 @@ class IdempotencyMiddleware:
             )
             return result
 
-        return deduplicate
+        return in_unit_of_work if self.inbox else deduplicate
 
     def fingerprint_of(self, envelope: Envelope[Message]) -> str:
         """Return the SHA-256 (hex) of the message's type, version and fingerprinted data."""
@@ -158,6 +238,12 @@ class IdempotencyMiddleware:
     async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
         """Not used directly: the bus calls :meth:`bind` for each handler."""
         raise TypeError("IdempotencyMiddleware is bound per handler by the bus; do not call it")
+
+
+def _reused(key: str, scope: str) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        f"idempotency key {key!r} of handler {scope} was used before for a different payload"
+    )
 
 
 def _result_type(message_type: type[Message]) -> Any:
