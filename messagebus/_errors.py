@@ -13,7 +13,8 @@ The tree::
     │   ├── DuplicateMessageTypeError two classes claim one wire name and version
     │   ├── InvalidMessageTypeError   a bad wire name or version, or not a Command/Event
     │   ├── InvalidHandlerError       a handler whose signature the bus cannot call
-    │   └── UnsupportedBackendError   a transport that cannot run on this async library
+    │   ├── UnsupportedBackendError   a transport that cannot run on this async library
+    │   └── InboxConfigurationError   inbox mode without a unit of work on the store's database
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   ├── MessageKindError          an event sent, a command published, or not a message
@@ -65,6 +66,7 @@ __all__ = [
     "EncodeError",
     "IdempotencyError",
     "IdempotencyKeyReused",
+    "InboxConfigurationError",
     "InvalidHandlerError",
     "InvalidMessageTypeError",
     "MessageBusError",
@@ -111,6 +113,17 @@ class InvalidHandlerError(ConfigurationError):
 
 class UnsupportedBackendError(ConfigurationError):
     """A component cannot run on the async library in use (the SQS transport on trio)."""
+
+
+class InboxConfigurationError(ConfigurationError):
+    """Inbox mode cannot work here: no unit of work is open, or the store is elsewhere.
+
+    Raised by :class:`~messagebus.middleware.IdempotencyMiddleware` with ``inbox=True``
+    when the handler runs outside a unit of work (no
+    :class:`~messagebus.middleware.UnitOfWorkMiddleware` outside it), when the store is
+    not an :class:`~messagebus.idempotency.InboxStore`, or when the store's table is on another database than
+    the unit of work's. Never retried (a :class:`~messagebus.ConfigurationError`).
+    """
 
 
 class DispatchError(MessageBusError):

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from messagebus._errors import ConfigurationError
+from messagebus._errors import InboxConfigurationError
 
 __all__ = [
     "ClaimOutcome",
@@ -26,17 +26,6 @@ __all__ = [
     "Transaction",
     "live_outcome",
 ]
-
-
-class InboxConfigurationError(ConfigurationError):
-    """Inbox mode cannot work here: no unit of work is open, or the store is elsewhere.
-
-    Raised by :class:`~messagebus.middleware.IdempotencyMiddleware` with ``inbox=True``
-    when the handler runs outside a unit of work (no
-    :class:`~messagebus.middleware.UnitOfWorkMiddleware` outside it), when the store is
-    not an :class:`InboxStore`, or when the store's table is on another database than
-    the unit of work's. Never retried (a :class:`~messagebus.ConfigurationError`).
-    """
 
 
 @attrs.frozen
