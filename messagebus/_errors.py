@@ -121,8 +121,9 @@ class InboxConfigurationError(ConfigurationError):
     Raised by :class:`~messagebus.middleware.IdempotencyMiddleware` with ``inbox=True``
     when the handler runs outside a unit of work (no
     :class:`~messagebus.middleware.UnitOfWorkMiddleware` outside it), when the store is
-    not an :class:`~messagebus.idempotency.InboxStore`, or when the store's table is on another database than
-    the unit of work's. Never retried (a :class:`~messagebus.ConfigurationError`).
+    not an :class:`~messagebus.idempotency.InboxStore`, or when the store's table is on
+    another database than the unit of work's. Never retried (a
+    :class:`~messagebus.ConfigurationError`).
     """
 
 
