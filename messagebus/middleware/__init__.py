@@ -3,6 +3,7 @@
 from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
 from messagebus.middleware._idempotency import IdempotencyMiddleware, default_key
 from messagebus.middleware._logging import LoggingMiddleware
+from messagebus.middleware._ordering import OrderingMiddleware
 from messagebus.middleware._retry import DEFAULT_EVENT_POLICY, RetryMiddleware
 from messagebus.middleware._unit_of_work import UnitOfWorkMiddleware
 
@@ -13,6 +14,7 @@ __all__ = [
     "IdempotencyMiddleware",
     "LoggingMiddleware",
     "Middleware",
+    "OrderingMiddleware",
     "RetryMiddleware",
     "UnitOfWorkMiddleware",
     "default_key",
