@@ -15,8 +15,8 @@ Contract:
   long to wait out in a slot goes back to the queue as a delayed copy for the failed
   handler alone (:mod:`messagebus._redelivery`), before the ack. If handing follow-ups on
   fails, the delivery is returned to the queue (after ``backoff``) to run again.
-- While a handler runs, a heartbeat
-  (:func:`~messagebus.transports.visibility_heartbeat`) extends the delivery's
+- While a handler runs, a heartbeat (:func:`~messagebus.transports.keep_visible`, in
+  a task beside the handler's) extends the delivery's
   visibility at half the visibility timeout, so a long handler keeps its message.
 - :meth:`Worker.stop` stops receiving at once (a waiting receive is cancelled, which
   loses nothing), lets in-flight handlers finish within ``grace`` seconds, then
@@ -39,7 +39,7 @@ from messagebus._errors import DecodeError, DeliveryExpiredError, TransportError
 from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
 from messagebus._retry_policy import ExponentialBackoff
 from messagebus.dead_letters import DeadLetter
-from messagebus.transports._heartbeat import visibility_heartbeat
+from messagebus.transports._heartbeat import keep_visible
 from messagebus.transports._protocol import Delivery, Outgoing
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class Worker:
                     for delivery in deliveries:
                         self._in_flight += 1
                         self.received += 1
-                        handlers.start_soon(self._handle, delivery, queue, visibility)
+                        handlers.start_soon(self._handle, handlers, delivery, queue, visibility)
             with anyio.move_on_after(self.grace):
                 while self._in_flight:
                     await self._next_change()
@@ -177,7 +177,13 @@ class Worker:
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
 
-    async def _handle(self, delivery: Delivery, queue: str, visibility: float) -> None:
+    async def _handle(
+        self,
+        handlers: anyio.abc.TaskGroup,
+        delivery: Delivery,
+        queue: str,
+        visibility: float,
+    ) -> None:
         bus = self.bus
         try:
             try:
@@ -186,8 +192,14 @@ class Worker:
                 await bus._add_dead_letter(DeadLetter.from_undecodable(delivery.body, queue, error))
             else:
                 with collecting(enabled=self._can_delay) as redeliveries:
-                    async with visibility_heartbeat(delivery, visibility, sleep=self._sleep):
+                    # The heartbeat runs in the worker's own task group, beside this task:
+                    # no task group per message (cheaper, and no scope to unwind here).
+                    beating = anyio.CancelScope()
+                    handlers.start_soon(self._beat, beating, delivery, visibility)
+                    try:
                         await bus.handle_delivered(envelope)
+                    finally:
+                        beating.cancel()
                 if redeliveries:
                     await self._redeliver(queue, redeliveries)
         except anyio.get_cancelled_exc_class():
@@ -216,6 +228,10 @@ class Worker:
                 self.acked += 1
         finally:
             self._done()
+
+    async def _beat(self, scope: anyio.CancelScope, delivery: Delivery, visibility: float) -> None:
+        with scope:
+            await keep_visible(delivery, visibility, sleep=self._sleep)
 
     async def _redeliver(self, queue: str, redeliveries: list[Redelivery]) -> None:
         """Put a delayed copy of each deferred retry on ``queue``, for its handler only."""

@@ -17,7 +17,7 @@ conformance suite every one of them passes.
 
 from typing import TYPE_CHECKING, Any
 
-from messagebus.transports._heartbeat import MAX_LIFETIME, visibility_heartbeat
+from messagebus.transports._heartbeat import MAX_LIFETIME, keep_visible, visibility_heartbeat
 from messagebus.transports._memory import (
     MEMORY_CAPABILITIES,
     InMemoryTransport,
@@ -58,6 +58,7 @@ __all__ = [
     "TopicSpec",
     "Topology",
     "Transport",
+    "keep_visible",
     "transport_from_env",
     "transport_from_url",
     "visibility_heartbeat",

@@ -29,7 +29,7 @@ import structlog
 from messagebus._errors import DeliveryExpiredError, TransportError
 from messagebus.transports._protocol import Delivery
 
-__all__ = ["MAX_LIFETIME", "visibility_heartbeat"]
+__all__ = ["MAX_LIFETIME", "keep_visible", "visibility_heartbeat"]
 
 MAX_LIFETIME = 12 * 3600.0
 
@@ -73,6 +73,27 @@ async def visibility_heartbeat(
     # not wrapped in an ExceptionGroup.
     if failure is not None:
         raise failure
+
+
+async def keep_visible(
+    delivery: Delivery,
+    visibility: float,
+    *,
+    received_at: float | None = None,
+    max_lifetime: float = MAX_LIFETIME,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+) -> None:
+    """Extend ``delivery`` every ``visibility / 2`` s until cancelled or capped.
+
+    The heartbeat itself, for a task of the caller's own task group (the worker runs one
+    beside each handler); :func:`visibility_heartbeat` wraps it around a block. The
+    arguments are :func:`visibility_heartbeat`'s.
+    """
+    if visibility <= 0:
+        raise ValueError("visibility must be positive")
+    start = clock() if received_at is None else received_at
+    await _beat(delivery, visibility, start + max_lifetime, clock, sleep)
 
 
 async def _beat(
