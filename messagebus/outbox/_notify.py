@@ -144,11 +144,11 @@ class CommitWatch:
 
     def _wait(self, connection: Connection[Any]) -> bool:
         """Wait up to WAIT s for a notification; return whether one should wake the relay."""
-        ignored = self._ignore()
         woken = False
         # The first wait blocks; the second only takes what has arrived already, so a
         # burst of notifications wakes the relay once.
         for timeout, stop_after in ((WAIT, 1), (0.0, None)):
             for note in connection.notifies(timeout=timeout, stop_after=stop_after):
-                woken = woken or note.payload != ignored
+                # Asked per note: commit listeners may have been added during the wait.
+                woken = woken or note.payload != self._ignore()
         return woken
