@@ -1,6 +1,7 @@
 """Throughput and latency of the transactional outbox, on SQLite and PostgreSQL.
 
     python benchmarks/outbox.py [--transactions 2000] [--relayed 20000] [--dsn DSN]
+                                [--cross 60] [--cross-only]
 
 Three figures per store, the relay delivering to an in-memory sink:
 
@@ -14,6 +15,16 @@ Three figures per store, the relay delivering to an in-memory sink:
   p99, with the in-process flush (notify) and with polling only (``--poll`` s interval);
   a random pause of up to ``--poll`` between messages keeps commits out of step with
   the poll.
+
+Across processes (PostgreSQL only): a second store object on its own pool commits, as a
+producer process would; the relay's store tells it nothing in-process:
+
+- cross latency: as above, with the relay on the default ``poll_interval`` (1 s), once
+  polling only (``notify=False``), once woken by LISTEN/NOTIFY (``notify=True``);
+  ``--cross`` samples each (the polling run takes about a second per sample).
+- notify cost: units of work of 1 message committed one after the other, and by 4 tasks
+  at once (the pool's size), with and without the ``pg_notify`` (a session LISTENing);
+  units of work per second, median of ``--runs`` (the two alternated).
 
 PostgreSQL is the local test server (``--dsn``), a schema of its own per run, dropped
 after; left out with a note if it cannot be reached.
@@ -73,6 +84,21 @@ def postgres(dsn: str) -> OpenStore:
                 connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
     return open_store
+
+
+@asynccontextmanager
+async def postgres_schema(dsn: str) -> AsyncIterator[str]:
+    import psycopg
+    from psycopg import sql
+
+    schema = f"bench_outbox_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def messages(count: int) -> list[OutboxMessage]:
@@ -154,6 +180,85 @@ async def latency(open_store: OpenStore, count: int, *, notify: bool, poll: floa
     return samples
 
 
+async def cross_latency(dsn: str, count: int, *, notify: bool) -> list[float]:
+    """Commit on one store object, relay on another (its own pool): no in-process hint."""
+    async with (
+        postgres_schema(dsn) as schema,
+        PostgresOutbox(dsn, schema=schema, notify=notify) as producer,
+        PostgresOutbox(dsn, schema=schema, notify=notify) as relayed,
+    ):
+        sink = Sink(count + 1)
+        relay = OutboxRelay(relayed, sink)  # the default poll_interval
+        samples: list[float] = []
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(relay.run)
+            for number in range(count + 1):
+                (m,) = messages(1)
+                arrived = sink.waiting[m.id] = anyio.Event()
+                async with producer.transaction() as tx:
+                    tx.add(m)
+                committed = time.perf_counter()
+                await arrived.wait()
+                if number:  # the first one waits for the listener to connect
+                    samples.append((sink.arrived[m.id] - committed) * 1000)
+                # Out of step with the poll's phase (polling); a short pause (notify).
+                await anyio.sleep(random.uniform(0, 1.0 if not notify else 0.005))
+            tasks.cancel_scope.cancel()
+    return samples
+
+
+async def commit_rate(dsn: str, transactions: int, *, notify: bool, tasks: int) -> float:
+    """Units of work of one message per second, by ``tasks`` committing tasks."""
+    async with (
+        postgres_schema(dsn) as schema,
+        PostgresOutbox(dsn, schema=schema, notify=notify) as store,
+    ):
+        listening = anyio.Event()
+
+        def woken() -> None:
+            listening.set()
+
+        async def produce(count: int) -> None:
+            for _ in range(count):
+                async with store.transaction() as tx:
+                    tx.add(messages(1))
+
+        async with anyio.create_task_group() as group:
+            if notify:  # a relay would be listening: NOTIFY's cost with a listener
+                group.start_soon(store.watch_commits, woken)
+                await listening.wait()
+            start = time.perf_counter()
+            async with anyio.create_task_group() as producers:
+                for _ in range(tasks):
+                    producers.start_soon(produce, transactions // tasks)
+            elapsed = time.perf_counter() - start
+            group.cancel_scope.cancel()
+    return transactions // tasks * tasks / elapsed
+
+
+async def cross_bench(dsn: str, args: argparse.Namespace) -> None:
+    for notify in (False, True):
+        samples = await cross_latency(dsn, args.cross, notify=notify)
+        how = "LISTEN/NOTIFY" if notify else "polling every 1 s"
+        print(
+            f"postgres  cross-process latency, {how:17}: p50 {percentile(samples, 0.5):7.2f} ms, "
+            f"p99 {percentile(samples, 0.99):7.2f} ms ({len(samples)} samples)"
+        )
+    for tasks in (1, 4):
+        # Alternated, so a noisy neighbour weighs on both alike.
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.runs):
+            for notify in (False, True):
+                rate = await commit_rate(dsn, args.transactions, notify=notify, tasks=tasks)
+                rates[notify].append(rate)
+        for notify in (False, True):
+            how = "with pg_notify" if notify else "no notify"
+            print(
+                f"postgres  commits, {tasks} task(s), {how:14}: "
+                f"{statistics.median(rates[notify]):>9,.0f} units of work/s"
+            )
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -178,7 +283,8 @@ async def bench(name: str, open_store: OpenStore, args: argparse.Namespace) -> N
 
 async def main(args: argparse.Namespace) -> None:
     print(f"python {sys.version.split()[0]}, anyio backend {args.backend}")
-    await bench("sqlite", sqlite, args)
+    if not args.cross_only:
+        await bench("sqlite", sqlite, args)
     try:
         import psycopg
 
@@ -186,7 +292,9 @@ async def main(args: argparse.Namespace) -> None:
     except Exception as error:  # noqa: BLE001  # a benchmark without the server still runs
         print(f"postgres  left out: {error}".strip())
         return
-    await bench("postgres", postgres(args.dsn), args)
+    if not args.cross_only:
+        await bench("postgres", postgres(args.dsn), args)
+    await cross_bench(args.dsn, args)
 
 
 if __name__ == "__main__":
@@ -197,6 +305,8 @@ if __name__ == "__main__":
     parser.add_argument("--latency", type=int, default=500)
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cross", type=int, default=60)
+    parser.add_argument("--cross-only", action="store_true", help="only the cross-process part")
     parser.add_argument("--dsn", default=DEFAULT_DSN)
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     arguments = parser.parse_args()

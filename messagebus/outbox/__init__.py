@@ -12,10 +12,17 @@ from messagebus.outbox._message import (
 from messagebus.outbox._postgres import PostgresOutbox, PostgresTransaction
 from messagebus.outbox._relay import Deliver, OutboxRelay, deliver_each
 from messagebus.outbox._sqlite import SQLiteOutbox, SQLiteTransaction
-from messagebus.outbox._store import CommitListener, OutboxStore, OutboxTransaction, Settlement
+from messagebus.outbox._store import (
+    CommitListener,
+    CommitWatcher,
+    OutboxStore,
+    OutboxTransaction,
+    Settlement,
+)
 
 __all__ = [
     "CommitListener",
+    "CommitWatcher",
     "Deliver",
     "DeliveryFailure",
     "Destination",

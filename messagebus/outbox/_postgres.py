@@ -34,6 +34,15 @@ FOR UPDATE SKIP LOCKED)``, skipping rows another transaction is settling. The un
 work insert their rows just before committing, so ``seq`` order is commit order except
 between units of work committing at the same instant.
 
+Cross-process wake-up (``notify=True``, the default): each unit of work that adds rows,
+and :meth:`~PostgresOutbox.insert` on your own connection, also runs ``SELECT
+pg_notify(<channel>, ...)`` in its transaction, and :meth:`~PostgresOutbox.watch_commits`
+(which :meth:`OutboxRelay.run <messagebus.outbox.OutboxRelay.run>` runs) LISTENs on a
+dedicated connection, so a relay in another process delivers a few milliseconds after
+the commit instead of at its next poll; the poll stays, as the safety net for a lost
+notification or a dropped listener (see :mod:`messagebus.outbox._notify`). The
+channel: :func:`~messagebus.outbox._notify.channel_name` of the schema and table.
+
 Limits: processes sharing a table should share a clock (``time.time`` on NTP-synced
 hosts: leases are tens of seconds). Errors from PostgreSQL or the pool propagate as
 psycopg / psycopg_pool exceptions, unchanged. The schema must exist already. Calls after
@@ -47,10 +56,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from messagebus._ids import new_message_id
 from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
 from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus, Status
+from messagebus.outbox._notify import CommitWatch, channel_name
 from messagebus.outbox._store import CommitListener, Settlement
 from messagebus.outbox._unit import (
     COLUMNS,
@@ -128,6 +139,7 @@ _STATEMENTS = {
     "count(*) FILTER (WHERE status = 'pending' AND lease_expires_at > %s), "
     "count(*) FILTER (WHERE status = 'dead'), count(*) FILTER (WHERE status = 'sent'), "
     "min(created_at) FILTER (WHERE status = 'pending') FROM {t}",
+    "notify": "SELECT pg_notify(%s, %s)",
     "cleanup": "DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} "
     "WHERE status = 'sent' AND sent_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
 }
@@ -171,6 +183,8 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
         schema: the schema holding the table; None for the search path's first.
         clock: seconds since the Unix epoch (``time.time``); tests pass a fake. Called
             from worker threads.
+        notify: send a NOTIFY with each commit of rows, and listen in
+            :meth:`watch_commits`; False: relays of other processes find rows by polling.
     """
 
     def __init__(
@@ -180,8 +194,15 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
         table: str = "messagebus_outbox",
         schema: str | None = None,
         clock: Callable[[], float] = time.time,
+        notify: bool = True,
     ) -> None:
         self._statements = _compose(check_table_name(table), schema)
+        self._dsn_or_pool = dsn_or_pool
+        self._notify = notify
+        self._channel = channel_name(schema, table)
+        # The payload of this object's own notifications: its watch skips them when the
+        # commit listeners (the relay's notify) were told the ids already.
+        self._token = f"store-{new_message_id()}"
         self._clock = clock
         self._listeners = CommitListeners()
         self._lock_key = f"messagebus:outbox-claim:{schema or ''}.{table}"
@@ -211,7 +232,9 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
             except BaseException:
                 unit.close()
                 raise
-            await unit.finish(self.insert)
+            await unit.finish(
+                lambda connection, messages: self._insert(connection, messages, self._token)
+            )
         self._listeners.notify(unit.messages)
 
     def insert(self, connection: Connection[Any], messages: Sequence[OutboxMessage]) -> None:
@@ -219,16 +242,52 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
 
         For code that manages its own connection (or an SQLAlchemy session on psycopg:
         its driver connection): the rows commit with your transaction. Blocking; nothing
-        is told to the commit listeners, so after your commit either call the relay's
-        ``notify`` with the ids or let its poll find them. The table must exist (open
-        the store once first).
+        is told to the commit listeners, but the NOTIFY is sent (unless ``notify=False``),
+        so listening relays wake at your commit; otherwise call the relay's ``notify``
+        with the ids or let its poll find them. The table must exist (open the store
+        once first).
         """
+        self._insert(connection, messages, "")
+
+    def _insert(
+        self, connection: Connection[Any], messages: Sequence[OutboxMessage], payload: str
+    ) -> None:
         with connection.cursor() as cursor:
             cursor.executemany(self._statements["insert"], [row(m) for m in messages])
+            if self._notify and messages:
+                # Transactional: delivered at the commit, dropped by a rollback.
+                cursor.execute(self._statements["notify"], [self._channel, payload])
 
     def on_commit(self, listener: CommitListener) -> None:
         """Call ``listener`` with the message ids of every unit of work that commits some."""
         self._listeners.add(listener)
+
+    async def watch_commits(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` soon after rows are committed by other store objects, until cancelled.
+
+        Listens on a connection of its own (made from the DSN, or from the borrowed
+        pool's ``conninfo`` and ``kwargs``), reconnecting with a backoff if it is lost,
+        and calls ``wake()`` after each connection too. This store's own units of work
+        do not wake it while it has commit listeners: they were told already. Returns at
+        once if the store was made with ``notify=False``.
+        """
+        if not self._notify:
+            return
+        watch = CommitWatch(
+            self._connect_with,
+            self._channel,
+            lambda: self._token if self._listeners else None,
+        )
+        await watch.run(wake)
+
+    def _connect_with(self) -> tuple[str, dict[str, Any]]:
+        source: Any = self._dsn_or_pool
+        if isinstance(source, str):
+            return source, {}
+        # psycopg_pool >= 3.3 accepts callables for both.
+        conninfo = source.conninfo() if callable(source.conninfo) else source.conninfo
+        kwargs = source.kwargs() if callable(source.kwargs) else source.kwargs
+        return conninfo or "", dict(kwargs or {})
 
     async def claim(
         self, owner: str, *, lease: float, limit: int, ids: Sequence[str] | None = None

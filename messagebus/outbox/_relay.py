@@ -10,6 +10,9 @@ hands them to a :data:`Deliver` function in batches. Contract:
   a flush of the notified ids as soon as :meth:`~OutboxRelay.notify` is called (give it
   to the store's ``on_commit``), and a bounded cleanup of sent rows every
   ``cleanup_interval``. A failing store call is logged and tried again at the next poll.
+  If the store is a :class:`~messagebus.outbox.CommitWatcher` (PostgreSQL), ``run()``
+  also runs its ``watch_commits``: a commit in another process wakes the loop for a
+  flush of everything at once, the poll staying as the safety net.
 - A delivery that fails is retried after ``backoff.delay(attempts)`` seconds (the store's
   clock; the row is simply not claimable before), and after ``max_attempts`` failures,
   or at once for a failure marked ``retry=False``, the row is parked as dead: listed by
@@ -37,7 +40,7 @@ from messagebus.outbox._message import (
     OutboxMessage,
     failures_by_id,
 )
-from messagebus.outbox._store import OutboxStore, Settlement
+from messagebus.outbox._store import CommitWatcher, OutboxStore, Settlement
 
 __all__ = ["Deliver", "OutboxRelay", "deliver_each"]
 
@@ -131,6 +134,7 @@ class OutboxRelay:
         self.owner = owner or f"relay-{new_message_id()}"
         self._log = structlog.get_logger("messagebus") if logger is None else logger
         self._notified: dict[str, None] = {}  # ordered set
+        self._poll_due = False  # a commit elsewhere: flush everything now
         self._wake = anyio.Event()
 
     def notify(self, ids: Sequence[str]) -> None:
@@ -164,22 +168,38 @@ class OutboxRelay:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Deliver until cancelled: notified ids at once, everything every ``poll_interval``."""
+        """Deliver until cancelled: notified ids at once, everything every ``poll_interval``.
+
+        With a :class:`~messagebus.outbox.CommitWatcher` store, everything also as soon
+        as the store hears of a commit elsewhere.
+        """
+        async with anyio.create_task_group() as tasks:
+            if isinstance(self.store, CommitWatcher):
+                tasks.start_soon(self.store.watch_commits, self._commits_elsewhere)
+            task_status.started()
+            await self._loop()
+
+    def _commits_elsewhere(self) -> None:
+        self._poll_due = True
+        self._wake.set()
+
+    async def _loop(self) -> None:
         next_poll = next_cleanup = anyio.current_time()
-        task_status.started()
         while True:
             if self._notified:
                 ids = list(self._notified)
                 self._notified.clear()
                 await self._guarded("flush", self.flush(ids))
             now = anyio.current_time()
-            if now >= next_poll:
+            if now >= next_poll or self._poll_due:
+                # Cleared before the flush: a wake-up during it asks for another one.
+                self._poll_due = False
                 next_poll = now + self._poll_interval
                 await self._guarded("poll", self.flush())
             if now >= next_cleanup:
                 next_cleanup = now + self._cleanup_interval
                 await self._guarded("cleanup", self.cleanup())
-            if not self._notified:
+            if not self._notified and not self._poll_due:
                 with anyio.move_on_after(min(next_poll, next_cleanup) - anyio.current_time()):
                     await self._wake.wait()
             self._wake = anyio.Event()

@@ -33,6 +33,11 @@ Table layout (created on first use, idempotently; ``<table>`` defaults to
 Claims run in ``BEGIN IMMEDIATE`` (the file's write lock), so claims from every
 connection and process take turns: one UPDATE leases the rows it picks.
 
+No cross-process wake-up: SQLite has no notification between connections (its
+``update_hook`` sees only its own connection's writes), so this store is not a
+:class:`~messagebus.outbox.CommitWatcher`. A relay delivers its own process's commits at
+once (``on_commit``) and finds other processes' rows at its next poll.
+
 Limits: processes sharing a file should share a clock (``time.time`` on one host).
 Errors from SQLite propagate as :mod:`sqlite3` exceptions, unchanged. A cancelled call
 still finishes in its worker thread. Calls after :meth:`~SQLiteOutbox.aclose` raise

@@ -8,6 +8,9 @@ both back, so no message announces a change that did not happen and none is lost
 did. After the commit, and only then, the store tells its commit listeners
 (:meth:`OutboxStore.on_commit`) the ids of the rows just committed, so a relay in this
 process delivers them at once; a relay's poll picks up whatever a crash left behind.
+A store that can also hear of commits made by other processes is a
+:class:`CommitWatcher` (PostgreSQL, through LISTEN/NOTIFY); the relay then wakes for
+those too. SQLite has no such signal between processes: its relays poll.
 
 A row's life, driven by :class:`~messagebus.outbox.OutboxRelay` through the store::
 
@@ -30,13 +33,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus, Status
 
-__all__ = ["CommitListener", "OutboxStore", "OutboxTransaction", "Settlement"]
+__all__ = ["CommitListener", "CommitWatcher", "OutboxStore", "OutboxTransaction", "Settlement"]
 
 _T = TypeVar("_T")
 _C_co = TypeVar("_C_co", covariant=True)
@@ -138,3 +141,19 @@ class OutboxStore(Protocol):
 
     async def aclose(self) -> None:
         """Close the store's connections; later calls raise :class:`anyio.ClosedResourceError`."""
+
+
+@runtime_checkable
+class CommitWatcher(Protocol):
+    """A store that hears of rows committed elsewhere; :meth:`OutboxRelay.run` uses it.
+
+    :meth:`OutboxRelay.run <messagebus.outbox.OutboxRelay.run>` runs ``watch_commits``
+    beside its loop when its store has it.
+    """
+
+    async def watch_commits(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` (in the event loop, never blocking) after commits, until cancelled.
+
+        Best effort: a wake-up may be missed or spurious, the relay's poll covers both.
+        May return at once if the store cannot or was told not to watch.
+        """

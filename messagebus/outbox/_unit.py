@@ -64,6 +64,9 @@ class CommitListeners:
     def add(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
 
+    def __bool__(self) -> bool:
+        return bool(self._listeners)
+
     def notify(self, messages: Sequence[OutboxMessage]) -> None:
         if not messages:
             return
