@@ -56,6 +56,7 @@ from messagebus._errors import (
     UnsupportedBackendError,
 )
 from messagebus.transports._protocol import Capabilities, Outgoing, Topology, Transport
+from messagebus.transports._sqs_background import Background
 from messagebus.transports._sqs_batching import (
     MAX_ENTRIES,
     DeleteBatcher,
@@ -77,7 +78,6 @@ from messagebus.transports._sqs_provision import (
 )
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
     from botocore.awsrequest import AWSPreparedRequest
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
@@ -222,7 +222,7 @@ class SQSTransport:
         self._stack: contextlib.AsyncExitStack | None = None
         self._sqs: SQSClient | None = None
         self._sns: SNSClient | None = None
-        self._task_group: TaskGroup | None = None
+        self._background: Background | None = None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -242,7 +242,8 @@ class SQSTransport:
             )
             for client in (self._sqs, self._sns):
                 client.meta.events.register("before-send", _stream_large_body)
-            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._background = background = Background()
+            stack.push_async_callback(background.wait)
             stack.callback(self._closing)
             self._stack = stack.pop_all()
         return self
@@ -253,13 +254,13 @@ class SQSTransport:
             try:
                 await stack.aclose()
             finally:
-                self._sqs = self._sns = self._task_group = None
+                self._sqs = self._sns = self._background = None
                 self._batchers.clear()
                 self._senders.clear()
                 self._publishers.clear()
 
     def _closing(self) -> None:
-        # Runs first on close: the task group then waits for these deletes and sends to
+        # Runs first on close: the background then waits for these deletes and sends to
         # finish, but not for long polls nobody waits for any more.
         for batcher in self._batchers.values():
             batcher.close()
@@ -419,9 +420,9 @@ class SQSTransport:
     def _collector(
         self, call: Callable[[list[E]], Awaitable[Failures]], max_bytes: int, fifo: bool
     ) -> SendCollector[E]:
-        assert self._task_group is not None  # set together with the clients
+        assert self._background is not None  # set together with the clients
         return SendCollector(
-            call, self._task_group, self._send_window, max_bytes=max_bytes, in_order=fifo
+            call, self._background, self._send_window, max_bytes=max_bytes, in_order=fifo
         )
 
     async def receive(
@@ -470,14 +471,14 @@ class SQSTransport:
     async def _poll(
         self, target: ResolvedQueue, request: ReceiveMessageRequestTypeDef
     ) -> list[MessageTypeDef]:
-        """Make one ReceiveMessage call in the transport's task group; wait for its answer.
+        """Make one ReceiveMessage call in a background task; wait for its answer.
 
         If the caller is cancelled while the long poll runs, the call goes on without it
         and makes whatever it brings visible again at once: SQS would otherwise keep
         those messages invisible for a whole visibility timeout, answered to nobody.
         """
         sqs, _ = self._clients()
-        assert self._task_group is not None  # set together with the clients
+        assert self._background is not None  # set together with the clients
         poll = _Poll()
 
         async def run() -> None:
@@ -497,13 +498,13 @@ class SQSTransport:
                 self._polls.discard(scope)
                 poll.done.set()
 
-        self._task_group.start_soon(run)
+        self._background.start_soon(run)
         try:
             await poll.done.wait()
         except BaseException:
             poll.abandoned = True
             if poll.messages:  # answered, but the caller was cancelled before it woke
-                self._task_group.start_soon(self._release, target, poll.messages)
+                self._background.start_soon(self._release, target, poll.messages)
             raise
         if poll.error is not None:
             raise poll.error
@@ -525,7 +526,7 @@ class SQSTransport:
 
     async def _ack(self, delivery: SQSDelivery) -> None:
         self._clients()
-        assert self._task_group is not None  # set together with the clients
+        assert self._background is not None  # set together with the clients
         batcher = self._batchers.get(delivery.queue)
         if batcher is None:
             target = await self._queue(delivery.queue)
@@ -533,7 +534,7 @@ class SQSTransport:
             async def delete(handles: Sequence[str]) -> Sequence[TransportError | None]:
                 return await self._delete_batch(target, handles)
 
-            batcher = DeleteBatcher(delete, self._task_group, self._ack_window, MAX_ENTRIES)
+            batcher = DeleteBatcher(delete, self._background, self._ack_window, MAX_ENTRIES)
             self._batchers[delivery.queue] = batcher
         await batcher.ack(delivery.receipt_handle)
 

@@ -20,7 +20,6 @@ from typing import TypeVar
 
 import anyio
 import attrs
-from anyio.abc import TaskGroup
 
 from messagebus._errors import (
     DeliveryExpiredError,
@@ -29,6 +28,7 @@ from messagebus._errors import (
     TransportError,
 )
 from messagebus.transports._protocol import Outgoing
+from messagebus.transports._sqs_background import Spawner
 from messagebus.transports._sqs_errors import EXPIRED_CODES
 
 __all__ = [
@@ -151,13 +151,14 @@ class DeleteBatcher:
     Attributes:
         delete: deletes up to ``max_entries`` receipt handles in one call and returns,
             per handle in order, None or the error for that entry.
-        task_group: where the calls run (the transport's, so closing it waits for them).
+        task_group: where the calls run (the transport's background, so closing it
+            waits for them).
         window: seconds the first ack of a batch waits for others to join.
         max_entries: the most handles per call (SQS: 10).
     """
 
     delete: DeleteBatch
-    task_group: TaskGroup
+    task_group: Spawner
     window: float = 0.005
     max_entries: int = 10
     _pending: list[_PendingDelete] = attrs.field(factory=list, init=False)

@@ -21,7 +21,7 @@ SendMessageBatch (PublishBatch) calls of up to 10 entries and ``max_bytes`` byte
   messages are not sent (``not sent: an earlier message failed (FIFO)``), as without
   coalescing; other callers' messages go on. Otherwise up to ``concurrency`` calls run
   at once.
-- Calls run in the transport's task group, not in a caller's task: a caller cancelled
+- Calls run in the transport's background tasks, not in a caller's task: a caller cancelled
   while it waits withdraws its messages that are not in a call yet (they are not sent),
   while a call already made goes on for every entry in it, the cancelled caller's
   included. Nobody else's message is lost or sent twice.
@@ -38,10 +38,10 @@ from typing import Generic, TypeVar
 
 import anyio
 import attrs
-from anyio.abc import TaskGroup
 
 from messagebus._errors import TransportError
 from messagebus.transports._protocol import Outgoing
+from messagebus.transports._sqs_background import Spawner
 from messagebus.transports._sqs_batching import (
     CONCURRENT_BATCHES,
     MAX_ENTRIES,
@@ -96,7 +96,8 @@ class SendCollector(Generic[E]):
     Attributes:
         call: makes one batch call with the entries given; returns AWS's ``Failed``
             list or raises :class:`TransportError` for the whole call.
-        task_group: where the calls and the window's timer run (the transport's).
+        task_group: where the calls and the window's timer run (the transport's
+            :class:`~messagebus.transports._sqs_background.Background`).
         window: seconds the first message of a batch waits for others to join.
         max_bytes: the most body bytes per call (SQS 1 MiB; SNS 256 KiB).
         in_order: one call at a time, in order (FIFO).
@@ -105,7 +106,7 @@ class SendCollector(Generic[E]):
     """
 
     call: Callable[[list[E]], Awaitable[Failures]]
-    task_group: TaskGroup
+    task_group: Spawner
     window: float
     max_bytes: int
     in_order: bool
