@@ -16,6 +16,7 @@ import pytest
 
 from messagebus import SendError, TransportError, TransportUnavailableError
 from messagebus.transports import Outgoing
+from messagebus.transports._sqs_background import Background
 from messagebus.transports._sqs_batching import Failures
 from messagebus.transports._sqs_coalesce import FIFO_SKIPPED, SendCollector
 
@@ -394,3 +395,60 @@ class TestClose:
                 group.cancel_scope.cancel()
             kinds = {name: outcome[0] for name, outcome in outcomes.by_task.items()}  # type: ignore[index]
             assert kinds == {"a": "TransportError", "b": "TransportError"}
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+class TestBackground:
+    """The transport's background tasks: waited for on close, failures raised, never lost."""
+
+    async def test_wait_covers_tasks_started_meanwhile(self) -> None:
+        """A task that starts another: wait() returns once both have ended."""
+        background = Background()
+        ran: list[str] = []
+
+        async def second() -> None:
+            ran.append("second")
+
+        async def first() -> None:
+            await anyio.lowlevel.checkpoint()
+            background.start_soon(second)
+            ran.append("first")
+
+        background.start_soon(first, name="first")
+        await background.wait()
+        assert ran == ["first", "second"]
+
+    async def test_a_failure_is_raised_once_all_have_ended(self) -> None:
+        """wait() raises the first task's failure after the others finished."""
+        background = Background()
+        finished = anyio.Event()
+
+        async def fail() -> None:
+            raise RuntimeError("bug in a background call")
+
+        async def finish() -> None:
+            await anyio.lowlevel.checkpoint()
+            finished.set()
+
+        background.start_soon(fail)
+        background.start_soon(finish)
+        with pytest.raises(RuntimeError, match="bug in a background call"):
+            await background.wait()
+        assert finished.is_set()
+
+    async def test_a_cancelled_wait_cancels_the_tasks(self) -> None:
+        """Nobody is left to wait: the tasks are cancelled with the wait."""
+        background = Background()
+        cancelled = anyio.Event()
+
+        async def forever() -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                cancelled.set()
+
+        background.start_soon(forever)
+        with anyio.move_on_after(0.05):
+            await background.wait()
+        with anyio.fail_after(5):
+            await cancelled.wait()
