@@ -515,16 +515,18 @@ class TestCoalescing:
     async def test_without_a_window_each_send_is_its_own_call(
         self, localstack_endpoint: str, calls: ApiCalls
     ) -> None:
-        """send_window=0 turns coalescing off: 5 sends, 5 calls; a negative window is refused."""
+        """send_window=0 turns coalescing off: a call per send and publish; below 0 is refused."""
         session = get_session()
         session.register("before-send", calls.record)
         prefix = f"t{secrets.token_hex(5)}-"
         async with sqs_transport(
             localstack_endpoint, prefix=prefix, session=session, send_window=0
         ) as alone:
-            await alone.provision(Topology(queues=(QueueSpec("q"),)))
+            await alone.provision(Topology(queues=(QueueSpec("q"),), topics=(TopicSpec("t"),)))
             await concurrently(*(partial(alone.send, "q", single(n)) for n in range(5)))
+            await concurrently(*(partial(alone.publish, "t", single(n)) for n in range(2)))
         assert calls["SendMessageBatch"] == 5
+        assert calls["PublishBatch"] == 2
         with pytest.raises(ValueError, match="send_window"):
             sqs_transport(send_window=-1)
 
