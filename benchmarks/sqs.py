@@ -1,7 +1,7 @@
 """SQSTransport and the bus on it against the raw aiobotocore client, on LocalStack.
 
     python benchmarks/sqs.py [--n 5000] [--producers 4] [--consumers 4] [--runs 3]
-                             [--bus-producers 100] [--workers 2] [--concurrency 40]
+                             [--bus-producers 100] [--workers 4] [--concurrency 40]
                              [--endpoint http://127.0.0.1:4566]
 
 The transport variants move ``--n`` messages (a 300-byte CloudEvents-like body each)
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--bus-producers", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=40)
     parser.add_argument("--ack-window", type=float, default=0.005, help="bus rows' transport")
     parser.add_argument("--send-window", type=float, default=0.005, help="bus rows' transport")
