@@ -12,10 +12,12 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import anyio
+import anyio.abc
 import attrs
 import pytest
 from aiobotocore.session import get_session
@@ -452,6 +454,186 @@ class TestPublish:
         """A delay on publish is a ValueError: SNS has no per-message delay."""
         with pytest.raises(ValueError, match="delay"):
             await transport.publish("any", outgoing(1, delay=1.0))
+
+
+async def concurrently(*sends: Callable[[], Awaitable[object]]) -> dict[int, object]:
+    """Run ``sends`` at once; return by position "ok" or the exception each one raised."""
+    outcomes: dict[int, object] = {}
+
+    async def one(position: int, send: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await send()
+        except Exception as error:  # noqa: BLE001 - the outcome under test
+            outcomes[position] = error
+        else:
+            outcomes[position] = "ok"
+
+    async with anyio.create_task_group() as group:
+        for position, send in enumerate(sends):
+            group.start_soon(one, position, send)
+    return outcomes
+
+
+def single(n: int, **options: Any) -> list[Outgoing]:
+    """Message ``n`` alone (id m<n>), as the bus sends one enqueued command."""
+    return [Outgoing(body=json.dumps({"n": n}).encode(), message_id=f"m{n}", **options)]
+
+
+@asyncio_only
+class TestCoalescing:
+    """Concurrent one-message sends and publishes share batch calls; each gets its own outcome."""
+
+    async def test_25_concurrent_single_sends_take_3_calls(
+        self, transport: SQSTransport, calls: ApiCalls
+    ) -> None:
+        """10 + 10 + 5 in three SendMessageBatch calls; every message arrives once."""
+        await transport.provision(Topology(queues=(QueueSpec("q"),)))
+        outcomes = await concurrently(*(partial(transport.send, "q", single(n)) for n in range(25)))
+        assert set(outcomes.values()) == {"ok"}
+        assert calls["SendMessageBatch"] == 3
+        assert sorted(numbers(await receive_n(transport, "q", 25))) == list(range(25))
+        assert await transport.receive("q", wait=0) == []
+
+    async def test_25_concurrent_single_publishes_take_3_calls(
+        self, transport: SQSTransport, calls: ApiCalls
+    ) -> None:
+        """PublishBatch coalesces the same way; the subscribed queue gets all 25."""
+        await transport.provision(
+            Topology(
+                queues=(QueueSpec("sink"),),
+                topics=(TopicSpec("news"),),
+                subscriptions=(Subscription("news", "sink"),),
+            )
+        )
+        outcomes = await concurrently(
+            *(partial(transport.publish, "news", single(n)) for n in range(25))
+        )
+        assert set(outcomes.values()) == {"ok"}
+        assert calls["PublishBatch"] == 3
+        assert sorted(numbers(await receive_n(transport, "sink", 25))) == list(range(25))
+
+    async def test_without_a_window_each_send_is_its_own_call(
+        self, localstack_endpoint: str, calls: ApiCalls
+    ) -> None:
+        """send_window=0 turns coalescing off: a call per send and publish; below 0 is refused."""
+        session = get_session()
+        session.register("before-send", calls.record)
+        prefix = f"t{secrets.token_hex(5)}-"
+        async with sqs_transport(
+            localstack_endpoint, prefix=prefix, session=session, send_window=0
+        ) as alone:
+            await alone.provision(Topology(queues=(QueueSpec("q"),), topics=(TopicSpec("t"),)))
+            await concurrently(*(partial(alone.send, "q", single(n)) for n in range(5)))
+            await concurrently(*(partial(alone.publish, "t", single(n)) for n in range(2)))
+        assert calls["SendMessageBatch"] == 5
+        assert calls["PublishBatch"] == 2
+        with pytest.raises(ValueError, match="send_window"):
+            sqs_transport(send_window=-1)
+
+    async def test_a_refused_message_fails_its_own_sender_only(
+        self, transport: SQSTransport, calls: ApiCalls
+    ) -> None:
+        """A NUL body in a shared call: that sender's SendError names it; the others arrive."""
+        await transport.provision(Topology(queues=(QueueSpec("mixed"),)))
+        sqs, _ = transport._clients()
+        sizes: list[int] = []
+
+        def record(params: dict[str, Any], **_: object) -> None:
+            sizes.append(len(params["Entries"]))
+
+        sqs.meta.events.register("provide-client-params.sqs.SendMessageBatch", record)
+        bad = Outgoing(body=b'{"n": "\x00"}', message_id="nul")
+        outcomes = await concurrently(
+            partial(transport.send, "mixed", single(0)),
+            partial(transport.send, "mixed", [bad]),
+            partial(transport.send, "mixed", single(2)),
+        )
+        # One shared call; LocalStack marks the refusal SenderFault false (AWS: true), so
+        # the refused entry is tried again alone before it is reported.
+        assert sizes[0] == 3
+        assert set(sizes[1:]) <= {1}
+        assert outcomes[0] == outcomes[2] == "ok"
+        failed = outcomes[1]
+        assert isinstance(failed, SendError)
+        assert [message_id for message_id, _ in failed.failed] == ["nul"]
+        assert sorted(numbers(await receive_n(transport, "mixed", 2))) == [0, 2]
+
+    async def test_an_oversize_message_is_refused_before_it_joins(
+        self, transport: SQSTransport, calls: ApiCalls
+    ) -> None:
+        """MessageTooLargeError for its sender before anything is queued; the rest go."""
+        await transport.provision(Topology(queues=(QueueSpec("sizes"),)))
+        huge = Outgoing(body=b"x" * (MIB + 1), message_id="huge")
+        outcomes = await concurrently(
+            partial(transport.send, "sizes", single(0)),
+            partial(transport.send, "sizes", [huge]),
+        )
+        assert outcomes[0] == "ok"
+        assert isinstance(outcomes[1], MessageTooLargeError)
+        assert calls["SendMessageBatch"] == 1
+        assert numbers(await receive_n(transport, "sizes", 1)) == [0]
+
+    async def test_an_unreachable_endpoint_fails_every_sender_of_the_call(
+        self, transport: SQSTransport
+    ) -> None:
+        """The shared call fails as a whole: each sender raises TransportUnavailableError."""
+        await transport.provision(Topology(queues=(QueueSpec("down"),)))
+        sqs, _ = transport._clients()
+
+        def refuse(**_: object) -> None:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+
+        sqs.meta.events.register("before-send.sqs.SendMessageBatch", refuse)
+        outcomes = await concurrently(
+            *(partial(transport.send, "down", single(n)) for n in range(3))
+        )
+        assert all(isinstance(error, TransportUnavailableError) for error in outcomes.values())
+        assert len({id(error) for error in outcomes.values()}) == 3
+
+    async def test_a_deleted_queue_is_destination_not_found_for_every_sender(
+        self, transport: SQSTransport
+    ) -> None:
+        """Every sender of the call gets DestinationNotFoundError; the stale URL is dropped."""
+        await transport.provision(Topology(queues=(QueueSpec("gone", max_receives=None),)))
+        sqs, _ = transport._clients()
+        await sqs.delete_queue(QueueUrl=(await transport._queue("gone")).url)
+        outcomes = await concurrently(
+            *(partial(transport.send, "gone", single(n)) for n in range(3))
+        )
+        assert all(isinstance(error, DestinationNotFoundError) for error in outcomes.values())
+        assert "gone" not in transport._queues
+
+    async def test_fifo_sends_keep_their_arrival_order_across_calls(
+        self, localstack_endpoint: str, calls: ApiCalls
+    ) -> None:
+        """25 single sends to one FIFO group, in order: 3 calls, received in that order."""
+        session = get_session()
+        session.register("before-send", calls.record)
+        prefix = f"t{secrets.token_hex(5)}-"
+        # A window of 1 s: starting the sends one by one must not outlast it.
+        async with sqs_transport(
+            localstack_endpoint, prefix=prefix, session=session, send_window=1.0
+        ) as opened:
+            assert isinstance(opened, SQSTransport)
+            await opened.provision(Topology(queues=(QueueSpec("seq", fifo=True),)))
+            async with anyio.create_task_group() as group:
+                for n in range(25):
+                    # Started in turn: each has joined the batch before the next starts.
+                    await group.start(started_send, opened, "seq", single(n, group_key="g"))
+            assert calls["SendMessageBatch"] == 3
+            assert numbers(await receive_n(opened, "seq", 25)) == list(range(25))
+
+
+async def started_send(
+    transport: SQSTransport,
+    queue: str,
+    messages: Sequence[Outgoing],
+    *,
+    task_status: anyio.abc.TaskStatus[None],
+) -> None:
+    """Report started, then send: the messages join the batch before the parent goes on."""
+    task_status.started()
+    await transport.send(queue, messages)
 
 
 @asyncio_only

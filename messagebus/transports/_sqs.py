@@ -10,13 +10,18 @@ How the contract maps onto AWS:
   queue's URL and a topic's ARN are looked up once and cached; a queue not provisioned
   by this transport is found as standard first, then as FIFO.
 - :meth:`~SQSTransport.send` uses SendMessageBatch: at most 10 messages and 1 MiB per
-  call, split by count and bytes. Sizes are checked before anything is sent. On a FIFO
+  call, split by count and bytes. Sizes are checked before anything is sent.
+  Concurrent sends to one queue share calls (``send_window``, 5 ms by default; see
+  :mod:`messagebus.transports._sqs_coalesce`): 25 tasks sending one message each make
+  3 calls, and each task gets its own messages' outcome. On a FIFO
   queue each message's MessageGroupId is its ``group_key`` (``"default"`` if None), its
   MessageDeduplicationId its ``deduplication_id`` or ``message_id``, and the calls go one
-  after another to keep group order; on a standard queue they go concurrently.
+  after another, in the order the sends came, to keep group order; on a standard queue
+  they go concurrently.
   Entries AWS fails on its side are retried; entries it refuses raise
   :class:`~messagebus.SendError` (after the others were sent).
-- :meth:`~SQSTransport.publish` uses SNS PublishBatch: 10 entries per call. SNS takes
+- :meth:`~SQSTransport.publish` uses SNS PublishBatch: 10 entries per call, concurrent
+  publishes to one topic sharing calls as sends do. SNS takes
   256 KiB (262,144 bytes) per message and per call by default, and up to 1 MiB on a topic
   whose ``MaximumMessageSize`` is raised, as :meth:`~SQSTransport.provision` does. So a
   message up to 1 MiB is accepted (``topic_max_bytes``), and calls are packed to 256 KiB,
@@ -37,8 +42,8 @@ import asyncio
 import contextlib
 import io
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import attrs
@@ -51,6 +56,7 @@ from messagebus._errors import (
     UnsupportedBackendError,
 )
 from messagebus.transports._protocol import Capabilities, Outgoing, Topology, Transport
+from messagebus.transports._sqs_background import Background
 from messagebus.transports._sqs_batching import (
     MAX_ENTRIES,
     DeleteBatcher,
@@ -60,6 +66,7 @@ from messagebus.transports._sqs_batching import (
     encode_texts,
     send_all,
 )
+from messagebus.transports._sqs_coalesce import SendCollector
 from messagebus.transports._sqs_errors import translated
 from messagebus.transports._sqs_names import Names, ResolvedQueue, ResolvedTopic
 from messagebus.transports._sqs_provision import (
@@ -71,7 +78,6 @@ from messagebus.transports._sqs_provision import (
 )
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
     from botocore.awsrequest import AWSPreparedRequest
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
@@ -85,6 +91,8 @@ if TYPE_CHECKING:
     )
 
 __all__ = ["SQSDelivery", "SQSTransport"]
+
+E = TypeVar("E", bound=Mapping[str, object])
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 SNS_BATCH_BYTES = 256 * 1024
@@ -160,6 +168,8 @@ class SQSTransport:
             (``max_attempts`` attempts in all, standard mode), ``connect_timeout``, a
             read timeout above the 20 s long poll, and ``max_pool_connections``.
         ack_window: seconds an ack waits for others to share its DeleteMessageBatch.
+        send_window: seconds a send or publish that does not fill a call waits for
+            others to the same queue or topic to share it; 0 sends every call alone.
         topic_max_bytes: the largest message :meth:`publish` accepts (lower it to 256 KiB
             for topics whose MaximumMessageSize was left at SNS's default).
     """
@@ -179,6 +189,7 @@ class SQSTransport:
         connect_timeout: float = 5.0,
         max_pool_connections: int = 50,
         ack_window: float = 0.005,
+        send_window: float = 0.005,
         topic_max_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._names = Names(prefix)
@@ -198,15 +209,20 @@ class SQSTransport:
         }
         self._session = session or get_session()
         self._ack_window = ack_window
+        if send_window < 0:
+            raise ValueError("send_window must be at least 0")
+        self._send_window = send_window
         self._topic_max_bytes = topic_max_bytes
         self._queues: dict[str, ResolvedQueue] = {}
         self._topics: dict[str, ResolvedTopic] = {}
         self._batchers: dict[str, DeleteBatcher] = {}
+        self._senders: dict[str, SendCollector[SendMessageBatchRequestEntryTypeDef]] = {}
+        self._publishers: dict[str, SendCollector[PublishBatchRequestEntryTypeDef]] = {}
         self._polls: set[anyio.CancelScope] = set()
         self._stack: contextlib.AsyncExitStack | None = None
         self._sqs: SQSClient | None = None
         self._sns: SNSClient | None = None
-        self._task_group: TaskGroup | None = None
+        self._background: Background | None = None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -226,7 +242,8 @@ class SQSTransport:
             )
             for client in (self._sqs, self._sns):
                 client.meta.events.register("before-send", _stream_large_body)
-            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._background = background = Background()
+            stack.push_async_callback(background.wait)
             stack.callback(self._closing)
             self._stack = stack.pop_all()
         return self
@@ -237,14 +254,20 @@ class SQSTransport:
             try:
                 await stack.aclose()
             finally:
-                self._sqs = self._sns = self._task_group = None
+                self._sqs = self._sns = self._background = None
                 self._batchers.clear()
+                self._senders.clear()
+                self._publishers.clear()
 
     def _closing(self) -> None:
-        # Runs first on close: the task group then waits for these deletes to finish,
-        # but not for long polls nobody waits for any more.
+        # Runs first on close: the background then waits for these deletes and sends to
+        # finish, but not for long polls nobody waits for any more.
         for batcher in self._batchers.values():
             batcher.close()
+        for sender in self._senders.values():
+            sender.close()
+        for publisher in self._publishers.values():
+            publisher.close()
         for poll in self._polls:
             poll.cancel()
 
@@ -308,19 +331,25 @@ class SQSTransport:
             return
         texts, refused = encode_texts(messages, MAX_MESSAGE_BYTES)
         target = await self._queue(queue)
-        entries: list[SendMessageBatchRequestEntryTypeDef] = []
-        for index, (message, text) in enumerate(zip(messages, texts, strict=True)):
-            entry: SendMessageBatchRequestEntryTypeDef = {"Id": str(index), "MessageBody": text}
+        for message in messages:
             if target.fifo:
                 if message.delay:
                     raise ValueError("SQS FIFO queues take no per-message delay")
-                entry["MessageGroupId"] = message.group_key or "default"
-                entry["MessageDeduplicationId"] = message.deduplication_id or message.message_id
+            elif not 0 <= message.delay <= MAX_DELAY:
+                raise ValueError(f"delay {message.delay} is outside 0-{MAX_DELAY} s")
+
+        def entry(index: int, entry_id: str) -> SendMessageBatchRequestEntryTypeDef:
+            message = messages[index]
+            made: SendMessageBatchRequestEntryTypeDef = {
+                "Id": entry_id,
+                "MessageBody": texts[index],
+            }
+            if target.fifo:
+                made["MessageGroupId"] = message.group_key or "default"
+                made["MessageDeduplicationId"] = message.deduplication_id or message.message_id
             elif message.delay:
-                if not 0 <= message.delay <= MAX_DELAY:
-                    raise ValueError(f"delay {message.delay} is outside 0-{MAX_DELAY} s")
-                entry["DelaySeconds"] = math.ceil(message.delay)
-            entries.append(entry)
+                made["DelaySeconds"] = math.ceil(message.delay)
+            return made
 
         async def call(batch: list[SendMessageBatchRequestEntryTypeDef]) -> Failures:
             try:
@@ -331,10 +360,17 @@ class SQSTransport:
                 raise
             return answer.get("Failed", [])
 
+        if self._send_window:
+            collector = self._senders.get(target.url)
+            if collector is None:
+                collector = self._collector(call, MAX_MESSAGE_BYTES, target.fifo)
+                self._senders[target.url] = collector
+            await collector.send(messages, refused, entry)
+            return
         await send_all(
             messages,
             refused,
-            entries=entries,
+            entries=[entry(index, str(index)) for index in range(len(messages))],
             call=call,
             max_bytes=MAX_MESSAGE_BYTES,
             in_order=target.fifo,
@@ -349,13 +385,14 @@ class SQSTransport:
         if any(message.delay for message in messages):
             raise ValueError("SNS cannot delay a message: send it to a queue instead")
         target = await self._topic(topic)
-        entries: list[PublishBatchRequestEntryTypeDef] = []
-        for index, (message, text) in enumerate(zip(messages, texts, strict=True)):
-            entry: PublishBatchRequestEntryTypeDef = {"Id": str(index), "Message": text}
+
+        def entry(index: int, entry_id: str) -> PublishBatchRequestEntryTypeDef:
+            message = messages[index]
+            made: PublishBatchRequestEntryTypeDef = {"Id": entry_id, "Message": texts[index]}
             if target.fifo:
-                entry["MessageGroupId"] = message.group_key or "default"
-                entry["MessageDeduplicationId"] = message.deduplication_id or message.message_id
-            entries.append(entry)
+                made["MessageGroupId"] = message.group_key or "default"
+                made["MessageDeduplicationId"] = message.deduplication_id or message.message_id
+            return made
 
         async def call(batch: list[PublishBatchRequestEntryTypeDef]) -> Failures:
             with translated(f"topic {topic!r}"):
@@ -364,13 +401,28 @@ class SQSTransport:
                 )
             return answer.get("Failed", [])
 
+        if self._send_window:
+            collector = self._publishers.get(target.arn)
+            if collector is None:
+                collector = self._collector(call, SNS_BATCH_BYTES, target.fifo)
+                self._publishers[target.arn] = collector
+            await collector.send(messages, refused, entry)
+            return
         await send_all(
             messages,
             refused,
-            entries=entries,
+            entries=[entry(index, str(index)) for index in range(len(messages))],
             call=call,
             max_bytes=SNS_BATCH_BYTES,
             in_order=target.fifo,
+        )
+
+    def _collector(
+        self, call: Callable[[list[E]], Awaitable[Failures]], max_bytes: int, fifo: bool
+    ) -> SendCollector[E]:
+        assert self._background is not None  # set together with the clients
+        return SendCollector(
+            call, self._background, self._send_window, max_bytes=max_bytes, in_order=fifo
         )
 
     async def receive(
@@ -419,14 +471,14 @@ class SQSTransport:
     async def _poll(
         self, target: ResolvedQueue, request: ReceiveMessageRequestTypeDef
     ) -> list[MessageTypeDef]:
-        """Make one ReceiveMessage call in the transport's task group; wait for its answer.
+        """Make one ReceiveMessage call in a background task; wait for its answer.
 
         If the caller is cancelled while the long poll runs, the call goes on without it
         and makes whatever it brings visible again at once: SQS would otherwise keep
         those messages invisible for a whole visibility timeout, answered to nobody.
         """
         sqs, _ = self._clients()
-        assert self._task_group is not None  # set together with the clients
+        assert self._background is not None  # set together with the clients
         poll = _Poll()
 
         async def run() -> None:
@@ -446,13 +498,13 @@ class SQSTransport:
                 self._polls.discard(scope)
                 poll.done.set()
 
-        self._task_group.start_soon(run)
+        self._background.start_soon(run)
         try:
             await poll.done.wait()
         except BaseException:
             poll.abandoned = True
             if poll.messages:  # answered, but the caller was cancelled before it woke
-                self._task_group.start_soon(self._release, target, poll.messages)
+                self._background.start_soon(self._release, target, poll.messages)
             raise
         if poll.error is not None:
             raise poll.error
@@ -474,7 +526,7 @@ class SQSTransport:
 
     async def _ack(self, delivery: SQSDelivery) -> None:
         self._clients()
-        assert self._task_group is not None  # set together with the clients
+        assert self._background is not None  # set together with the clients
         batcher = self._batchers.get(delivery.queue)
         if batcher is None:
             target = await self._queue(delivery.queue)
@@ -482,7 +534,7 @@ class SQSTransport:
             async def delete(handles: Sequence[str]) -> Sequence[TransportError | None]:
                 return await self._delete_batch(target, handles)
 
-            batcher = DeleteBatcher(delete, self._task_group, self._ack_window, MAX_ENTRIES)
+            batcher = DeleteBatcher(delete, self._background, self._ack_window, MAX_ENTRIES)
             self._batchers[delivery.queue] = batcher
         await batcher.ack(delivery.receipt_handle)
 

@@ -5,8 +5,9 @@
 - :func:`call_batch` makes one batch call and retries, entry by entry, what AWS failed
   for its own reasons (``SenderFault`` false); what it failed for ours is reported.
 - :func:`send_all` sends a whole send or publish that way, in order for FIFO, and turns
-  what is left undone into the contract's errors; :func:`encode_texts` checks sizes
-  before anything goes.
+  what is left undone into the contract's errors (:func:`raise_failures`, which the
+  coalescing of :mod:`messagebus.transports._sqs_coalesce` shares); :func:`encode_texts`
+  checks sizes before anything goes.
 - :class:`DeleteBatcher` turns concurrent :meth:`Delivery.ack` calls on one queue into
   DeleteMessageBatch calls: an ack waits a short window for others to join, a full batch
   goes at once, and each ack waits for its own entry's result.
@@ -19,7 +20,6 @@ from typing import TypeVar
 
 import anyio
 import attrs
-from anyio.abc import TaskGroup
 
 from messagebus._errors import (
     DeliveryExpiredError,
@@ -28,9 +28,11 @@ from messagebus._errors import (
     TransportError,
 )
 from messagebus.transports._protocol import Outgoing
+from messagebus.transports._sqs_background import Spawner
 from messagebus.transports._sqs_errors import EXPIRED_CODES
 
 __all__ = [
+    "CONCURRENT_BATCHES",
     "MAX_ENTRIES",
     "BatchOutcome",
     "DeleteBatcher",
@@ -39,6 +41,7 @@ __all__ = [
     "delete_error",
     "encode_texts",
     "plan_batches",
+    "raise_failures",
     "send_all",
 ]
 
@@ -148,13 +151,14 @@ class DeleteBatcher:
     Attributes:
         delete: deletes up to ``max_entries`` receipt handles in one call and returns,
             per handle in order, None or the error for that entry.
-        task_group: where the calls run (the transport's, so closing it waits for them).
+        task_group: where the calls run (the transport's background, so closing it
+            waits for them).
         window: seconds the first ack of a batch waits for others to join.
         max_entries: the most handles per call (SQS: 10).
     """
 
     delete: DeleteBatch
-    task_group: TaskGroup
+    task_group: Spawner
     window: float = 0.005
     max_entries: int = 10
     _pending: list[_PendingDelete] = attrs.field(factory=list, init=False)
@@ -286,9 +290,27 @@ async def send_all(
                 group.start_soon(one, batch)
     for outcome in outcomes:
         failed.update((int(entry_id), reason) for entry_id, reason in outcome.failed.items())
+    errors = [outcome.error for outcome in outcomes if outcome.error is not None]
+    raise_failures(messages, refused, failed, errors)
+
+
+def raise_failures(
+    messages: Sequence[Outgoing],
+    refused: Mapping[int, str],
+    failed: Mapping[int, str],
+    errors: Sequence[TransportError],
+) -> None:
+    """Turn what a send left undone into the contract's error; return if nothing was.
+
+    ``failed`` maps indexes of ``messages`` to reasons (``refused`` included); ``errors``
+    are the call-level errors of the calls that failed as a whole.
+
+    Raises:
+        A copy of the first call-level error if every message was in such a call (so
+        each waiting task raises its own), else SendError listing every failed message.
+    """
     if not failed:
         return
-    errors = [outcome.error for outcome in outcomes if outcome.error is not None]
     if errors and len(failed) == len(messages) and not refused:
         raise copy_error(errors[0]) from errors[0].__cause__
     raise SendError(
