@@ -3,7 +3,8 @@
     python benchmarks/outbox.py [--transactions 2000] [--relayed 20000] [--dsn DSN]
                                 [--cross 60] [--cross-only]
 
-Three figures per store, the relay delivering to an in-memory sink:
+Figures per store, the relay delivering to an in-memory sink (and once through the
+bus's own delivery to an ``InMemoryTransport``, for the cost of the real path):
 
 - commit: units of work committed one after the other, each with 1 or 10 messages,
   while a relay (``run()``, woken by the store's commit listener) delivers them; the
@@ -44,7 +45,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import anyio
+import attrs
 
+from messagebus import Event, MessageBus
+from messagebus._outbox_delivery import deliver_rows
 from messagebus.outbox import (
     DeliveryFailure,
     Destination,
@@ -53,15 +57,25 @@ from messagebus.outbox import (
     PostgresOutbox,
     SQLiteOutbox,
 )
+from messagebus.transports import InMemoryTransport
 
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
+
+
+@attrs.frozen
+class Published(Event, name="bench.post.published"):
+    post_id: int
+
+
 Store = SQLiteOutbox | PostgresOutbox
-OpenStore = Callable[[], AbstractAsyncContextManager[Store]]
+OpenStore = Callable[..., AbstractAsyncContextManager[Store]]
+"""Opens a store; ``notify=False`` turns PostgreSQL's NOTIFY off (SQLite has none)."""
 BODY = b'{"specversion":"1.0","type":"blog.post.published","data":{"post_id":1}}' * 3
 
 
 @asynccontextmanager
-async def sqlite() -> AsyncIterator[Store]:
+async def sqlite(notify: bool = True) -> AsyncIterator[Store]:
+    """A fresh SQLite file (``notify`` does not apply: SQLite has no cross-process wake-up)."""
     with tempfile.TemporaryDirectory() as scratch:
         async with SQLiteOutbox(Path(scratch) / "bench.sqlite3") as store:
             yield store
@@ -69,7 +83,7 @@ async def sqlite() -> AsyncIterator[Store]:
 
 def postgres(dsn: str) -> OpenStore:
     @asynccontextmanager
-    async def open_store() -> AsyncIterator[Store]:
+    async def open_store(notify: bool = True) -> AsyncIterator[Store]:
         import psycopg
         from psycopg import sql
 
@@ -77,7 +91,7 @@ def postgres(dsn: str) -> OpenStore:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         try:
-            async with PostgresOutbox(dsn, schema=schema) as store:
+            async with PostgresOutbox(dsn, schema=schema, notify=notify) as store:
                 yield store
         finally:
             with psycopg.connect(dsn, autocommit=True) as connection:
@@ -157,8 +171,33 @@ async def relay_throughput(open_store: OpenStore, count: int, batch: int) -> flo
     return count / elapsed
 
 
+async def relay_to_transport(open_store: OpenStore, count: int, batch: int) -> float:
+    """As relay_throughput, delivering through the bus's own path to an InMemoryTransport."""
+    bus = MessageBus(transport=InMemoryTransport(), service="bench")
+    bus.subscriber(Published, lambda event: None)  # so the queue is subscribed to the topic
+    async with open_store() as store, bus:
+        await bus.provision()
+        for start in range(0, count, 1000):
+            async with store.transaction() as tx:
+                tx.add(
+                    OutboxMessage(uuid.uuid4().hex, Destination.topic("bench-post-published"), BODY)
+                    for _ in range(min(1000, count - start))
+                )
+
+        async def deliver(rows: Sequence[OutboxMessage]) -> Sequence[DeliveryFailure]:
+            return await deliver_rows(bus, rows)
+
+        started = time.perf_counter()
+        delivered = await OutboxRelay(store, deliver, batch_size=batch).flush()
+        elapsed = time.perf_counter() - started
+        depth = await bus.transport.depth("bench")  # type: ignore[union-attr]
+    assert delivered == count == depth.visible, (delivered, depth)
+    return count / elapsed
+
+
 async def latency(open_store: OpenStore, count: int, *, notify: bool, poll: float) -> list[float]:
-    async with open_store() as store:
+    # Polling only means no wake-up of any kind: nor the NOTIFY of PostgreSQL.
+    async with open_store(notify=notify) as store:
         sink = Sink(count)
         relay = OutboxRelay(store, sink, poll_interval=poll if not notify else 3600)
         if notify:
@@ -271,6 +310,12 @@ async def bench(name: str, open_store: OpenStore, args: argparse.Namespace) -> N
     rates = [await relay_throughput(open_store, args.relayed, args.batch) for _ in range(args.runs)]
     print(
         f"{name:9} relay flush (batch {args.batch}):   {statistics.median(rates):>9,.0f} messages/s"
+    )
+    rates = [
+        await relay_to_transport(open_store, args.relayed, args.batch) for _ in range(args.runs)
+    ]
+    print(
+        f"{name:9} relay flush to InMemoryTransport: {statistics.median(rates):>9,.0f} messages/s"
     )
     for notify in (True, False):
         samples = await latency(open_store, args.latency, notify=notify, poll=args.poll)
