@@ -227,7 +227,7 @@ class MessageBus:
         self.transport: Transport | None = transport
         if transport is not None:
             # Instance attributes, so the in-process paths pay nothing for the check.
-            self.publish = self._publish_to_transport  # type: ignore[method-assign]
+            self.publish = self._publish_by_drain  # type: ignore[method-assign]
             self._drain = self._forward  # type: ignore[method-assign]
         self._outgoing = tuple(outgoing)
         self.outbox = outbox
@@ -850,7 +850,7 @@ class MessageBus:
         envelope = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
         await self._drain([envelope])
 
-    def _publish_to_transport(
+    def _publish_by_drain(
         self,
         event: Event,
         /,
@@ -859,11 +859,15 @@ class MessageBus:
         headers: Mapping[str, str] | None = None,
         correlation_id: str | None = None,
     ) -> Coroutine[Any, Any, None]:
-        """:meth:`publish` on a transport: hand ``event`` to its topic."""
+        """:meth:`publish` where follow-ups do not run here directly: through :meth:`_drain`.
+
+        On a transport that hands ``event`` to its topic; with an event log it appends
+        first. The in-process :meth:`publish` keeps its own faster path.
+        """
         self.check_publishable(event)
         frame: Frame = [event, _get_frame(), None, None, None]
         envelope = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
-        return self._forward([envelope])
+        return self._drain([envelope])
 
     async def _forward(self, pending: list[Envelope[Message]]) -> None:
         """Hand messages to the transport: :meth:`_drain` when the bus has one.
@@ -978,20 +982,7 @@ class MessageBus:
 
     def _log_events(self, log: EventLog) -> None:
         """Append every event published here to ``log`` before it is delivered."""
-        publish, drain = self.publish, self._drain
-
-        def publish_logged(
-            event: Event,
-            /,
-            idempotency_key: str | None = None,
-            group_key: str | None = None,
-            headers: Mapping[str, str] | None = None,
-            correlation_id: str | None = None,
-        ) -> Coroutine[Any, Any, None]:
-            self.check_publishable(event)
-            frame: Frame = [event, _get_frame(), None, None, None]
-            envelope = self._envelope(frame, idempotency_key, group_key, headers, correlation_id)
-            return drain_logged([envelope])
+        drain = self._drain
 
         async def drain_logged(pending: list[Envelope[Message]]) -> None:
             events = [envelope for envelope in pending if envelope.kind == "event"]
@@ -1004,8 +995,8 @@ class MessageBus:
                 pending = [logged.get(id(envelope), envelope) for envelope in pending]
             await drain(pending)
 
-        del publish  # replaced: every path now goes through drain_logged
-        self.publish = publish_logged  # type: ignore[method-assign]
+        # Every path now goes through drain_logged: publish() and the follow-ups.
+        self.publish = self._publish_by_drain  # type: ignore[method-assign]
         self._drain = drain_logged  # type: ignore[method-assign]
 
     # -- dead letters --------------------------------------------------------------------
