@@ -52,8 +52,8 @@ psycopg / psycopg_pool exceptions, unchanged. The schema must exist already. Cal
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from messagebus._ids import new_message_id
@@ -69,6 +69,7 @@ from messagebus.outbox._unit import (
     CommitListeners,
     UnitOfWork,
     entry,
+    open_unit,
     row,
 )
 
@@ -219,23 +220,17 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
             ),
         )
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+    def transaction(self) -> AbstractAsyncContextManager[PostgresTransaction]:
         """Open a unit of work; leaving the block commits it, an exception rolls it back.
 
         Committed messages go to the commit listeners once the commit has succeeded.
         """
-        async with self._database.transaction() as held:
-            unit = PostgresTransaction(held)
-            try:
-                yield unit
-            except BaseException:
-                unit.close()
-                raise
-            await unit.finish(
-                lambda connection, messages: self._insert(connection, messages, self._token)
-            )
-        self._listeners.notify(unit.messages)
+        return open_unit(
+            self._database.transaction(),
+            PostgresTransaction,
+            lambda connection, messages: self._insert(connection, messages, self._token),
+            self._listeners,
+        )
 
     def insert(self, connection: Connection[Any], messages: Sequence[OutboxMessage]) -> None:
         """Insert ``messages`` on your own psycopg connection, in your transaction.

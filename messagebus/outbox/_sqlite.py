@@ -50,8 +50,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from messagebus._sql._schema import check_table_name
@@ -65,6 +65,7 @@ from messagebus.outbox._unit import (
     CommitListeners,
     UnitOfWork,
     entry,
+    open_unit,
     row,
 )
 
@@ -188,21 +189,17 @@ class SQLiteOutbox(SQLStore[SQLiteDatabase]):
             ),
         )
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SQLiteTransaction]:
+    def transaction(self) -> AbstractAsyncContextManager[SQLiteTransaction]:
         """Open a unit of work; leaving the block commits it, an exception rolls it back.
 
         Committed messages go to the commit listeners once the commit has succeeded.
         """
-        async with self._database.transaction() as held:
-            unit = SQLiteTransaction(held)
-            try:
-                yield unit
-            except BaseException:
-                unit.close()
-                raise
-            await unit.finish(self.insert)
-        self._listeners.notify(unit.messages)
+        return open_unit(
+            self._database.transaction(),
+            SQLiteTransaction,
+            self.insert,
+            self._listeners,
+        )
 
     def insert(self, connection: sqlite3.Connection, messages: Sequence[OutboxMessage]) -> None:
         """Insert ``messages`` on your own connection to this file, in your transaction.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -18,6 +19,7 @@ __all__ = [
     "CommitListeners",
     "UnitOfWork",
     "entry",
+    "open_unit",
     "row",
 ]
 
@@ -32,6 +34,7 @@ COLUMNS = (
 
 _C = TypeVar("_C")
 _T = TypeVar("_T")
+_U = TypeVar("_U", bound="UnitOfWork[Any]")
 
 
 def row(message: OutboxMessage) -> tuple[object, ...]:
@@ -127,3 +130,26 @@ class UnitOfWork(Generic[_C]):
     def close(self) -> None:
         """Refuse more messages (the unit of work was rolled back)."""
         self._open = False
+
+
+@asynccontextmanager
+async def open_unit(
+    transaction: AbstractAsyncContextManager[HeldTransaction[_C]],
+    make: Callable[[HeldTransaction[_C]], _U],
+    insert: Callable[[_C, Sequence[OutboxMessage]], None],
+    listeners: CommitListeners,
+) -> AsyncIterator[_U]:
+    """Run one unit of work: yield it, insert its messages before the commit, then notify.
+
+    An exception in the block rolls everything back and notifies nobody; the listeners
+    hear of the messages only once the commit has succeeded.
+    """
+    async with transaction as held:
+        unit = make(held)
+        try:
+            yield unit
+        except BaseException:
+            unit.close()
+            raise
+        await unit.finish(insert)
+    listeners.notify(unit.messages)
