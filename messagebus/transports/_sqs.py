@@ -360,20 +360,15 @@ class SQSTransport:
                 raise
             return answer.get("Failed", [])
 
-        if self._send_window:
-            collector = self._senders.get(target.url)
-            if collector is None:
-                collector = self._collector(call, MAX_MESSAGE_BYTES, target.fifo)
-                self._senders[target.url] = collector
-            await collector.send(messages, refused, entry)
-            return
-        await send_all(
+        await self._batched(
+            self._senders,
+            target.url,
             messages,
             refused,
-            entries=[entry(index, str(index)) for index in range(len(messages))],
+            entry=entry,
             call=call,
             max_bytes=MAX_MESSAGE_BYTES,
-            in_order=target.fifo,
+            fifo=target.fifo,
         )
 
     async def publish(self, topic: str, messages: Sequence[Outgoing]) -> None:
@@ -401,11 +396,34 @@ class SQSTransport:
                 )
             return answer.get("Failed", [])
 
+        await self._batched(
+            self._publishers,
+            target.arn,
+            messages,
+            refused,
+            entry=entry,
+            call=call,
+            max_bytes=SNS_BATCH_BYTES,
+            fifo=target.fifo,
+        )
+
+    async def _batched(
+        self,
+        collectors: dict[str, SendCollector[E]],
+        key: str,
+        messages: Sequence[Outgoing],
+        refused: Mapping[int, str],
+        *,
+        entry: Callable[[int, str], E],
+        call: Callable[[list[E]], Awaitable[Failures]],
+        max_bytes: int,
+        fifo: bool,
+    ) -> None:
+        """Send in batch calls: through the destination's collector, or alone (no window)."""
         if self._send_window:
-            collector = self._publishers.get(target.arn)
+            collector = collectors.get(key)
             if collector is None:
-                collector = self._collector(call, SNS_BATCH_BYTES, target.fifo)
-                self._publishers[target.arn] = collector
+                collector = collectors[key] = self._collector(call, max_bytes, fifo)
             await collector.send(messages, refused, entry)
             return
         await send_all(
@@ -413,8 +431,8 @@ class SQSTransport:
             refused,
             entries=[entry(index, str(index)) for index in range(len(messages))],
             call=call,
-            max_bytes=SNS_BATCH_BYTES,
-            in_order=target.fifo,
+            max_bytes=max_bytes,
+            in_order=fifo,
         )
 
     def _collector(
