@@ -35,14 +35,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import attrs
 import structlog
 
 from messagebus._errors import DecodeError, DeliveryExpiredError, TransportError
 from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
 from messagebus._retry_policy import ExponentialBackoff
+from messagebus._routing import outgoing
 from messagebus.dead_letters import DeadLetter
 from messagebus.transports._heartbeat import keep_visible
-from messagebus.transports._protocol import Delivery, Outgoing
+from messagebus.transports._protocol import Delivery
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
@@ -251,14 +253,8 @@ class Worker:
             marked = envelope.replace(
                 headers={**envelope.headers, HANDLER_HEADER: redelivery.handler}
             )
-            copies.append(
-                Outgoing(
-                    body=self.bus.codec.encode(marked),
-                    message_id=marked.message_id,
-                    group_key=marked.group_key,
-                    delay=min(redelivery.delay, limit),
-                )
-            )
+            copy = outgoing(self.bus.codec, marked)
+            copies.append(attrs.evolve(copy, delay=min(redelivery.delay, limit)))
         await transport.send(queue, copies)
 
     async def _return(self, delivery: Delivery, delay: float) -> None:
