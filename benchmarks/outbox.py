@@ -48,7 +48,7 @@ import anyio
 import attrs
 
 from messagebus import Event, MessageBus
-from messagebus._outbox_delivery import deliver_rows
+from messagebus._outlets import Departure, OutboxOutlet
 from messagebus.outbox import (
     DeliveryFailure,
     Destination,
@@ -58,6 +58,18 @@ from messagebus.outbox import (
     SQLiteOutbox,
 )
 from messagebus.transports import InMemoryTransport
+
+
+async def deliver_rows(bus: MessageBus, rows: Sequence[OutboxMessage]) -> list[DeliveryFailure]:
+    """Deliver ``rows`` as the relay of an outbox on ``bus`` would."""
+    outlet = OutboxOutlet(
+        bus,
+        Departure(bus.codec, (), None, ()),
+        transport=bus.running_transport,
+        handle=bus.handle_delivered,
+    )
+    return await outlet.deliver(rows)
+
 
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
 

@@ -6,10 +6,11 @@ database. The caller's own SQL joins it through ``uow`` (:meth:`UnitOfWork.execu
 messages given to :meth:`UnitOfWork.publish` / :meth:`UnitOfWork.send` become outbox
 rows of the same transaction. Leaving the block commits all of it; an exception rolls
 all of it back, and so does a message that cannot be encoded (an
-:class:`~messagebus.EncodeError` raised as the block ends: messages are encoded then,
-after the event log, if the bus has one, has given events their stream sequence in the
-same transaction). Only after the commit does the bus's relay deliver the messages (at
-once, in this process; a crash in between leaves them for the relay's next poll).
+:class:`~messagebus.EncodeError` raised as the block ends: messages are staged then,
+through the bus's outlets, after the event log, if the bus has one, has given events
+their stream sequence in the same transaction). Only after the commit does the bus's
+relay deliver the messages (at once, in this process; a crash in between leaves them
+for the relay's next poll).
 
 A handler runs inside a unit of work when :class:`~messagebus.middleware.UnitOfWorkMiddleware`
 wraps it: then its ``ctx.publish`` / ``ctx.send`` follow-ups are written to the outbox in
@@ -19,19 +20,21 @@ its transaction instead of being dispatched, and ``ctx.unit_of_work`` (or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from messagebus._context import FollowUps, current_frame, envelope_of
 from messagebus._envelope import Envelope
+from messagebus._follow_ups import Checks, FollowUps
 from messagebus._messages import Message
+from messagebus._run import current_run, envelope_of
 
 if TYPE_CHECKING:
-    from messagebus._bus import MessageBus
-    from messagebus.outbox import OutboxTransaction
+    from messagebus._outlets import StagingOutlet
+    from messagebus.outbox import OutboxStore, OutboxTransaction
 
-__all__ = ["UnitOfWork", "current_unit_of_work"]
+__all__ = ["UnitOfWork", "current_unit_of_work", "open_unit_of_work"]
 
 _T = TypeVar("_T")
 
@@ -50,11 +53,14 @@ class UnitOfWork(FollowUps):
         transaction: the outbox store's transaction, for what this class does not wrap.
     """
 
-    def __init__(self, bus: MessageBus, transaction: OutboxTransaction[Any]) -> None:
-        self._bus = bus
+    def __init__(
+        self, checks: Checks, transaction: OutboxTransaction[Any], outlet: StagingOutlet
+    ) -> None:
+        self._checks = checks
+        self._outlet = outlet
         self.transaction = transaction
-        self._pending: list[Envelope[Message]] = []
-        self.logged = False
+        self._held: list[Envelope[Message]] = []
+        self._after_commit: list[Callable[[], None]] = []
 
     async def execute(self, statement: str, params: Sequence[object] = ()) -> int:
         """Run one statement in the transaction; return the rows it changed.
@@ -77,31 +83,11 @@ class UnitOfWork(FollowUps):
 
     def add(self, envelopes: Sequence[Envelope[Message]]) -> None:
         """Write envelopes made elsewhere (held-back follow-ups) to the outbox, in order."""
-        self._pending.extend(envelopes)
+        self._held.extend(envelopes)
 
-    async def _write(self) -> None:
-        """Write the messages given so far: the log's rows first, then the outbox's.
-
-        Runs in the transaction, just before the commit. Events are appended to the
-        bus's event log (if it has one) on the transaction's connection, so the outbox
-        carries them with their stream sequence.
-        """
-        pending, self._pending = self._pending, []
-        bus = self._bus
-        log = bus.event_log
-        if log is not None:
-            events = [envelope for envelope in pending if envelope.kind == "event"]
-            if events:
-                # An SQL log on the outbox's database (checked when the bus was made).
-                append_in = log.append_in  # type: ignore[attr-defined]
-                records = await self.transaction.run(lambda c: append_in(c, events))
-                logged = {
-                    id(event): record.envelope
-                    for event, record in zip(events, records, strict=True)
-                }
-                pending = [logged.get(id(envelope), envelope) for envelope in pending]
-                self.logged = True
-        self.transaction.add([bus._outbox_row(envelope) for envelope in pending])
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the transaction has committed (not if it rolls back)."""
+        self._after_commit.append(callback)
 
     def _hold(
         self,
@@ -110,11 +96,11 @@ class UnitOfWork(FollowUps):
         group_key: str | None,
         headers: Mapping[str, str] | None,
     ) -> None:
-        frame = current_frame.get()
-        self._pending.append(
+        run = current_run.get()
+        self._held.append(
             Envelope(
                 message,
-                parent=None if frame is None else envelope_of(frame),
+                parent=None if run is None else envelope_of(run),
                 idempotency_key=idempotency_key,
                 group_key=group_key,
                 headers=headers,
@@ -122,11 +108,20 @@ class UnitOfWork(FollowUps):
         )
 
 
-def enter(unit: UnitOfWork) -> object:
-    """Make ``unit`` the current unit of work; return the token for :func:`leave`."""
-    return _current.set(unit)
-
-
-def leave(token: object) -> None:
-    """Restore the unit of work that was current before :func:`enter`."""
-    _current.reset(token)  # type: ignore[arg-type]
+@asynccontextmanager
+async def open_unit_of_work(
+    store: OutboxStore, checks: Checks, outlet: StagingOutlet
+) -> AsyncIterator[UnitOfWork]:
+    """Run a unit of work on ``store``: stage its messages through ``outlet``, then commit."""
+    async with store.transaction() as transaction:
+        unit = UnitOfWork(checks, transaction, outlet)
+        token = _current.set(unit)
+        try:
+            yield unit
+            held, unit._held = unit._held, []
+            if held:
+                await outlet.stage(unit, held)
+        finally:
+            _current.reset(token)
+    for callback in unit._after_commit:
+        callback()

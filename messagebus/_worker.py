@@ -123,7 +123,7 @@ class Worker:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Receive and handle messages until :meth:`stop`; return once drained."""
-        transport = self.bus._running_transport()
+        transport = self.bus.running_transport()
         queue = self.bus.router.service
         # A FIFO queue that takes no per-message delay keeps retries in-process.
         self._can_delay = not self.bus.router.queue.fifo or transport.capabilities.fifo_delay
@@ -199,7 +199,9 @@ class Worker:
             try:
                 envelope = bus.codec.decode(delivery.body)
             except DecodeError as error:
-                await bus._add_dead_letter(DeadLetter.from_undecodable(delivery.body, queue, error))
+                await bus.record_dead_letter(
+                    DeadLetter.from_undecodable(delivery.body, queue, error)
+                )
             else:
                 with collecting(enabled=self._can_delay) as redeliveries:
                     # The heartbeat runs in the worker's own task group, beside this task:
@@ -245,7 +247,7 @@ class Worker:
 
     async def _redeliver(self, queue: str, redeliveries: list[Redelivery]) -> None:
         """Put a delayed copy of each deferred retry on ``queue``, for its handler only."""
-        transport = self.bus._running_transport()
+        transport = self.bus.running_transport()
         limit = transport.capabilities.max_delay
         copies = []
         for redelivery in redeliveries:

@@ -197,6 +197,7 @@ class TestAppendOnly:
             "notify_appended",
             "checkpoints",
             "codec",
+            "lend_codec",
             "aclose",
         }
         assert public <= allowed, public - allowed

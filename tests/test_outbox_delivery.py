@@ -14,10 +14,22 @@ from messagebus import (
     SendError,
     TransportError,
 )
-from messagebus._outbox_delivery import deliver_rows
+from messagebus._outlets import Departure, OutboxOutlet
 from messagebus.outbox import DeliveryFailure, Destination, OutboxMessage
 from messagebus.transports import InMemoryTransport, Outgoing
 from tests.messages import PostPublished
+
+
+async def deliver_rows(bus: MessageBus, rows: Sequence[OutboxMessage]) -> list[DeliveryFailure]:
+    """Deliver ``rows`` as the relay of an outbox on ``bus`` would."""
+    outlet = OutboxOutlet(
+        bus,
+        Departure(bus.codec, (), None, ()),
+        transport=bus.running_transport,
+        handle=bus.handle_delivered,
+    )
+    return await outlet.deliver(rows)
+
 
 pytestmark = pytest.mark.anyio
 

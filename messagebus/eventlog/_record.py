@@ -139,3 +139,8 @@ class UsesCodec:
     @codec.setter
     def codec(self, codec: WireCodec) -> None:
         self._codec = codec
+
+    def lend_codec(self, codec: WireCodec) -> None:
+        """Use ``codec`` (its bus's) unless the log was given one of its own."""
+        if self._codec is None:
+            self._codec = codec

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
 from messagebus.eventlog._record import LogRecord
@@ -85,6 +86,9 @@ class EventLog(Protocol):
 
         See :class:`~messagebus.eventlog.Subscription` for the arguments.
         """
+
+    def lend_codec(self, codec: WireCodec) -> None:
+        """Use ``codec`` unless the log was made with one (a bus lends its own codec)."""
 
     def notify_appended(self) -> None:
         """Wake this log's subscriptions now (call from the event loop's thread).

@@ -13,7 +13,6 @@ import anyio
 import attrs
 import structlog
 
-from messagebus._context import current_frame
 from messagebus._envelope import Envelope
 from messagebus._errors import RetriesExhausted
 from messagebus._handlers import HandlerInfo
@@ -21,6 +20,7 @@ from messagebus._messages import Message
 from messagebus._middleware import CallNext, OnFailure, Recover
 from messagebus._redelivery import defer
 from messagebus._retry_policy import Attempt, Discard, Retry, RetryPolicy
+from messagebus._run import discard_follow_ups
 
 __all__ = ["RetryMiddleware"]
 
@@ -106,13 +106,6 @@ class RetryMiddleware:
         raise TypeError("RetryMiddleware is bound per handler by the bus; do not call it")
 
 
-def _forget_follow_ups() -> None:
-    # The failed run's held-back messages must not leave as if it had succeeded.
-    frame = current_frame.get()
-    if frame is not None:
-        frame[3] = None
-
-
 def _protected(handler: HandlerInfo) -> bool:
     return handler.idempotent or any(
         getattr(layer, "provides_idempotency", False) for layer in handler.middleware
@@ -136,7 +129,8 @@ def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Recove
             decision = policy.decide(envelope, last, history, uniform=uniform)
             if isinstance(decision, Discard):
                 log.warning("message discarded", reason=decision.reason, attempt=envelope.attempt)
-                _forget_follow_ups()
+                # The failed run's held-back messages must not leave as if it had succeeded.
+                discard_follow_ups()
                 return None
             if not isinstance(decision, Retry):
                 if history[-1].number == 1:
@@ -151,7 +145,7 @@ def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Recove
                     delay_s=round(decision.delay, 3),
                     error=f"{type(last).__qualname__}: {last}",
                 )
-                _forget_follow_ups()
+                discard_follow_ups()
                 return None
             log.info(
                 "retrying handler",

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from messagebus._context import Context, current_frame
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
 from messagebus._middleware import CallNext
+from messagebus._run import take_follow_ups
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
@@ -42,10 +42,6 @@ class UnitOfWorkMiddleware:
         """Run the rest of the chain in a transaction; write its follow-ups into it."""
         async with self.bus.unit_of_work() as unit:
             result = await call_next(envelope)
-            frame = current_frame.get()
-            context: Context[Message] | None = None if frame is None else frame[3]
-            if context is not None and context._pending:
-                unit.add(context._pending)
-                # Written to the outbox instead: the bus must not dispatch them too.
-                context._pending = None
+            # Written to the outbox instead: taken, so the bus does not dispatch them too.
+            unit.add(take_follow_ups())
         return result

@@ -9,12 +9,12 @@ import attrs
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from messagebus._context import Context, current_frame
 from messagebus._envelope import Envelope
 from messagebus._errors import CommandRejected
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, Middleware
+from messagebus._run import hold_follow_ups, take_follow_ups
 from messagebus.otel._propagation import (
     CONVERSATION_ID,
     DESTINATION,
@@ -89,9 +89,8 @@ class TracingMiddleware:
             subscription = {}
 
         def stamp_follow_ups(span: trace.Span) -> None:
-            frame = current_frame.get()
-            run: Context[Message] | None = None if frame is None else frame[3]
-            if run is None or not run._pending:
+            held = take_follow_ups()
+            if not held:
                 return
             parent = trace.set_span_in_context(span)
 
@@ -102,7 +101,7 @@ class TracingMiddleware:
                     return create_span(tracer, envelope, system, propagator)
                 return with_trace_context(envelope, parent, propagator)
 
-            run._pending = [stamp(envelope) for envelope in run._pending]
+            hold_follow_ups([stamp(envelope) for envelope in held])
 
         async def trace_handler_run(envelope: Envelope[Message], call_next: CallNext) -> Any:
             span = tracer.start_span(
