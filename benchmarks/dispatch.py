@@ -19,12 +19,16 @@ Scenarios (no-op handlers; messages built before timing):
     measured in the same rounds.
 
 The floor is the least any dispatcher can do: look up ``type(message)`` in a dict and
-await the handler(s). The row "messagebus, sync handlers" is the same bus with plain
-``def`` handlers, which it calls without any coroutine: the like-for-like comparison
-with synchronous peers (pymessagebus). Every runner runs once per round, rounds
-interleave the runners (so drift on a shared machine hits all of them alike), and each
-figure is the median of the rounds. The ratio is floor time / runner time *of the same
-scenario*: 1.0 is the floor, 2.0 is twice its cost. Peers (``pip install -e .[bench]``)
+await the handler(s), inline in the loop (one coroutine frame per message). The second
+floor, "floor, await dispatch(m)", puts the same look-up in an ``async def dispatch(m)``
+that awaits the handler(s): two coroutine frames, the least any ``await bus.send(m)``
+API can cost. Every runner is reported against both (``xR / xR2``). The row "messagebus,
+sync handlers" is the same bus with plain ``def`` handlers, which it calls without any
+coroutine: the like-for-like comparison with synchronous peers (pymessagebus). Every
+runner runs once per round, rounds interleave the runners (so drift on a shared machine
+hits all of them alike), and each figure is the median of the rounds. The ratio is
+runner time / floor time *of the same scenario*: 1.0 is the floor, 2.0 is twice its
+cost. Peers (``pip install -e .[bench]``)
 run in the same rounds. Times are CPU time of this process.
 """
 
@@ -150,6 +154,38 @@ def floor_runner(scenario: str, n: int) -> Runner:
     return floor_publish
 
 
+def api_floor_runner(scenario: str, n: int) -> Runner:
+    """The floor behind an ``await dispatch(m)`` call: two coroutine frames per message."""
+    scenario = BASES.get(scenario, scenario)
+    if scenario in ("S1", "S4", "S5"):
+        commands = [Ping(i) for i in range(n)]
+        handler = handle_ping
+        if scenario == "S4":
+            handler = compose_by_hand([raw_passthrough] * 3, handle_ping)
+        handlers: dict[type, Any] = {Ping: handler}
+
+        async def dispatch_command(command: Any) -> Any:
+            return await handlers[type(command)](command)
+
+        async def floor_send() -> None:
+            for command in commands:
+                await dispatch_command(command)
+
+        return floor_send
+    events = [Pinged(i) for i in range(n)]
+    subscribers: dict[type, list[Any]] = {Pinged: [on_pinged] * (10 if scenario == "S3" else 1)}
+
+    async def dispatch_event(event: Any) -> None:
+        for subscriber in subscribers[type(event)]:
+            await subscriber(event)
+
+    async def floor_publish() -> None:
+        for event in events:
+            await dispatch_event(event)
+
+    return floor_publish
+
+
 def bus_runner(scenario: str, n: int, *, sync: bool = False) -> Runner:
     """The bus doing ``scenario``, with async handlers or (``sync``) plain functions."""
     retry = RetryMiddleware(commands=RetryPolicy())
@@ -247,6 +283,7 @@ def measure_scenario(report: dict[str, Any], scenario: str, *, peers: bool = Tru
     n, runs = report["n"], report["runs"]
     runners = {
         "floor": floor_runner(scenario, n),
+        "api_floor": api_floor_runner(scenario, n),
         "bus": bus_runner(scenario, n),
         "bus_sync": bus_runner(scenario, n, sync=True),
     }
@@ -255,7 +292,7 @@ def measure_scenario(report: dict[str, Any], scenario: str, *, peers: bool = Tru
     if peers:
         runners.update(peer_runners(scenario, n))
     ops = anyio.run(measure, runners, runs, n)
-    floor = ops.pop("floor")
+    floor, api_floor = ops.pop("floor"), ops.pop("api_floor")
     bus, bus_sync = ops.pop("bus"), ops.pop("bus_sync")
     if "base" in ops:
         base = ops.pop("base")
@@ -263,16 +300,20 @@ def measure_scenario(report: dict[str, Any], scenario: str, *, peers: bool = Tru
     report["scenarios"][scenario] = {
         "ops_per_s": round(bus),
         "floor_ops_per_s": round(floor),
+        "api_floor_ops_per_s": round(api_floor),
         "ratio_to_floor": round(floor / bus, 2),
+        "ratio_to_api_floor": round(api_floor / bus, 2),
         "sync_handlers": {
             "ops_per_s": round(bus_sync),
             "ratio_to_floor": round(floor / bus_sync, 2),
+            "ratio_to_api_floor": round(api_floor / bus_sync, 2),
         },
     }
     for peer, value in ops.items():
         report["peers"].setdefault(peer, {})[scenario] = {
             "ops_per_s": round(value),
             "ratio_to_floor": round(floor / value, 2),
+            "ratio_to_api_floor": round(api_floor / value, 2),
         }
 
 
@@ -303,7 +344,10 @@ def render(report: dict[str, Any]) -> str:
     def cell(figures: dict[str, Any] | None) -> str:
         if figures is None:
             return "n/a"
-        return f"{figures['ops_per_s']:,}/s (x{figures['ratio_to_floor']})"
+        return (
+            f"{figures['ops_per_s']:,}/s "
+            f"(x{figures['ratio_to_floor']} / x{figures['ratio_to_api_floor']})"
+        )
 
     def row(name: str, cells: list[str]) -> str:
         return f"| {name} | " + " | ".join(cells) + " |"
@@ -312,6 +356,10 @@ def render(report: dict[str, Any]) -> str:
         row("runner", scenarios),
         "|---|" + "---|" * len(scenarios),
         row("floor", [f"{report['scenarios'][s]['floor_ops_per_s']:,}/s" for s in scenarios]),
+        row(
+            "floor, await dispatch(m)",
+            [f"{report['scenarios'][s]['api_floor_ops_per_s']:,}/s" for s in scenarios],
+        ),
         row("**messagebus**", [cell(report["scenarios"][s]) for s in scenarios]),
         row(
             "messagebus, sync handlers",
@@ -325,7 +373,8 @@ def render(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"N={report['n']} per run, median of {report['runs']} interleaved runs; "
-        "(xR) = floor time / runner time, 1.0 is the floor."
+        "(xR / xR2) = runner time / floor time, and / the await-dispatch(m) floor's time; "
+        "1.0 is the floor."
     )
     return "\n".join(lines)
 

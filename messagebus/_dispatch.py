@@ -48,9 +48,6 @@ R = TypeVar("R")
 _get_run = current_run.get
 _set_run = current_run.set
 _reset_run = current_run.reset
-# Runs are made without a constructor call: object.__new__ and five slot stores cost
-# half of an __init__ (benchmarks/instructions.py, S1).
-_new_run = object.__new__
 
 
 # A run's context starts as these, not as a literal None: mypy would narrow the field to
@@ -227,7 +224,7 @@ class Dispatcher:
             route = self._commands[type(command)]
         except KeyError:
             raise self._table.unsendable(command) from None
-        run: Run = _new_run(Run)
+        run: Run = Run()
         run.message = command
         run.parent = _get_run()
         run.envelope = None
@@ -302,7 +299,7 @@ class Dispatcher:
         if routes is None:
             self._table.check_publishable(event)
             routes = ()
-        run: Run = _new_run(Run)
+        run: Run = Run()
         run.message = event
         run.parent = _get_run()
         run.envelope = None
@@ -342,7 +339,7 @@ class Dispatcher:
             TransportError: the transport did not take it (see its subclasses).
         """
         self._table.check_sendable(command)
-        run: Run = _new_run(Run)
+        run: Run = Run()
         run.message = command
         run.parent = _get_run()
         run.context = _NO_CONTEXT
@@ -362,7 +359,7 @@ class Dispatcher:
         while queue:
             envelope = queue.popleft()
             message = envelope.message
-            run: Run = _new_run(Run)
+            run: Run = Run()
             run.message = message
             run.parent = None
             run.envelope = envelope
@@ -444,7 +441,7 @@ class Dispatcher:
         outcomes: list[list[Envelope[Message]] | None] = [None] * len(routes)
 
         async def run_one(index: int, route: Route) -> None:
-            own: Run = _new_run(Run)
+            own: Run = Run()
             own.message = run.message
             own.parent = run.parent
             own.envelope = envelope
@@ -528,7 +525,7 @@ class Dispatcher:
                 return to the queue (its handlers may run again: be idempotent).
         """
         message = envelope.message
-        run: Run = _new_run(Run)
+        run: Run = Run()
         run.message = message
         run.parent = None
         run.envelope = envelope
@@ -591,7 +588,7 @@ class Dispatcher:
             return None
         message = envelope.message
         route = self._table.route_named(type(message), letter.handler)
-        run: Run = _new_run(Run)
+        run: Run = Run()
         run.message = message
         run.parent = None
         run.envelope = envelope

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from messagebus._envelope import Envelope
 from messagebus._follow_ups import Checks, FollowUps
 from messagebus._messages import Message
-from messagebus._run import current_run, envelope_of
+from messagebus._run import current_envelope
 
 if TYPE_CHECKING:
     from messagebus._outlets import StagingOutlet
@@ -96,11 +96,10 @@ class UnitOfWork(FollowUps):
         group_key: str | None,
         headers: Mapping[str, str] | None,
     ) -> None:
-        run = current_run.get()
         self._held.append(
             Envelope(
                 message,
-                parent=None if run is None else envelope_of(run),
+                parent=current_envelope(),
                 idempotency_key=idempotency_key,
                 group_key=group_key,
                 headers=headers,

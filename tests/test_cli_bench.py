@@ -29,15 +29,20 @@ class TestBench:
         assert lines[1] == "|---|---|---|"
         assert [line.split(" | ")[0] for line in lines[2:5]] == [
             "| floor",
+            "| floor, await dispatch(m)",
             "| **messagebus**",
-            "| messagebus, sync handlers",
         ]
-        assert all(line.count("|") == 4 for line in lines[:5])
+        assert all(line.count("|") == 4 for line in lines[:6])
         assert lines[-1].startswith("N=200 per run, median of 1 interleaved runs")
         assert "measuring" in err
         report = json.loads(figures.read_text())
         assert (report["n"], report["runs"], list(report["scenarios"])) == (200, 1, ["S1", "S2"])
         assert report["scenarios"]["S1"]["ratio_to_floor"] > 0
+        # The second floor, await dispatch(m), is reported beside the first.
+        s1 = report["scenarios"]["S1"]
+        assert s1["api_floor_ops_per_s"] > 0
+        ratio = s1["api_floor_ops_per_s"] / s1["ops_per_s"]
+        assert s1["ratio_to_api_floor"] == pytest.approx(ratio, abs=0.02)
 
     def test_chart(self, cli: Cli, tmp_path: Path) -> None:
         """--chart writes a PNG of the ratios."""
