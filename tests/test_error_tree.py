@@ -24,7 +24,7 @@ from typing import NamedTuple
 import pytest
 
 import messagebus
-from messagebus import NEVER_RETRIED, _errors
+from messagebus import _errors
 from messagebus._errors import (
     ArgumentTypeError,
     ConfigurationError,
@@ -32,6 +32,7 @@ from messagebus._errors import (
     MessageBusError,
     SchemaVersionError,
 )
+from messagebus._retry_policy import NEVER_RETRIED
 
 PACKAGE = Path(messagebus.__file__).parent
 
