@@ -143,6 +143,7 @@ class WireCodec:
                 message_type, version, data = upcast
         if message_type is None:
             raise DecodeError(f"unknown message type {name!r} version {version!r}")
+        # _text() and _headers() raise DecodeError without the type; the except names it.
         try:
             message = self.converter.structure(data, message_type)
             timestamp = datetime.fromisoformat(event["time"])
@@ -158,14 +159,14 @@ class WireCodec:
                 group_key=_text(event, "groupkey"),
                 attempt=int(event.get("attempt", 1)),
             )
-        except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        except (cattrs.BaseValidationError, DecodeError, TypeError, ValueError, KeyError) as exc:
             raise DecodeError(f"{name} v{version}: data does not fit the type: {exc}") from exc
 
 
 def _text(event: dict[str, Any], key: str) -> str | None:
     value = event.get(key)
     if value is not None and not isinstance(value, str):
-        raise TypeError(f"{key} must be text, not {value!r}")
+        raise DecodeError(f"{key} must be text, not {value!r}")
     return value
 
 
@@ -174,5 +175,5 @@ def _headers(text: object) -> dict[str, str]:
     if not isinstance(headers, dict) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in headers.items()
     ):
-        raise TypeError(f"headers must be a JSON object of strings, not {text!r}")
+        raise DecodeError(f"headers must be a JSON object of strings, not {text!r}")
     return headers

@@ -7,21 +7,24 @@ sender of a command: ``await bus.send(cmd)`` re-raises exactly what the handler 
 The tree::
 
     MessageBusError
-    ├── ConfigurationError            raised at registration or start-up, never mid-dispatch
+    ├── ConfigurationError            the calling code asked for what cannot work; never retried
     │   ├── DuplicateHandlerError     a second handler for one command type
     │   ├── DuplicateSubscriberError  two subscribers with one name on one event type
     │   ├── DuplicateMessageTypeError two classes claim one wire name and version
     │   ├── InvalidMessageTypeError   a bad wire name or version, or not a Command/Event
     │   ├── InvalidHandlerError       a handler whose signature the bus cannot call
     │   ├── UnsupportedBackendError   a transport that cannot run on this async library
-    │   └── InboxConfigurationError   inbox mode without a unit of work on the store's database
+    │   ├── InboxConfigurationError   inbox mode without a unit of work on the store's database
+    │   ├── SchemaVersionError        a table's schema is newer than this messagebus knows
+    │   ├── InvalidArgumentError      an argument a call cannot take (also a ValueError)
+    │   └── ArgumentTypeError         a value of the wrong type for its use (also a TypeError)
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   ├── MessageKindError          an event sent, a command published, or not a message
     │   └── SequenceGapError          an event of a stream cannot be delivered in order
     ├── SerializationError            a message could not cross the wire format
     │   ├── EncodeError               a message field has no JSON form
-    │   └── DecodeError               a body is not a registered type's CloudEvents JSON
+    │   └── DecodeError               not a registered type's CloudEvents JSON, or a bad header
     ├── RetriesExhausted              a retry policy gave up; the last error is its __cause__
     ├── DeadLetterNotFoundError       no dead letter has the id asked for (also a LookupError)
     ├── IdempotencyError              the idempotency layer would not run the handler
@@ -36,8 +39,26 @@ The tree::
     ├── BusStateError                 the bus is not in the state asked for (entered twice)
     └── CommandRejected               a handler refused the command (a business outcome)
 
-Later layers add their own branches under the same root; each one is documented where
-it is raised.
+Where an error is also a built-in exception (``InvalidArgumentError`` is a
+:class:`ValueError`, ``ArgumentTypeError`` and ``MessageKindError`` are
+:class:`TypeError`, the not-found errors are :class:`LookupError`), it is because it is
+one, so ``except ValueError`` around a call keeps working.
+
+Outside the tree, on purpose:
+
+- whatever a handler, a hook or an upcaster raised, re-raised as it was (or as the
+  ``__cause__`` of :class:`RetriesExhausted` or :class:`DecodeError`);
+- :class:`anyio.ClosedResourceError` from a store, database or unit of work used after
+  it was closed, as anyio's own streams raise it;
+- what Python's own protocols call for: :class:`NotImplementedError` from the bodies of
+  protocols, :class:`AttributeError` from a module's ``__getattr__``,
+  :class:`StopAsyncIteration` from an async iterator;
+- :class:`AssertionError` from the checks in :mod:`messagebus.testing` (a failed check
+  is a failed assertion, as pytest reports it);
+- :class:`ImportError` when an optional extra (``messagebus[otel]``) is not installed.
+
+``tests/test_error_tree.py`` holds the package to this: it fails on any new ``raise`` of
+a built-in exception in library code.
 """
 
 from __future__ import annotations
@@ -51,6 +72,7 @@ if TYPE_CHECKING:
     from messagebus._messages import Message
 
 __all__ = [
+    "ArgumentTypeError",
     "BusStateError",
     "CommandRejected",
     "ConfigurationError",
@@ -67,6 +89,7 @@ __all__ = [
     "IdempotencyError",
     "IdempotencyKeyReused",
     "InboxConfigurationError",
+    "InvalidArgumentError",
     "InvalidHandlerError",
     "InvalidMessageTypeError",
     "MessageBusError",
@@ -74,6 +97,7 @@ __all__ = [
     "MessageTooLargeError",
     "NoHandlerError",
     "RetriesExhausted",
+    "SchemaVersionError",
     "SendError",
     "SequenceGapError",
     "SerializationError",
@@ -88,7 +112,13 @@ class MessageBusError(Exception):
 
 
 class ConfigurationError(MessageBusError):
-    """The bus was set up in a way that cannot work; raised before any message moves."""
+    """The calling code asked for something that cannot work; no retry can change that.
+
+    Raised at registration, at start-up, or when a call refuses its arguments, before
+    the call has done anything. Every subclass is in
+    :data:`~messagebus.NEVER_RETRIED`: a handler that raises one is a bug or a broken
+    deployment, and running it again would only fail again.
+    """
 
 
 class DuplicateHandlerError(ConfigurationError):
@@ -124,6 +154,33 @@ class InboxConfigurationError(ConfigurationError):
     not an :class:`~messagebus.idempotency.InboxStore`, or when the store's table is on
     another database than the unit of work's. Never retried (a
     :class:`~messagebus.ConfigurationError`).
+    """
+
+
+class SchemaVersionError(ConfigurationError):
+    """A table's recorded schema version is newer than this messagebus knows.
+
+    Code of a newer messagebus migrated the table; an older one refuses it rather than
+    read or write rows it does not understand. Nothing was created or changed. Upgrade
+    messagebus (or point this process at another table).
+    """
+
+
+class InvalidArgumentError(ConfigurationError, ValueError):
+    """A call got an argument it cannot take; the call did nothing.
+
+    A negative limit, a naive datetime where an aware one is needed, a table name that
+    is not an identifier, an option outside its choices. Also a :class:`ValueError`,
+    because it is one.
+    """
+
+
+class ArgumentTypeError(ConfigurationError, TypeError):
+    """A value has the wrong type for where it was given; the call did nothing.
+
+    Such as a retry policy's ``retry_on`` holding something other than exception
+    classes, or a middleware the bus binds per handler called as a plain middleware.
+    Also a :class:`TypeError`, because it is one.
     """
 
 
@@ -243,7 +300,11 @@ class EncodeError(SerializationError):
 
 
 class DecodeError(SerializationError):
-    """A body is not CloudEvents JSON of a registered type and version. Never retried."""
+    """A body is not CloudEvents JSON of a registered type and version. Never retried.
+
+    Also raised for a header the library reads whose value it cannot parse (the
+    ordering sequence header).
+    """
 
 
 class RetriesExhausted(MessageBusError):
@@ -267,7 +328,12 @@ class DeadLetterNotFoundError(MessageBusError, LookupError):
 
 
 class IdempotencyError(MessageBusError):
-    """The idempotency layer would not run the handler on this message."""
+    """The idempotency layer would not run the handler on this message.
+
+    Raised as itself when a store could not claim a key, nor read its record, after
+    several tries because the record kept vanishing (a concurrent cleanup); the handler
+    did not run, and a retry may succeed.
+    """
 
 
 class IdempotencyKeyReused(IdempotencyError):

@@ -10,6 +10,7 @@ import attrs
 
 from messagebus._envelope import Envelope
 from messagebus._errors import (
+    ArgumentTypeError,
     CommandRejected,
     ConfigurationError,
     DispatchError,
@@ -38,8 +39,8 @@ NEVER_RETRIED: tuple[type[BaseException], ...] = (
     IdempotencyKeyReused,
 )
 """Failures no policy retries: a refusal, undecodable data, a message with nowhere to go,
-a broken set-up, a reused idempotency key. Running the handler again cannot change their
-outcome."""
+a broken set-up or a call with a bad argument, a reused idempotency key. Running the
+handler again cannot change their outcome."""
 
 Jitter = Literal["full", "equal", "none"]
 
@@ -111,7 +112,7 @@ def _exception_types(value: Sequence[type[BaseException]]) -> tuple[type[BaseExc
     types = tuple(value)
     for kind in types:
         if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-            raise TypeError(f"expected exception classes, got {kind!r}")
+            raise ArgumentTypeError(f"expected exception classes, got {kind!r}")
     return types
 
 

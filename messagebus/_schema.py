@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from messagebus._errors import InvalidMessageTypeError
+from messagebus._errors import InvalidArgumentError, InvalidMessageTypeError
 from messagebus._messages import message_kind
 from messagebus._registry import MessageRegistry
 
@@ -64,11 +64,11 @@ def breaking_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> li
     """Return a sentence per breaking change from ``saved`` to ``current`` (empty: none).
 
     Raises:
-        ValueError: either document is not an export of this format.
+        InvalidArgumentError: either document is not an export of this format.
     """
     for document in (saved, current):
         if document.get("format") != FORMAT or not isinstance(document.get("types"), dict):
-            raise ValueError(f"not a messagebus schema export (format {FORMAT})")
+            raise InvalidArgumentError(f"not a messagebus schema export (format {FORMAT})")
     changes: list[str] = []
     for name, versions in saved["types"].items():
         for version, entry in versions.items():

@@ -13,6 +13,7 @@ import anyio.to_thread
 import attrs
 import pytest
 
+from messagebus._errors import SchemaVersionError
 from messagebus._ids import new_message_id
 from messagebus.dead_letters import (
     DeadLetter,
@@ -376,7 +377,7 @@ class TestPersistentStores:
             pass
         bump = "UPDATE messagebus_schema SET version = version + 1"
         await anyio.to_thread.run_sync(persistent.run_sql, bump)
-        with pytest.raises(RuntimeError, match="schema version 2"):
+        with pytest.raises(SchemaVersionError, match="schema version 2"):
             async with persistent.open(TABLE):
                 pass
 

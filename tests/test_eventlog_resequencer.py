@@ -5,7 +5,7 @@ import random
 import pytest
 
 from messagebus._envelope import Envelope
-from messagebus._errors import DispatchError
+from messagebus._errors import DecodeError, DispatchError
 from messagebus._messages import Message
 from messagebus.eventlog import (
     SEQUENCE_HEADER,
@@ -177,7 +177,7 @@ class TestResequencer:
     @pytest.mark.parametrize("header", ["0", "-1", "x", "", " 3", "٣"])
     def test_a_malformed_sequence_header_is_refused(self, header: str) -> None:
         """The header must be a positive decimal integer."""
-        with pytest.raises(ValueError, match="positive integer"):
+        with pytest.raises(DecodeError, match="positive integer"):
             Resequencer().push(event(1, "a", **{SEQUENCE_HEADER: header}))
 
     def test_negative_bounds_are_refused(self) -> None:

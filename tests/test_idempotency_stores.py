@@ -12,6 +12,7 @@ import anyio.to_thread
 import attrs
 import pytest
 
+from messagebus._errors import IdempotencyError, SchemaVersionError
 from messagebus.idempotency import (
     Claimed,
     ClaimOutcome,
@@ -364,7 +365,7 @@ class TestPersistentStores:
             pass
         bump = f"UPDATE messagebus_schema SET version = version + 1 WHERE table_name = '{TABLE}'"
         await anyio.to_thread.run_sync(persistent.run_sql, bump)
-        with pytest.raises(RuntimeError, match="schema version 2"):
+        with pytest.raises(SchemaVersionError, match="schema version 2"):
             async with persistent.open():
                 pass
 
@@ -460,5 +461,5 @@ class TestPostgresStore:
             store._statements = store._statements._replace(
                 select=sql.SQL("SELECT 1, 2, 3, 4 WHERE false").format()
             )
-            with pytest.raises(RuntimeError, match="after 5 attempts"):
+            with pytest.raises(IdempotencyError, match="after 5 attempts"):
                 await claim(store)

@@ -12,6 +12,7 @@ import pytest
 
 from messagebus import ExponentialBackoff, WireCodec
 from messagebus._envelope import Envelope
+from messagebus._errors import SchemaVersionError
 from messagebus._registry import MessageRegistry
 from messagebus.outbox import (
     DeliveryFailure,
@@ -573,11 +574,11 @@ class TestSchema:
         assert rows == [(1,)]
 
     async def test_a_newer_schema_version_is_refused(self, db: Database) -> None:
-        """A table recorded with a later version raises RuntimeError, naming it."""
+        """A table recorded with a later version raises SchemaVersionError, naming it."""
         async with db.make() as store:
             await store.status()
         db.query("UPDATE messagebus_schema SET version = 99 WHERE table_name = 'messagebus_outbox'")
-        with pytest.raises(RuntimeError, match="schema version 99"):
+        with pytest.raises(SchemaVersionError, match="schema version 99"):
             async with db.make():
                 pass  # pragma: no cover
 

@@ -198,9 +198,9 @@ def create_table(
 
     ``definition`` is a ``CREATE TABLE IF NOT EXISTS {t} (...)`` template, ``{t}`` being
     the qualified table; each index is a name suffix and its column list, made as
-    ``<table>_<suffix>``. Raises :class:`RuntimeError` if the table's recorded version
-    is newer than ``version``. Must run in a transaction (``set_up`` does): the advisory
-    lock it takes is released at its end.
+    ``<table>_<suffix>``. Raises :class:`~messagebus.SchemaVersionError` if the table's
+    recorded version is newer than ``version``. Must run in a transaction (``set_up``
+    does): the advisory lock it takes is released at its end.
     """
     from psycopg import sql  # noqa: PLC0415
     from psycopg.rows import tuple_row  # noqa: PLC0415

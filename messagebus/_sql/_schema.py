@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from messagebus._errors import InvalidArgumentError, SchemaVersionError
+
 __all__ = ["VERSION_TABLE", "check_table_name", "check_version"]
 
 VERSION_TABLE = "messagebus_schema"
@@ -20,12 +22,12 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 
 
 def check_table_name(table: str) -> str:
-    """Return ``table`` if it is a plain identifier, else raise :class:`ValueError`.
+    """Return ``table`` if it is a plain identifier, else raise :class:`InvalidArgumentError`.
 
     At most 48 characters, so the derived index names stay under PostgreSQL's 63.
     """
     if not _IDENTIFIER.fullmatch(table) or table == VERSION_TABLE:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"table name must be letters, digits and underscores (at most 48, not "
             f"starting with a digit, not {VERSION_TABLE!r}): {table!r}"
         )
@@ -33,12 +35,12 @@ def check_table_name(table: str) -> str:
 
 
 def check_version(table: str, found: int | None, known: int) -> None:
-    """Raise :class:`RuntimeError` if ``table``'s recorded version is newer than ``known``.
+    """Raise :class:`SchemaVersionError` if ``table``'s recorded version is newer than ``known``.
 
     ``found`` is None for a table not recorded yet (about to be created).
     """
     if found is not None and found > known:
-        raise RuntimeError(
+        raise SchemaVersionError(
             f"table {table!r} has schema version {found}; this messagebus knows up to "
             f"{known}: upgrade messagebus"
         )

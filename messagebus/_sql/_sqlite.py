@@ -140,8 +140,9 @@ def create_table(
 
     ``columns`` is the body of ``CREATE TABLE "<table>" (...)``; each index is a name
     suffix and its column list, made as ``"<table>_<suffix>"``. Raises
-    :class:`RuntimeError`, creating nothing, if the table's recorded version is newer
-    than ``version``. Meant for ``set_up``, so it runs in the set-up transaction.
+    :class:`~messagebus.SchemaVersionError`, creating nothing, if the table's recorded
+    version is newer than ``version``. Meant for ``set_up``, so it runs in the set-up
+    transaction.
     """
     connection.execute(
         f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from messagebus._errors import InvalidArgumentError
 from messagebus.dead_letters._record import DeadLetter
 
 __all__ = ["InMemoryDeadLetterStore", "matches"]
@@ -40,7 +41,7 @@ class InMemoryDeadLetterStore:
     ) -> Sequence[DeadLetter]:
         """Return records matching every filter given, oldest last failure first."""
         if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, not {limit}")
+            raise InvalidArgumentError(f"limit must be >= 0, not {limit}")
         found = sorted(
             (
                 letter

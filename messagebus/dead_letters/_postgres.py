@@ -23,12 +23,12 @@ schema of the search path; ``<table>`` defaults to ``messagebus_dead_letters``):
 Limits: errors from PostgreSQL or the pool (unreachable server, timeouts, permissions)
 propagate as psycopg / psycopg_pool exceptions, unchanged. The schema must exist
 already. PostgreSQL text cannot hold NUL characters, so a record with a NUL in a field is
-refused (:class:`psycopg.DataError`). Datetimes must be timezone-aware (naive
-ones raise :class:`ValueError`) and come back in UTC whatever the session time zone. A
-cancelled call still finishes its statement in the worker thread before the cancellation
-takes effect. A schema version newer than this code knows raises :class:`RuntimeError`.
-Calls after :meth:`~PostgresDeadLetterStore.aclose` raise
-:class:`anyio.ClosedResourceError`.
+refused (:class:`psycopg.DataError`). Datetimes must be timezone-aware (naive ones
+raise :class:`~messagebus.InvalidArgumentError`) and come back in UTC whatever the
+session time zone. A cancelled call still finishes its statement in the worker thread
+before the cancellation takes effect. A schema version newer than this code knows
+raises :class:`~messagebus.SchemaVersionError`. Calls after
+:meth:`~PostgresDeadLetterStore.aclose` raise :class:`anyio.ClosedResourceError`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from messagebus._errors import InvalidArgumentError
 from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
@@ -152,10 +153,10 @@ class PostgresDeadLetterStore(SQLStore[PostgresDatabase]):
         """Return records matching every filter given, oldest last failure first.
 
         ``since`` and ``until`` bound ``last_failed_at`` (inclusive, exclusive).
-        A negative ``limit`` raises :class:`ValueError`.
+        A negative ``limit`` raises :class:`~messagebus.InvalidArgumentError`.
         """
         if limit is not None and limit < 0:
-            raise ValueError(f"limit must not be negative: {limit}")
+            raise InvalidArgumentError(f"limit must not be negative: {limit}")
         filters = _given(message_type=message_type, handler=handler, since=since, until=until)
         query = _where(self._statements.select, filters, order=True)
         rows = await self._database.fetch(query, [*filters.values(), limit])
@@ -187,7 +188,7 @@ def _aware(*moments: datetime) -> None:
     # psycopg would send a naive datetime as `timestamp`, read in the session time zone.
     for moment in moments:
         if moment.utcoffset() is None:
-            raise ValueError(f"dead letter times must be timezone-aware: {moment!r}")
+            raise InvalidArgumentError(f"dead letter times must be timezone-aware: {moment!r}")
 
 
 def _given(**filters: object) -> dict[str, object]:

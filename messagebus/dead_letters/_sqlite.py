@@ -21,9 +21,10 @@ Table layout (created on first use, idempotently; ``<table>`` defaults to
 
 Limits: errors from SQLite (a lock held longer than the busy timeout, a full disk, a
 read-only file) propagate as :mod:`sqlite3` exceptions, unchanged. Datetimes must be
-timezone-aware (naive ones raise :class:`ValueError`). A cancelled call still finishes
-its statement in the worker thread before the cancellation takes effect. A schema
-version newer than this code knows raises :class:`RuntimeError`. Calls after
+timezone-aware (naive ones raise :class:`~messagebus.InvalidArgumentError`). A
+cancelled call still finishes its statement in the worker thread before the
+cancellation takes effect. A schema version newer than this code knows raises
+:class:`~messagebus.SchemaVersionError`. Calls after
 :meth:`~SQLiteDeadLetterStore.aclose` raise :class:`anyio.ClosedResourceError`.
 """
 
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from messagebus._errors import InvalidArgumentError
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._sqlite import SQLiteDatabase, create_table
 from messagebus._sql._store import SQLStore
@@ -64,7 +66,7 @@ _INDEXES = (
 
 def _micros(moment: datetime) -> int:
     if moment.utcoffset() is None:
-        raise ValueError(f"dead letter times must be timezone-aware: {moment!r}")
+        raise InvalidArgumentError(f"dead letter times must be timezone-aware: {moment!r}")
     return (moment - _EPOCH) // _MICROSECOND
 
 
@@ -154,10 +156,10 @@ class SQLiteDeadLetterStore(SQLStore[SQLiteDatabase]):
         """Return records matching every filter given, oldest last failure first.
 
         ``since`` and ``until`` bound ``last_failed_at`` (inclusive, exclusive).
-        A negative ``limit`` raises :class:`ValueError`.
+        A negative ``limit`` raises :class:`~messagebus.InvalidArgumentError`.
         """
         if limit is not None and limit < 0:
-            raise ValueError(f"limit must not be negative: {limit}")
+            raise InvalidArgumentError(f"limit must not be negative: {limit}")
         where, params = _filters(message_type, handler, since, until)
         statement = f"{self._select}{where} ORDER BY last_failed_at, id LIMIT ?"
         params.append(-1 if limit is None else limit)

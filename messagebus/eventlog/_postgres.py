@@ -47,7 +47,7 @@ row is gone starts again at sequence 1, and subscribers behind the deleted range
 Limits: errors from PostgreSQL or the pool propagate as psycopg / psycopg_pool
 exceptions, unchanged. The schema must exist already. A cancelled call still finishes
 in its worker thread. A schema version newer than this code knows raises
-:class:`RuntimeError`. Calls after :meth:`~PostgresEventLog.aclose` raise
+:class:`~messagebus.SchemaVersionError`. Calls after :meth:`~PostgresEventLog.aclose` raise
 :class:`anyio.ClosedResourceError`.
 """
 

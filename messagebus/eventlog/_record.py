@@ -22,7 +22,7 @@ import attrs
 
 from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
-from messagebus._errors import ConfigurationError, MessageKindError
+from messagebus._errors import ConfigurationError, InvalidArgumentError, MessageKindError
 from messagebus._messages import Event, Message
 
 __all__ = [
@@ -71,11 +71,11 @@ def check_events(envelopes: Sequence[Envelope[Message]]) -> Sequence[Envelope[Ev
 
 
 def check_read(start: int, limit: int | None) -> None:
-    """Refuse a read from before 1 or with a negative limit (ValueError)."""
+    """Refuse a read from before 1 or with a negative limit (InvalidArgumentError)."""
     if start < 1:
-        raise ValueError(f"positions and sequences start at 1, not {start}")
+        raise InvalidArgumentError(f"positions and sequences start at 1, not {start}")
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must not be negative: {limit}")
+        raise InvalidArgumentError(f"limit must not be negative: {limit}")
 
 
 def make_record(

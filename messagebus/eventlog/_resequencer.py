@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from messagebus._envelope import Envelope
-from messagebus._errors import SequenceGapError
+from messagebus._errors import DecodeError, InvalidArgumentError, SequenceGapError
 from messagebus._messages import Message
 from messagebus.eventlog._record import SEQUENCE_HEADER
 
@@ -81,7 +81,7 @@ class Resequencer:
         delivered: Mapping[str, int] | None = None,
     ) -> None:
         if max_held < 0 or max_wait < 0:
-            raise ValueError("max_held and max_wait must not be negative")
+            raise InvalidArgumentError("max_held and max_wait must not be negative")
         self._max_held = max_held
         self._max_wait = max_wait
         self._clock = clock
@@ -103,7 +103,7 @@ class Resequencer:
         """Take an arriving envelope; return what is settled now (time bound included).
 
         Raises:
-            ValueError: its sequence header is not a positive integer.
+            DecodeError: its sequence header is not a positive integer.
         """
         expired = self._expire()
         stream, header = envelope.group_key, envelope.headers.get(SEQUENCE_HEADER)
@@ -186,5 +186,5 @@ class Resequencer:
 
 def _parse(header: str) -> int:
     if not (header.isascii() and header.isdigit()) or int(header) < 1:
-        raise ValueError(f"{SEQUENCE_HEADER} header must be a positive integer, not {header!r}")
+        raise DecodeError(f"{SEQUENCE_HEADER} header must be a positive integer, not {header!r}")
     return int(header)

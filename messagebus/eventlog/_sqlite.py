@@ -33,7 +33,7 @@ row is gone starts again at sequence 1, and subscribers behind the deleted range
 Limits: errors from SQLite (a lock held longer than the busy timeout, a full disk)
 propagate as :mod:`sqlite3` exceptions, unchanged; a cancelled call still finishes its
 statement in the worker thread. A schema version newer than this code knows raises
-:class:`RuntimeError`. Calls after :meth:`~SQLiteEventLog.aclose` raise
+:class:`~messagebus.SchemaVersionError`. Calls after :meth:`~SQLiteEventLog.aclose` raise
 :class:`anyio.ClosedResourceError`.
 """
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol, Self, cast
 
 import anyio
 
+from messagebus._errors import InvalidArgumentError
 from messagebus.eventlog._record import LogRecord
 
 if TYPE_CHECKING:
@@ -94,9 +95,11 @@ class Subscription:
         checkpoint_every: int = 100,
     ) -> None:
         if from_position < 1:
-            raise ValueError(f"from_position must be at least 1, not {from_position}")
+            raise InvalidArgumentError(f"from_position must be at least 1, not {from_position}")
         if page_size < 1 or checkpoint_every < 1 or poll_interval <= 0:
-            raise ValueError("page_size and checkpoint_every must be >= 1, poll_interval > 0")
+            raise InvalidArgumentError(
+                "page_size and checkpoint_every must be >= 1, poll_interval > 0"
+            )
         self._log = log
         self._signal = signal
         self._checkpoints = checkpoints

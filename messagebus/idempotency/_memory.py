@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import attrs
 
+from messagebus._errors import InvalidArgumentError
 from messagebus._ids import new_message_id
 from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
 
@@ -63,7 +64,7 @@ class InMemoryIdempotencyStore:
     async def cleanup(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired records; return how many went."""
         if limit < 0:
-            raise ValueError(f"limit must not be negative: {limit}")
+            raise InvalidArgumentError(f"limit must not be negative: {limit}")
         now = self._clock()
         expired = [key for key, record in self._records.items() if record.expires_at <= now]
         for key in expired[:limit]:

@@ -58,8 +58,8 @@ PostgreSQL text cannot hold NUL characters, so a key, fingerprint or result with
 refused (:class:`psycopg.DataError`). Times have microsecond precision. A cancelled call
 still finishes in the worker thread: a cancelled claim may have claimed the key, which
 then stays in progress until its lease ends. A schema version newer than this code knows
-raises :class:`RuntimeError`. Calls after :meth:`~PostgresIdempotencyStore.aclose` raise
-:class:`anyio.ClosedResourceError`.
+raises :class:`~messagebus.SchemaVersionError`. Calls after
+:meth:`~PostgresIdempotencyStore.aclose` raise :class:`anyio.ClosedResourceError`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from messagebus._errors import DuplicateInProgressError
+from messagebus._errors import DuplicateInProgressError, IdempotencyError, InvalidArgumentError
 from messagebus._ids import new_message_id
 from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
 from messagebus._sql._schema import check_table_name
@@ -198,7 +198,12 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
         )
 
     async def claim(self, scope: str, key: str, fingerprint: str, lease: float) -> ClaimOutcome:
-        """Claim ``key`` in ``scope`` for ``lease`` seconds, or report who has it."""
+        """Claim ``key`` in ``scope`` for ``lease`` seconds, or report who has it.
+
+        Raises:
+            IdempotencyError: the key's record vanished between claiming and reading it,
+                on every one of a few tries (concurrent cleanups); nothing was claimed.
+        """
         from psycopg.rows import tuple_row  # noqa: PLC0415
 
         token = new_message_id()
@@ -275,7 +280,7 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
             live = cursor.execute(statements.select, params).fetchone()
             if live is not None:
                 return _outcome(live, fingerprint)
-        raise RuntimeError(
+        raise IdempotencyError(
             f"could not claim or read key {key!r} in scope {scope!r} after "
             f"{_CLAIM_ATTEMPTS} attempts: its record kept vanishing"
         )
@@ -352,10 +357,10 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
     async def cleanup(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired records; return how many went.
 
-        A negative ``limit`` raises :class:`ValueError`.
+        A negative ``limit`` raises :class:`~messagebus.InvalidArgumentError`.
         """
         if limit < 0:
-            raise ValueError(f"limit must not be negative: {limit}")
+            raise InvalidArgumentError(f"limit must not be negative: {limit}")
         return await self._change(self._statements.cleanup, lambda: self._params(limit=limit))
 
     def _params(self, **params: object) -> dict[str, object]:

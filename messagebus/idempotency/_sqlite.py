@@ -43,8 +43,8 @@ one host). Errors from SQLite (a lock held longer than the busy timeout, a full 
 read-only file) propagate as :mod:`sqlite3` exceptions, unchanged. A cancelled call still
 finishes in the worker thread: a cancelled claim may have claimed the key, which then
 stays in progress until its lease ends. A schema version newer than this code knows
-raises :class:`RuntimeError`. Calls after :meth:`~SQLiteIdempotencyStore.aclose` raise
-:class:`anyio.ClosedResourceError`.
+raises :class:`~messagebus.SchemaVersionError`. Calls after
+:meth:`~SQLiteIdempotencyStore.aclose` raise :class:`anyio.ClosedResourceError`.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from messagebus._errors import InvalidArgumentError
 from messagebus._ids import new_message_id
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._sqlite import SQLiteDatabase, create_table
@@ -222,10 +223,10 @@ class SQLiteIdempotencyStore(SQLStore[SQLiteDatabase]):
     async def cleanup(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired records; return how many went.
 
-        A negative ``limit`` raises :class:`ValueError`.
+        A negative ``limit`` raises :class:`~messagebus.InvalidArgumentError`.
         """
         if limit < 0:
-            raise ValueError(f"limit must not be negative: {limit}")
+            raise InvalidArgumentError(f"limit must not be negative: {limit}")
         return await self._change(self._cleanup, lambda: (self._clock(), limit))
 
     async def _change(self, statement: str, params: Callable[[], Sequence[object]]) -> int:

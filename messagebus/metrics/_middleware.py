@@ -9,7 +9,7 @@ import anyio
 import attrs
 
 from messagebus._envelope import Envelope
-from messagebus._errors import CommandRejected
+from messagebus._errors import ArgumentTypeError, CommandRejected
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, Middleware
@@ -56,4 +56,4 @@ class MetricsMiddleware:
 
     async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
         """Not used directly: the bus calls :meth:`bind` for each handler."""
-        raise TypeError("MetricsMiddleware is bound per handler by the bus; do not call it")
+        raise ArgumentTypeError("MetricsMiddleware is bound per handler by the bus; do not call it")

@@ -16,7 +16,7 @@ import structlog
 from cattrs.preconf.json import make_converter
 
 from messagebus._envelope import Envelope
-from messagebus._errors import DuplicateInProgressError, IdempotencyKeyReused
+from messagebus._errors import ArgumentTypeError, DuplicateInProgressError, IdempotencyKeyReused
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Command, Message
 from messagebus._middleware import CallNext, Middleware
@@ -237,7 +237,9 @@ class IdempotencyMiddleware:
 
     async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
         """Not used directly: the bus calls :meth:`bind` for each handler."""
-        raise TypeError("IdempotencyMiddleware is bound per handler by the bus; do not call it")
+        raise ArgumentTypeError(
+            "IdempotencyMiddleware is bound per handler by the bus; do not call it"
+        )
 
 
 def _reused(key: str, scope: str) -> IdempotencyKeyReused:

@@ -12,7 +12,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from messagebus._envelope import Envelope
-from messagebus._errors import CommandRejected
+from messagebus._errors import ArgumentTypeError, CommandRejected
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, Middleware
@@ -97,7 +97,7 @@ class LoggingMiddleware:
 
     async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
         """Not used directly: the bus calls :meth:`bind` for each handler."""
-        raise TypeError("LoggingMiddleware is bound per handler by the bus; do not call it")
+        raise ArgumentTypeError("LoggingMiddleware is bound per handler by the bus; do not call it")
 
 
 def _logs_info(log: Any) -> bool:

@@ -27,8 +27,8 @@ accepts a loss calls :meth:`OrderingMiddleware.skip_to`. ``SequenceGapError`` is
 and a retry would only wait again in a worker slot.
 
 Envelopes without a ``group_key`` or without the sequence header pass through
-unordered: there is nothing to order them by. A malformed header raises ValueError (a
-dead letter).
+unordered: there is nothing to order them by. A malformed header raises
+:class:`~messagebus.DecodeError` (never retried: a dead letter).
 
 Where a stream starts: the next expected sequence is kept in a
 :class:`~messagebus.eventlog.CheckpointStore` under ``"<handler>:<stream>"``, saved
@@ -75,7 +75,7 @@ import attrs
 import structlog
 
 from messagebus._envelope import Envelope
-from messagebus._errors import ConfigurationError
+from messagebus._errors import ArgumentTypeError, ConfigurationError, InvalidArgumentError
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, Middleware
@@ -162,7 +162,7 @@ class OrderingMiddleware:
         back: a ``sequence`` below the one already handled changes nothing.
         """
         if sequence < 0:
-            raise ValueError(f"sequence must not be negative, not {sequence}")
+            raise InvalidArgumentError(f"sequence must not be negative, not {sequence}")
         key = f"{handler}:{stream}"
         saved = await self.checkpoints.load(key)
         state = self._handlers.get(handler, {}).get(stream)
@@ -175,7 +175,9 @@ class OrderingMiddleware:
 
     async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
         """Not used directly: the bus calls :meth:`bind` for each subscriber."""
-        raise TypeError("OrderingMiddleware is bound per handler by the bus; do not call it")
+        raise ArgumentTypeError(
+            "OrderingMiddleware is bound per handler by the bus; do not call it"
+        )
 
 
 def _retries(layer: object, handler: HandlerInfo) -> bool:

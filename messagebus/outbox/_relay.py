@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import anyio
 import structlog
 
+from messagebus._errors import InvalidArgumentError
 from messagebus._ids import new_message_id
 from messagebus._retry_policy import ExponentialBackoff, FixedBackoff
 from messagebus.outbox._message import (
@@ -118,7 +119,7 @@ class OutboxRelay:
         logger: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         if batch_size < 1 or max_attempts < 1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"batch_size and max_attempts must be >= 1: {batch_size}, {max_attempts}"
             )
         self.store = store
