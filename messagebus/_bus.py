@@ -49,10 +49,10 @@ from messagebus._middleware import (
 from messagebus._naming import lint_names
 from messagebus._redelivery import HANDLER_HEADER
 from messagebus._registry import MessageRegistry
-from messagebus._routing import Destination, Router, outgoing
 from messagebus._unit_of_work import UnitOfWork, enter, leave
 from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 from messagebus.transports._protocol import Outgoing, QueueSpec, Topology, Transport
+from messagebus.transports._routing import Destination, Router, outgoing
 
 if TYPE_CHECKING:
     from messagebus.eventlog import EventLog
@@ -163,7 +163,7 @@ class MessageBus:
             URL (``"memory://"``, ``"sqs://eu-west-1?prefix=prod-"``) is given to
             :func:`~messagebus.transports.transport_from_url`.
         service: this service's name, which names its input queue on the transport
-            (see :mod:`messagebus._routing` for the routing rules).
+            (see :mod:`messagebus.transports._routing` for the routing rules).
         routes: the queues (owning services) of command types handled elsewhere.
         queue: settings of the service's input queue (visibility timeout, FIFO, dead
             letter after N receives); its name must be ``service``.
@@ -883,11 +883,11 @@ class MessageBus:
             local = type(envelope.message) in self._commands
             destination = self.router.destination(envelope, local=local)
             batches.setdefault(destination, []).append(outgoing(self.codec, envelope))
-        for (kind, name), batch in batches.items():
-            if kind == "queue":
-                await transport.send(name, batch)
+        for destination, batch in batches.items():
+            if destination.kind == "queue":
+                await transport.send(destination.name, batch)
             else:
-                await transport.publish(name, batch)
+                await transport.publish(destination.name, batch)
 
     def _running_transport(self) -> Transport:
         if self.transport is None:
@@ -965,17 +965,16 @@ class MessageBus:
 
     def _outbox_row(self, envelope: Envelope[Message]) -> OutboxMessage:
         """Return ``envelope`` as an outbox row for where it goes (transport or here)."""
-        from messagebus.outbox import Destination, OutboxMessage  # noqa: PLC0415
+        from messagebus.outbox import OutboxMessage  # noqa: PLC0415
 
         for hook in self._outgoing:
             envelope = hook(envelope)
         if self.transport is None:
             destination = Destination.local()
         else:
-            kind, name = self.router.destination(
+            destination = self.router.destination(
                 envelope, local=type(envelope.message) in self._commands
             )
-            destination = Destination(kind, name)
         return OutboxMessage.from_envelope(
             envelope, destination, self.codec, deduplication_id=envelope.idempotency_key
         )

@@ -14,7 +14,9 @@ The tree::
     │   ├── InvalidMessageTypeError   a bad wire name or version, or not a Command/Event
     │   ├── InvalidHandlerError       a handler whose signature the bus cannot call
     │   ├── UnsupportedBackendError   a transport that cannot run on this async library
-    │   └── InboxConfigurationError   inbox mode without a unit of work on the store's database
+    │   ├── InboxConfigurationError   inbox mode without a unit of work on the store's database
+    │   ├── InvalidServiceNameError   a service name that cannot name its queue (also a ValueError)
+    │   └── InvalidRouteError         a route for something not a Command type (also a TypeError)
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   ├── MessageKindError          an event sent, a command published, or not a message
@@ -69,6 +71,8 @@ __all__ = [
     "InboxConfigurationError",
     "InvalidHandlerError",
     "InvalidMessageTypeError",
+    "InvalidRouteError",
+    "InvalidServiceNameError",
     "MessageBusError",
     "MessageKindError",
     "MessageTooLargeError",
@@ -124,6 +128,22 @@ class InboxConfigurationError(ConfigurationError):
     not an :class:`~messagebus.idempotency.InboxStore`, or when the store's table is on
     another database than the unit of work's. Never retried (a
     :class:`~messagebus.ConfigurationError`).
+    """
+
+
+class InvalidServiceNameError(ConfigurationError, ValueError):
+    """A service name cannot name its input queue, or the queue given is named otherwise.
+
+    Raised by :class:`~messagebus.MessageBus` (its routing table) at construction. Also a
+    :class:`ValueError`, because it is one: the argument has the wrong value.
+    """
+
+
+class InvalidRouteError(ConfigurationError, TypeError):
+    """``routes`` maps something other than a Command type to a queue.
+
+    Raised by :class:`~messagebus.MessageBus` (its routing table) at construction. Also a
+    :class:`TypeError`, because it is one: the key has the wrong kind.
     """
 
 

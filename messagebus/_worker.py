@@ -41,10 +41,10 @@ import structlog
 from messagebus._errors import DecodeError, DeliveryExpiredError, TransportError
 from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
 from messagebus._retry_policy import ExponentialBackoff
-from messagebus._routing import outgoing
 from messagebus.dead_letters import DeadLetter
 from messagebus.transports._heartbeat import keep_visible
 from messagebus.transports._protocol import Delivery
+from messagebus.transports._routing import outgoing
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus

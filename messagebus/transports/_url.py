@@ -51,8 +51,8 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 import attrs
 
 from messagebus._errors import ConfigurationError
-from messagebus.transports._memory import InMemoryTransport, MemoryBroker
 from messagebus.transports._protocol import Transport
+from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 
 __all__ = ["SQSSettings", "transport_from_env", "transport_from_url"]
 
@@ -314,7 +314,7 @@ def _sqs_transport(settings: SQSSettings) -> Transport:
         # The optional extra: neither is importable without ``messagebus[sqs]``.
         from aiobotocore.session import AioSession  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
 
-        from messagebus.transports._sqs import SQSTransport  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+        from messagebus.transports.sqs import SQSTransport  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
     except ImportError as error:
         raise ConfigurationError(
             f"sqs:// needs the SQS transport's dependencies: {_INSTALL} ({error})"

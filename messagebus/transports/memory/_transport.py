@@ -48,7 +48,6 @@ from messagebus._errors import (
     MessageTooLargeError,
     TransportUnavailableError,
 )
-from messagebus.transports._memory_queue import QueueDepth, QueueState, StoredMessage
 from messagebus.transports._protocol import (
     Capabilities,
     Outgoing,
@@ -56,6 +55,7 @@ from messagebus.transports._protocol import (
     TopicSpec,
     Topology,
 )
+from messagebus.transports.memory._queue import QueueDepth, QueueState, StoredMessage
 
 __all__ = ["MEMORY_CAPABILITIES", "InMemoryTransport", "MemoryBroker"]
 

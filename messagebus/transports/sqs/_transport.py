@@ -6,13 +6,13 @@ entering or calling it under trio raises :class:`~messagebus.UnsupportedBackendE
 
 How the contract maps onto AWS:
 
-- Names: see :mod:`messagebus.transports._sqs_names` (``<prefix><name>[.fifo]``). A
+- Names: see :mod:`messagebus.transports.sqs._names` (``<prefix><name>[.fifo]``). A
   queue's URL and a topic's ARN are looked up once and cached; a queue not provisioned
   by this transport is found as standard first, then as FIFO.
 - :meth:`~SQSTransport.send` uses SendMessageBatch: at most 10 messages and 1 MiB per
   call, split by count and bytes. Sizes are checked before anything is sent.
   Concurrent sends to one queue share calls (``send_window``, 5 ms by default; see
-  :mod:`messagebus.transports._sqs_coalesce`): 25 tasks sending one message each make
+  :mod:`messagebus.transports.sqs._coalesce`): 25 tasks sending one message each make
   3 calls, and each task gets its own messages' outcome. On a FIFO
   queue each message's MessageGroupId is its ``group_key`` (``"default"`` if None), its
   MessageDeduplicationId its ``deduplication_id`` or ``message_id``, and the calls go one
@@ -33,7 +33,7 @@ How the contract maps onto AWS:
   again) for up to 10 messages. A delivery's ack joins a DeleteMessageBatch with the
   acks of other tasks (a 5 ms window); nack and extend are ChangeMessageVisibility.
   SQS counts visibility in whole seconds: fractions are rounded up.
-- Errors: see :mod:`messagebus.transports._sqs_errors`.
+- Errors: see :mod:`messagebus.transports.sqs._errors`.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ from messagebus._errors import (
     UnsupportedBackendError,
 )
 from messagebus.transports._protocol import Capabilities, Outgoing, Topology, Transport
-from messagebus.transports._sqs_background import Background
-from messagebus.transports._sqs_batching import (
+from messagebus.transports.sqs._background import Background
+from messagebus.transports.sqs._batching import (
     MAX_ENTRIES,
     DeleteBatcher,
     Failures,
@@ -66,10 +66,10 @@ from messagebus.transports._sqs_batching import (
     encode_texts,
     send_all,
 )
-from messagebus.transports._sqs_coalesce import SendCollector
-from messagebus.transports._sqs_errors import translated
-from messagebus.transports._sqs_names import Names, ResolvedQueue, ResolvedTopic
-from messagebus.transports._sqs_provision import (
+from messagebus.transports.sqs._coalesce import SendCollector
+from messagebus.transports.sqs._errors import translated
+from messagebus.transports.sqs._names import Names, ResolvedQueue, ResolvedTopic
+from messagebus.transports.sqs._provision import (
     MAX_VISIBILITY,
     create_queue,
     create_topic,
@@ -278,7 +278,7 @@ class SQSTransport:
         return self._sqs, self._sns
 
     async def provision(self, topology: Topology) -> None:
-        """Create what ``topology`` names and does not exist yet; see _sqs_provision."""
+        """Create what ``topology`` names and does not exist yet; see _provision."""
         sqs, sns = self._clients()
         for spec in topology.queues:
             self._queues[spec.name] = await create_queue(sqs, self._names, spec)

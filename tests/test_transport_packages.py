@@ -1,0 +1,57 @@
+"""The transports' packages: a folder per family, public names re-exported, SQS lazy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import ModuleType
+
+import pytest
+
+import messagebus.transports
+import messagebus.transports.memory
+import messagebus.transports.sqs
+
+
+def isort_style(name: str) -> tuple[int, str]:
+    """RUF022's order: constants, then classes, then functions, each alphabetical."""
+    return 0 if name.isupper() else 1 if name[0].isupper() else 2, name
+
+
+class TestExports:
+    """Each transport package lists what it exports, and exports what it lists."""
+
+    @pytest.mark.parametrize(
+        "module",
+        [messagebus.transports, messagebus.transports.memory, messagebus.transports.sqs],
+    )
+    def test_all_is_sorted_and_resolvable(self, module: ModuleType) -> None:
+        """__all__ is sorted, unique, and every name in it exists."""
+        names = module.__all__
+        assert names == sorted(names, key=isort_style)
+        assert len(set(names)) == len(names)
+        for name in names:
+            assert hasattr(module, name), name
+
+    def test_the_family_types_are_the_ones_re_exported(self) -> None:
+        """messagebus.transports re-exports the families' own classes, not copies."""
+        transports, memory, sqs = (
+            messagebus.transports,
+            messagebus.transports.memory,
+            messagebus.transports.sqs,
+        )
+        assert transports.InMemoryTransport is memory.InMemoryTransport
+        assert transports.SQSTransport is sqs.SQSTransport
+
+
+class TestLazySQS:
+    """The SQS family needs an extra, so the transports package does not import it."""
+
+    def test_importing_transports_leaves_aiobotocore_out(self) -> None:
+        """A fresh interpreter imports messagebus.transports without aiobotocore."""
+        code = (
+            "import sys, messagebus, messagebus.transports;"
+            "assert 'aiobotocore' not in sys.modules, 'aiobotocore imported';"
+            "assert 'messagebus.transports.sqs' not in sys.modules, 'sqs imported'"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)
