@@ -55,3 +55,8 @@ class TestLazySQS:
             "assert 'messagebus.transports.sqs' not in sys.modules, 'sqs imported'"
         )
         subprocess.run([sys.executable, "-c", code], check=True)
+
+    def test_an_unknown_name_is_an_attribute_error(self) -> None:
+        """The lazy lookup answers only for the SQS names; anything else is missing."""
+        with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+            _ = messagebus.transports.Nope
