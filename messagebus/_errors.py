@@ -15,8 +15,8 @@ The tree::
     │   ├── InvalidHandlerError       a handler whose signature the bus cannot call
     │   ├── UnsupportedBackendError   a transport that cannot run on this async library
     │   ├── InboxConfigurationError   inbox mode without a unit of work on the store's database
-    │   ├── InvalidServiceNameError   a service name that cannot name its queue (also a ValueError)
-    │   └── InvalidRouteError         a route for something not a Command type (also a TypeError)
+    │   ├── InvalidArgumentError      an argument a call cannot take (also a ValueError)
+    │   └── ArgumentTypeError         a value of the wrong type for its use (also a TypeError)
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   ├── MessageKindError          an event sent, a command published, or not a message
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from messagebus._messages import Message
 
 __all__ = [
+    "ArgumentTypeError",
     "BusStateError",
     "CommandRejected",
     "ConfigurationError",
@@ -69,10 +70,9 @@ __all__ = [
     "IdempotencyError",
     "IdempotencyKeyReused",
     "InboxConfigurationError",
+    "InvalidArgumentError",
     "InvalidHandlerError",
     "InvalidMessageTypeError",
-    "InvalidRouteError",
-    "InvalidServiceNameError",
     "MessageBusError",
     "MessageKindError",
     "MessageTooLargeError",
@@ -131,19 +131,21 @@ class InboxConfigurationError(ConfigurationError):
     """
 
 
-class InvalidServiceNameError(ConfigurationError, ValueError):
-    """A service name cannot name its input queue, or the queue given is named otherwise.
+class InvalidArgumentError(ConfigurationError, ValueError):
+    """A call got an argument it cannot take; the call did nothing.
 
-    Raised by :class:`~messagebus.MessageBus` (its routing table) at construction. Also a
-    :class:`ValueError`, because it is one: the argument has the wrong value.
+    A negative limit, a naive datetime where an aware one is needed, a table name that
+    is not an identifier, an option outside its choices. Also a :class:`ValueError`,
+    because it is one.
     """
 
 
-class InvalidRouteError(ConfigurationError, TypeError):
-    """``routes`` maps something other than a Command type to a queue.
+class ArgumentTypeError(ConfigurationError, TypeError):
+    """A value has the wrong type for where it was given; the call did nothing.
 
-    Raised by :class:`~messagebus.MessageBus` (its routing table) at construction. Also a
-    :class:`TypeError`, because it is one: the key has the wrong kind.
+    Such as a retry policy's ``retry_on`` holding something other than exception
+    classes, or a middleware the bus binds per handler called as a plain middleware.
+    Also a :class:`TypeError`, because it is one.
     """
 
 

@@ -11,6 +11,10 @@ import pytest
 import messagebus.transports
 import messagebus.transports.memory
 import messagebus.transports.sqs
+from messagebus import ConfigurationError
+from messagebus._errors import InvalidArgumentError
+from messagebus.transports import InMemoryTransport, MemoryBroker
+from messagebus.transports.sqs._names import Names
 
 
 def isort_style(name: str) -> tuple[int, str]:
@@ -60,3 +64,17 @@ class TestLazySQS:
         """The lazy lookup answers only for the SQS names; anything else is missing."""
         with pytest.raises(AttributeError, match="no attribute 'Nope'"):
             _ = messagebus.transports.Nope
+
+
+class TestArgumentErrors:
+    """The transports refuse bad arguments with the tree's error, still a ValueError."""
+
+    def test_memory_and_sqs_refuse_with_invalid_argument_error(self) -> None:
+        """A broker and a clock at once, a bad SQS prefix: InvalidArgumentError."""
+        with pytest.raises(InvalidArgumentError, match="not both") as memory:
+            InMemoryTransport(MemoryBroker(), clock=lambda: 0.0)
+        with pytest.raises(InvalidArgumentError, match="prefix") as sqs:
+            Names("no spaces")
+        for caught in (memory, sqs):
+            assert isinstance(caught.value, ConfigurationError)
+            assert isinstance(caught.value, ValueError)

@@ -9,7 +9,7 @@ import pytest
 import messagebus.outbox
 import messagebus.transports
 from messagebus import ConfigurationError, Envelope, NoHandlerError
-from messagebus._errors import InvalidRouteError, InvalidServiceNameError
+from messagebus._errors import ArgumentTypeError, InvalidArgumentError
 from messagebus.transports import Destination, QueueSpec, Router, topic_name
 from tests.messages import IndexPost, PostPublished, PublishPost
 
@@ -68,14 +68,14 @@ class TestRouterConfiguration:
     )
     def test_a_bad_service_name(self, arguments: dict[str, Any], match: str) -> None:
         """A name that cannot name the queue: a ConfigurationError, also a ValueError."""
-        with pytest.raises(InvalidServiceNameError, match=match) as caught:
+        with pytest.raises(InvalidArgumentError, match=match) as caught:
             Router(routes={}, **arguments)
         assert isinstance(caught.value, ConfigurationError)
         assert isinstance(caught.value, ValueError)
 
     def test_a_route_for_a_non_command(self) -> None:
         """Routes take Command types: a ConfigurationError, also a TypeError."""
-        with pytest.raises(InvalidRouteError, match="routes map Command types") as caught:
+        with pytest.raises(ArgumentTypeError, match="routes map Command types") as caught:
             Router("blog", {PostPublished: "search"})  # type: ignore[dict-item]
         assert isinstance(caught.value, ConfigurationError)
         assert isinstance(caught.value, TypeError)

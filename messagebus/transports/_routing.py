@@ -27,7 +27,7 @@ import attrs
 
 from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
-from messagebus._errors import InvalidRouteError, InvalidServiceNameError, NoHandlerError
+from messagebus._errors import ArgumentTypeError, InvalidArgumentError, NoHandlerError
 from messagebus._messages import Command, Event, Message
 from messagebus.transports._protocol import (
     Outgoing,
@@ -93,9 +93,9 @@ class Router:
         queue: the settings of this service's input queue (its name is ``service``).
 
     Raises:
-        InvalidServiceNameError: ``service`` cannot name a queue, or ``queue`` is named
+        InvalidArgumentError: ``service`` cannot name a queue, or ``queue`` is named
             otherwise (also a :class:`ValueError`).
-        InvalidRouteError: ``routes`` maps something other than a Command type (also a
+        ArgumentTypeError: ``routes`` maps something other than a Command type (also a
             :class:`TypeError`).
     """
 
@@ -106,19 +106,17 @@ class Router:
         queue: QueueSpec | None = None,
     ) -> None:
         if not _SERVICE_NAME.fullmatch(service):
-            raise InvalidServiceNameError(
+            raise InvalidArgumentError(
                 f"service must be 1-64 letters, digits, '-' or '_' (it names a queue): {service!r}"
             )
         self.service = service
         self.queue = QueueSpec(service) if queue is None else queue
         if self.queue.name != service:
-            raise InvalidServiceNameError(
-                f"the input queue is named after the service: {service!r}"
-            )
+            raise InvalidArgumentError(f"the input queue is named after the service: {service!r}")
         self._routes: dict[type[Message], str] = {}
         for command_type, owner in routes.items():
             if not (isinstance(command_type, type) and issubclass(command_type, Command)):
-                raise InvalidRouteError(f"routes map Command types to queues, not {command_type!r}")
+                raise ArgumentTypeError(f"routes map Command types to queues, not {command_type!r}")
             self._routes[command_type] = owner
 
     def remote_queue(self, command_type: type[Message]) -> str | None:

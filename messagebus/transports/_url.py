@@ -50,7 +50,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import attrs
 
-from messagebus._errors import ConfigurationError
+from messagebus._errors import ConfigurationError, InvalidArgumentError
 from messagebus.transports._protocol import Transport
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 
@@ -74,7 +74,7 @@ def _integer(text: str) -> int:
 def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:  # also refuses nan
-        raise ValueError(text)
+        raise InvalidArgumentError(text)
     return value
 
 
@@ -84,7 +84,7 @@ def _flag(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ValueError(text)
+    raise InvalidArgumentError(text)
 
 
 # The SQS transport's tuning arguments, and how a query value becomes one.

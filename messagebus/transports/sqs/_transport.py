@@ -28,7 +28,7 @@ How the contract maps onto AWS:
   which every topic takes; a larger message goes in a call of its own. A topic left at
   256 KiB (made elsewhere; LocalStack 2026.3, which stores the attribute but keeps the
   old limit) refuses such a call: :class:`~messagebus.TransportError`, nothing dropped.
-  SNS cannot delay a message: a delay raises :class:`ValueError`.
+  SNS cannot delay a message: a delay raises :class:`~messagebus.InvalidArgumentError`.
 - :meth:`~SQSTransport.receive` long-polls (WaitTimeSeconds up to 20, longer waits poll
   again) for up to 10 messages. A delivery's ack joins a DeleteMessageBatch with the
   acks of other tasks (a 5 ms window); nack and extend are ChangeMessageVisibility.
@@ -52,6 +52,7 @@ from aiobotocore.session import AioSession, get_session
 
 from messagebus._errors import (
     DestinationNotFoundError,
+    InvalidArgumentError,
     TransportError,
     UnsupportedBackendError,
 )
@@ -210,7 +211,7 @@ class SQSTransport:
         self._session = session or get_session()
         self._ack_window = ack_window
         if send_window < 0:
-            raise ValueError("send_window must be at least 0")
+            raise InvalidArgumentError("send_window must be at least 0")
         self._send_window = send_window
         self._topic_max_bytes = topic_max_bytes
         self._queues: dict[str, ResolvedQueue] = {}
@@ -334,9 +335,9 @@ class SQSTransport:
         for message in messages:
             if target.fifo:
                 if message.delay:
-                    raise ValueError("SQS FIFO queues take no per-message delay")
+                    raise InvalidArgumentError("SQS FIFO queues take no per-message delay")
             elif not 0 <= message.delay <= MAX_DELAY:
-                raise ValueError(f"delay {message.delay} is outside 0-{MAX_DELAY} s")
+                raise InvalidArgumentError(f"delay {message.delay} is outside 0-{MAX_DELAY} s")
 
         def entry(index: int, entry_id: str) -> SendMessageBatchRequestEntryTypeDef:
             message = messages[index]
@@ -378,7 +379,7 @@ class SQSTransport:
             return
         texts, refused = encode_texts(messages, self._topic_max_bytes)
         if any(message.delay for message in messages):
-            raise ValueError("SNS cannot delay a message: send it to a queue instead")
+            raise InvalidArgumentError("SNS cannot delay a message: send it to a queue instead")
         target = await self._topic(topic)
 
         def entry(index: int, entry_id: str) -> PublishBatchRequestEntryTypeDef:
@@ -454,7 +455,7 @@ class SQSTransport:
         """Long-poll ``queue`` for up to ``max_messages`` (at most 10) messages."""
         self._clients()
         if max_messages < 1:
-            raise ValueError("max_messages must be at least 1")
+            raise InvalidArgumentError("max_messages must be at least 1")
         target = await self._queue(queue)
         request: ReceiveMessageRequestTypeDef = {
             "QueueUrl": target.url,
