@@ -70,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from messagebus import Command, Event, MessageBus, Worker
 from messagebus.transports import Outgoing, QueueSpec, Topology
-from messagebus.transports._sqs import SQSTransport
+from messagebus.transports.sqs import SQSTransport
 from tests.localstack import localstack_server, require_loopback
 
 REGION = "us-east-1"

@@ -31,7 +31,7 @@ import structlog
 from messagebus._codec import WireCodec
 from messagebus._dispatch import Dispatcher
 from messagebus._envelope import Envelope
-from messagebus._errors import BusStateError, ConfigurationError
+from messagebus._errors import BusStateError, ConfigurationError, InvalidArgumentError
 from messagebus._messages import Command, Event, Message
 from messagebus._outlets import (
     Departure,
@@ -45,11 +45,11 @@ from messagebus._outlets import (
 )
 from messagebus._registration import AnyMiddleware, HandlerTable
 from messagebus._registry import MessageRegistry
-from messagebus._routing import Router
 from messagebus._unit_of_work import UnitOfWork, open_unit_of_work
 from messagebus.dead_letters import DeadLetterStore, InMemoryDeadLetterStore
 from messagebus.outbox import OutboxRelay
 from messagebus.transports._protocol import QueueSpec, Topology, Transport
+from messagebus.transports._routing import Router
 from messagebus.transports._url import transport_from_url
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class MessageBus(Dispatcher):
             URL (``"memory://"``, ``"sqs://eu-west-1?prefix=prod-"``) is given to
             :func:`~messagebus.transports.transport_from_url`.
         service: this service's name, which names its input queue on the transport
-            (see :mod:`messagebus._routing` for the routing rules).
+            (see :mod:`messagebus.transports._routing` for the routing rules).
         routes: the queues (owning services) of command types handled elsewhere.
         queue: settings of the service's input queue (visibility timeout, FIFO, dead
             letter after N receives); its name must be ``service``.
@@ -136,7 +136,9 @@ class MessageBus(Dispatcher):
         outgoing: Iterable[Callable[[Envelope[Message]], Envelope[Message]]] = (),
     ) -> None:
         if fanout not in ("sequential", "concurrent"):
-            raise ValueError(f"fanout must be 'sequential' or 'concurrent', not {fanout!r}")
+            raise InvalidArgumentError(
+                f"fanout must be 'sequential' or 'concurrent', not {fanout!r}"
+            )
         self.registry = MessageRegistry()
         self.router = Router(service, routes or {}, queue)
         if isinstance(transport, str):

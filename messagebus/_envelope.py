@@ -8,6 +8,7 @@ from time import time_ns
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
+from messagebus._errors import ArgumentTypeError, MessageKindError
 from messagebus._ids import new_message_id
 from messagebus._messages import Command, Message
 
@@ -77,7 +78,7 @@ class Envelope(Generic[M_co]):
         produced: it supplies ``correlation_id`` and ``causation_id`` unless given.
         """
         if not isinstance(message, Message):
-            raise TypeError(f"an envelope carries a Command or an Event, not {message!r}")
+            raise MessageKindError(f"an envelope carries a Command or an Event, not {message!r}")
         self.message = message
         self._message_id = message_id
         self._correlation_id = correlation_id
@@ -155,7 +156,7 @@ class Envelope(Generic[M_co]):
         }
         unknown = changes.keys() - fields.keys() - {"message"}
         if unknown:
-            raise TypeError(f"Envelope.replace() got unknown fields: {sorted(unknown)}")
+            raise ArgumentTypeError(f"Envelope.replace() got unknown fields: {sorted(unknown)}")
         message = changes.pop("message", self.message)
         fields.update(changes)
         copy = Envelope(message, **fields)

@@ -34,7 +34,7 @@ from messagebus._middleware import (
 )
 from messagebus._naming import lint_names
 from messagebus._registry import MessageRegistry
-from messagebus._routing import Router
+from messagebus.transports._routing import Router
 
 __all__ = ["AnyMiddleware", "HandlerTable", "Route"]
 

@@ -38,13 +38,18 @@ import anyio.abc
 import attrs
 import structlog
 
-from messagebus._errors import DecodeError, DeliveryExpiredError, TransportError
+from messagebus._errors import (
+    DecodeError,
+    DeliveryExpiredError,
+    InvalidArgumentError,
+    TransportError,
+)
 from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
 from messagebus._retry_policy import ExponentialBackoff
-from messagebus._routing import outgoing
 from messagebus.dead_letters import DeadLetter
 from messagebus.transports._heartbeat import keep_visible
 from messagebus.transports._protocol import Delivery
+from messagebus.transports._routing import outgoing
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
@@ -86,7 +91,7 @@ class Worker:
         logger: Any = None,
     ) -> None:
         if concurrency < 1 or batch < 1:
-            raise ValueError("concurrency and batch must be at least 1")
+            raise InvalidArgumentError("concurrency and batch must be at least 1")
         self.bus = bus
         self.concurrency = concurrency
         self.grace = grace

@@ -40,7 +40,7 @@ def make_transport(
         return lambda: InMemoryTransport(broker)
     if anyio_backend != "asyncio":
         pytest.skip("SQSTransport runs on asyncio only (its refusal of trio is tested apart)")
-    from messagebus.transports._sqs import SQSTransport
+    from messagebus.transports.sqs import SQSTransport
 
     endpoint = str(request.getfixturevalue("localstack_endpoint"))
     prefix = f"app{secrets.token_hex(4)}-"

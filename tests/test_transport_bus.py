@@ -25,7 +25,7 @@ from messagebus.transports import (
     MemoryBroker,
     Outgoing,
     QueueSpec,
-    Subscription,
+    TopicSubscription,
 )
 from tests.messages import IndexPost, PostId, PostIndexed, PostPublished, PublishPost
 
@@ -68,7 +68,7 @@ class TestTopology:
             "blog-post-published",
             "search-post-indexed",
         ]
-        assert topology.subscriptions == (Subscription("blog-post-published", "blog"),)
+        assert topology.subscriptions == (TopicSubscription("blog-post-published", "blog"),)
 
     def test_queue_must_be_named_after_the_service(self) -> None:
         """The input queue's name is the service's: anything else is refused."""
@@ -288,7 +288,7 @@ class TestPoisonMessages:
             await producer.transport.provision(  # type: ignore[union-attr]
                 attrs.evolve(
                     producer.topology(),
-                    subscriptions=(Subscription("blog-unknown-happened", "blog"),),
+                    subscriptions=(TopicSubscription("blog-unknown-happened", "blog"),),
                 )
             )
             await bus.transport.send("blog", [Outgoing(b"{not json", "m-1")])  # type: ignore[union-attr]

@@ -38,7 +38,7 @@ from messagebus.transports import (
     QueueSpec,
     Topology,
 )
-from messagebus.transports._memory_queue import QueueState
+from messagebus.transports.memory._queue import QueueState
 
 pytestmark = pytest.mark.anyio
 

@@ -32,7 +32,7 @@ def sqs(request: pytest.FixtureRequest, anyio_backend: str) -> TransportHarness:
     """SQSTransports on LocalStack under one fresh prefix: a second one is a restart."""
     if anyio_backend != "asyncio":
         pytest.skip("SQSTransport runs on asyncio only (its refusal of trio is tested apart)")
-    from messagebus.transports._sqs import SQSTransport
+    from messagebus.transports.sqs import SQSTransport
 
     endpoint = str(request.getfixturevalue("localstack_endpoint"))
     prefix = f"c{secrets.token_hex(4)}-"

@@ -23,8 +23,8 @@ from messagebus.transports import (
     Outgoing,
     QueueDepth,
     QueueSpec,
-    Subscription,
     TopicSpec,
+    TopicSubscription,
     Topology,
     Transport,
 )
@@ -57,7 +57,7 @@ TOPOLOGY = Topology(
         QueueSpec("audit", max_receives=None),
     ),
     topics=(TopicSpec(TOPIC),),
-    subscriptions=(Subscription(TOPIC, QUEUE), Subscription(TOPIC, "audit")),
+    subscriptions=(TopicSubscription(TOPIC, QUEUE), TopicSubscription(TOPIC, "audit")),
 )
 
 
@@ -160,9 +160,11 @@ class TestProvision:
 
     @pytest.mark.parametrize(
         "subscription",
-        [Subscription("nowhere", "new-queue"), Subscription("new-topic", "nowhere")],
+        [TopicSubscription("nowhere", "new-queue"), TopicSubscription("new-topic", "nowhere")],
     )
-    async def test_a_refused_topology_changes_nothing(self, subscription: Subscription) -> None:
+    async def test_a_refused_topology_changes_nothing(
+        self, subscription: TopicSubscription
+    ) -> None:
         """A subscription to an unknown queue or topic refuses the whole topology."""
         async with InMemoryTransport() as transport:
             topology = Topology(
@@ -195,7 +197,7 @@ class TestTopics:
 
     async def test_subscribing_twice_delivers_once(self, transport: InMemoryTransport) -> None:
         """A subscription provisioned again is still one subscription."""
-        await transport.provision(Topology(subscriptions=(Subscription(TOPIC, QUEUE),)))
+        await transport.provision(Topology(subscriptions=(TopicSubscription(TOPIC, QUEUE),)))
         await transport.publish(TOPIC, [message("once")])
         assert await receive_now(transport) == ["once"]
 

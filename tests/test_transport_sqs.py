@@ -42,21 +42,21 @@ from messagebus.transports import (
     Delivery,
     Outgoing,
     QueueSpec,
-    Subscription,
     TopicSpec,
+    TopicSubscription,
     Topology,
     Transport,
 )
-from messagebus.transports._sqs import SQSDelivery, SQSTransport
-from messagebus.transports._sqs_batching import (
+from messagebus.transports.sqs import SQSDelivery, SQSTransport
+from messagebus.transports.sqs._batching import (
     BatchOutcome,
     DeleteBatcher,
     Failures,
     call_batch,
     plan_batches,
 )
-from messagebus.transports._sqs_errors import client_error, translated, vendor_error
-from messagebus.transports._sqs_names import Names
+from messagebus.transports.sqs._errors import client_error, translated, vendor_error
+from messagebus.transports.sqs._names import Names
 
 pytestmark = pytest.mark.anyio
 asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -156,7 +156,7 @@ class TestProvision:
         topology = Topology(
             queues=(QueueSpec("orders", visibility_timeout=7, max_receives=4),),
             topics=(TopicSpec("placed"),),
-            subscriptions=(Subscription("placed", "orders"),),
+            subscriptions=(TopicSubscription("placed", "orders"),),
         )
         await transport.provision(topology)
         await transport.provision(topology)
@@ -386,9 +386,9 @@ class TestPublish:
                 queues=(QueueSpec("billing"), QueueSpec("shipping"), QueueSpec("audit")),
                 topics=(TopicSpec("order-placed"), TopicSpec("other")),
                 subscriptions=(
-                    Subscription("order-placed", "billing"),
-                    Subscription("order-placed", "shipping"),
-                    Subscription("other", "audit"),
+                    TopicSubscription("order-placed", "billing"),
+                    TopicSubscription("order-placed", "shipping"),
+                    TopicSubscription("other", "audit"),
                 ),
             )
         )
@@ -408,7 +408,7 @@ class TestPublish:
             Topology(
                 queues=(QueueSpec("ordered", fifo=True),),
                 topics=(TopicSpec("ticks", fifo=True),),
-                subscriptions=(Subscription("ticks", "ordered"),),
+                subscriptions=(TopicSubscription("ticks", "ordered"),),
             )
         )
         await transport.publish("ticks", outgoing(15, group_key="g"))
@@ -422,7 +422,7 @@ class TestPublish:
             Topology(
                 queues=(QueueSpec("sink"),),
                 topics=(TopicSpec("wide"),),
-                subscriptions=(Subscription("wide", "sink"),),
+                subscriptions=(TopicSubscription("wide", "sink"),),
             )
         )
         _, sns = transport._clients()
@@ -502,7 +502,7 @@ class TestCoalescing:
             Topology(
                 queues=(QueueSpec("sink"),),
                 topics=(TopicSpec("news"),),
-                subscriptions=(Subscription("news", "sink"),),
+                subscriptions=(TopicSubscription("news", "sink"),),
             )
         )
         outcomes = await concurrently(

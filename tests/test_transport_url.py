@@ -207,7 +207,7 @@ class TestSQSBuilding:
 
     def test_builds_the_sqs_transport(self) -> None:
         """With the extra installed, the URL makes an SQSTransport (nothing connects yet)."""
-        sqs: Any = pytest.importorskip("messagebus.transports._sqs")
+        sqs: Any = pytest.importorskip("messagebus.transports.sqs")
         transport = transport_from_url(
             "sqs://eu-west-1?endpoint_url=http://localhost:4566&prefix=t-&max_attempts=2"
         )
@@ -215,7 +215,7 @@ class TestSQSBuilding:
 
     def test_profiles(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         """A profile gives the region; a missing or region-less profile is refused now."""
-        sqs: Any = pytest.importorskip("messagebus.transports._sqs")
+        sqs: Any = pytest.importorskip("messagebus.transports.sqs")
         config = tmp_path / "aws-config"
         config.write_text("[profile dev]\nregion = eu-north-1\n\n[profile bare]\noutput = json\n")
         monkeypatch.setenv("AWS_CONFIG_FILE", str(config))

@@ -7,9 +7,8 @@ from collections.abc import Callable, Container, Sequence
 from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
-from messagebus._routing import Router
-from messagebus.outbox import Destination
 from messagebus.transports._protocol import Outgoing, Transport
+from messagebus.transports._routing import Destination, Router
 
 __all__ = ["Departure", "Hook", "send_batch"]
 
@@ -57,8 +56,9 @@ class Departure:
         if router is None:
             destination = Destination.local()
         else:
-            kind, name = router.destination(envelope, local=type(envelope.message) in self._handles)
-            destination = Destination(kind, name)
+            destination = router.destination(
+                envelope, local=type(envelope.message) in self._handles
+            )
         # The FIFO deduplication id is the idempotency key when the sender set one (a
         # second send under one key is the same intention), else the message id.
         return destination, Outgoing(

@@ -20,8 +20,9 @@ from messagebus._errors import DecodeError, MessageTooLargeError, SendError, Tra
 from messagebus._messages import Message
 from messagebus._outlets._departure import Departure, send_batch
 from messagebus._outlets._protocol import Outlet
-from messagebus.outbox import DeliveryFailure, Destination, OutboxMessage
+from messagebus.outbox import DeliveryFailure, OutboxMessage
 from messagebus.transports._protocol import Outgoing, Transport
+from messagebus.transports._routing import Destination
 
 if TYPE_CHECKING:
     from messagebus._unit_of_work import UnitOfWork

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
 from messagebus._outlets._departure import Departure, send_batch
-from messagebus.outbox import Destination
 from messagebus.transports._protocol import Outgoing, Transport
+from messagebus.transports._routing import Destination
 
 __all__ = ["TransportOutlet"]
 

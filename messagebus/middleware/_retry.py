@@ -14,7 +14,7 @@ import attrs
 import structlog
 
 from messagebus._envelope import Envelope
-from messagebus._errors import RetriesExhausted
+from messagebus._errors import ArgumentTypeError, RetriesExhausted
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, OnFailure, Recover
@@ -103,7 +103,7 @@ class RetryMiddleware:
 
     async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
         """Not used directly: the bus calls :meth:`bind` for each handler."""
-        raise TypeError("RetryMiddleware is bound per handler by the bus; do not call it")
+        raise ArgumentTypeError("RetryMiddleware is bound per handler by the bus; do not call it")
 
 
 def _protected(handler: HandlerInfo) -> bool:

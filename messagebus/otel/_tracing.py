@@ -10,7 +10,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from messagebus._envelope import Envelope
-from messagebus._errors import CommandRejected
+from messagebus._errors import ArgumentTypeError, CommandRejected
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, Middleware
@@ -152,4 +152,4 @@ class TracingMiddleware:
 
     async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:
         """Not used directly: the bus calls :meth:`bind` for each handler."""
-        raise TypeError("TracingMiddleware is bound per handler by the bus; do not call it")
+        raise ArgumentTypeError("TracingMiddleware is bound per handler by the bus; do not call it")

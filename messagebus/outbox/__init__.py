@@ -1,9 +1,12 @@
-"""The transactional outbox: messages written with the business data, relayed after commit."""
+"""The transactional outbox: messages written with the business data, relayed after commit.
+
+:class:`Destination` (where a row goes) is the routing table's own type, re-exported
+here because every :class:`OutboxMessage` carries one; it is the same class as
+:class:`messagebus.transports.Destination`.
+"""
 
 from messagebus.outbox._message import (
     DeliveryFailure,
-    Destination,
-    DestinationKind,
     OutboxEntry,
     OutboxMessage,
     OutboxStatus,
@@ -19,6 +22,7 @@ from messagebus.outbox._store import (
     OutboxTransaction,
     Settlement,
 )
+from messagebus.transports._routing import Destination, DestinationKind
 
 __all__ = [
     "CommitListener",

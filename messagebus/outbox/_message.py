@@ -11,52 +11,18 @@ import attrs
 from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
+from messagebus.transports._routing import Destination
 
 __all__ = [
     "DeliveryFailure",
-    "Destination",
-    "DestinationKind",
     "OutboxEntry",
     "OutboxMessage",
     "OutboxStatus",
     "Status",
 ]
 
-DestinationKind = Literal["queue", "topic", "local"]
-"""``queue``: a transport's queue (a command); ``topic``: a transport's topic (an event);
-``local``: this process's own dispatcher (the bus handles it in-process)."""
-
 Status = Literal["pending", "sent", "dead"]
 """A row's state: waiting (or being delivered under a lease), delivered, or parked."""
-
-_KINDS = ("queue", "topic", "local")
-
-
-@attrs.frozen
-class Destination:
-    """Where a message goes: a queue or a topic of the transport, or the local dispatcher.
-
-    ``name`` is the queue's or topic's logical name; for ``local`` it is free (the bus
-    may use the message type) and may be empty.
-    """
-
-    kind: DestinationKind = attrs.field(validator=attrs.validators.in_(_KINDS))
-    name: str = ""
-
-    @classmethod
-    def queue(cls, name: str) -> Destination:
-        """Return the transport's queue ``name`` (point to point: commands)."""
-        return cls("queue", name)
-
-    @classmethod
-    def topic(cls, name: str) -> Destination:
-        """Return the transport's topic ``name`` (fan-out: events)."""
-        return cls("topic", name)
-
-    @classmethod
-    def local(cls, name: str = "") -> Destination:
-        """Return the dispatcher of this process."""
-        return cls("local", name)
 
 
 @attrs.frozen

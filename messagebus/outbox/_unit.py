@@ -10,8 +10,9 @@ import anyio
 import structlog
 
 from messagebus._sql._transaction import HeldTransaction
-from messagebus.outbox._message import Destination, OutboxEntry, OutboxMessage
+from messagebus.outbox._message import OutboxEntry, OutboxMessage
 from messagebus.outbox._store import CommitListener
+from messagebus.transports._routing import Destination
 
 __all__ = [
     "COLUMNS",

@@ -37,8 +37,8 @@ from messagebus.transports._protocol import (
     Delivery,
     Outgoing,
     QueueSpec,
-    Subscription,
     TopicSpec,
+    TopicSubscription,
     Topology,
     Transport,
 )
@@ -103,7 +103,7 @@ async def check_round_trip(harness: TransportHarness) -> None:
         topology = Topology(
             queues=(QueueSpec(queue, visibility_timeout=_LONG),),
             topics=(TopicSpec(topic),) if fan_out else (),
-            subscriptions=(Subscription(topic, queue),) if fan_out else (),
+            subscriptions=(TopicSubscription(topic, queue),) if fan_out else (),
         )
         await transport.provision(topology)
         await transport.send(queue, [message for _, message in sent.values()])
@@ -203,7 +203,9 @@ async def check_topic_fan_out(harness: TransportHarness) -> None:
                 queues=tuple(QueueSpec(name) for name in queues),
                 topics=tuple(TopicSpec(name) for name in topics),
                 subscriptions=tuple(
-                    Subscription(topic, queue) for topic, qs in subscribed.items() for queue in qs
+                    TopicSubscription(topic, queue)
+                    for topic, qs in subscribed.items()
+                    for queue in qs
                 ),
             )
         )
@@ -466,7 +468,7 @@ async def check_size_limit(harness: TransportHarness) -> None:
             Topology(
                 queues=(QueueSpec(queue),),
                 topics=(TopicSpec(topic),) if fan_out else (),
-                subscriptions=(Subscription(topic, queue),) if fan_out else (),
+                subscriptions=(TopicSubscription(topic, queue),) if fan_out else (),
             )
         )
         fits, too_big = _at_size("fits", limit), _at_size("too big", limit + 1)

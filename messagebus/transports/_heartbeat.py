@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 import anyio
 import structlog
 
-from messagebus._errors import DeliveryExpiredError, TransportError
+from messagebus._errors import DeliveryExpiredError, InvalidArgumentError, TransportError
 from messagebus.transports._protocol import Delivery
 
 __all__ = ["MAX_LIFETIME", "keep_visible", "visibility_heartbeat"]
@@ -58,7 +58,7 @@ async def visibility_heartbeat(
         sleep: how to wait (tests pass a fake pair of clock and sleep).
     """
     if visibility <= 0:
-        raise ValueError("visibility must be positive")
+        raise InvalidArgumentError("visibility must be positive")
     start = clock() if received_at is None else received_at
     failure: Exception | None = None
     async with anyio.create_task_group() as group:
@@ -91,7 +91,7 @@ async def keep_visible(
     arguments are :func:`visibility_heartbeat`'s.
     """
     if visibility <= 0:
-        raise ValueError("visibility must be positive")
+        raise InvalidArgumentError("visibility must be positive")
     start = clock() if received_at is None else received_at
     await _beat(delivery, visibility, start + max_lifetime, clock, sleep)
 

@@ -37,8 +37,8 @@ __all__ = [
     "Delivery",
     "Outgoing",
     "QueueSpec",
-    "Subscription",
     "TopicSpec",
+    "TopicSubscription",
     "Topology",
     "Transport",
 ]
@@ -104,8 +104,12 @@ class TopicSpec:
 
 
 @attrs.frozen
-class Subscription:
-    """``queue`` gets a copy of every message published to ``topic``."""
+class TopicSubscription:
+    """``queue`` gets a copy of every message published to ``topic``: a topology record.
+
+    Not to be confused with :class:`messagebus.eventlog.Subscription`, a reader of the
+    event log.
+    """
 
     topic: str
     queue: str
@@ -117,7 +121,7 @@ class Topology:
 
     queues: tuple[QueueSpec, ...] = ()
     topics: tuple[TopicSpec, ...] = ()
-    subscriptions: tuple[Subscription, ...] = ()
+    subscriptions: tuple[TopicSubscription, ...] = ()
 
 
 @attrs.frozen

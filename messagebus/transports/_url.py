@@ -50,9 +50,9 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import attrs
 
-from messagebus._errors import ConfigurationError
-from messagebus.transports._memory import InMemoryTransport, MemoryBroker
+from messagebus._errors import ConfigurationError, InvalidArgumentError
 from messagebus.transports._protocol import Transport
+from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 
 __all__ = ["SQSSettings", "transport_from_env", "transport_from_url"]
 
@@ -74,7 +74,7 @@ def _integer(text: str) -> int:
 def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:  # also refuses nan
-        raise ValueError(text)
+        raise InvalidArgumentError(text)
     return value
 
 
@@ -84,7 +84,7 @@ def _flag(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ValueError(text)
+    raise InvalidArgumentError(text)
 
 
 # The SQS transport's tuning arguments, and how a query value becomes one.
@@ -314,7 +314,7 @@ def _sqs_transport(settings: SQSSettings) -> Transport:
         # The optional extra: neither is importable without ``messagebus[sqs]``.
         from aiobotocore.session import AioSession  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
 
-        from messagebus.transports._sqs import SQSTransport  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+        from messagebus.transports.sqs import SQSTransport  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
     except ImportError as error:
         raise ConfigurationError(
             f"sqs:// needs the SQS transport's dependencies: {_INSTALL} ({error})"

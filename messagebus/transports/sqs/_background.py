@@ -1,7 +1,7 @@
 """The SQS transport's own background tasks: calls made for callers that may go away.
 
 Batched deletes and sends, the batching windows' timers and long polls run apart from
-the tasks that asked for them (see :mod:`messagebus.transports._sqs_coalesce`), in a
+the tasks that asked for them (see :mod:`messagebus.transports.sqs._coalesce`), in a
 :class:`Background`: plain asyncio tasks (the transport is asyncio-only), not an anyio
 task group. A task group must be left in the task and cancel-scope nesting it was
 entered in, and a transport is entered and left by its owner, who may well close it

@@ -13,6 +13,8 @@ import re
 
 import attrs
 
+from messagebus._errors import InvalidArgumentError
+
 __all__ = ["FIFO_SUFFIX", "Names", "ResolvedQueue", "ResolvedTopic"]
 
 FIFO_SUFFIX = ".fifo"
@@ -29,15 +31,15 @@ class Names:
     @prefix.validator
     def _check_prefix(self, _attribute: object, value: str) -> None:
         if not _NAME.fullmatch(value):
-            raise ValueError(f"prefix {value!r}: use letters, digits, '-' and '_' only")
+            raise InvalidArgumentError(f"prefix {value!r}: use letters, digits, '-' and '_' only")
 
     def physical(self, logical: str, *, fifo: bool) -> str:
         """Return the AWS name of queue or topic ``logical``."""
         if not logical or not _NAME.fullmatch(logical):
-            raise ValueError(f"name {logical!r}: use letters, digits, '-' and '_' only")
+            raise InvalidArgumentError(f"name {logical!r}: use letters, digits, '-' and '_' only")
         name = self.prefix + logical
         if len(name) > MAX_QUEUE_NAME:
-            raise ValueError(f"{name!r} is longer than SQS's {MAX_QUEUE_NAME} characters")
+            raise InvalidArgumentError(f"{name!r} is longer than SQS's {MAX_QUEUE_NAME} characters")
         return name + FIFO_SUFFIX if fifo else name
 
 

@@ -6,7 +6,7 @@
   for its own reasons (``SenderFault`` false); what it failed for ours is reported.
 - :func:`send_all` sends a whole send or publish that way, in order for FIFO, and turns
   what is left undone into the contract's errors (:func:`raise_failures`, which the
-  coalescing of :mod:`messagebus.transports._sqs_coalesce` shares); :func:`encode_texts`
+  coalescing of :mod:`messagebus.transports.sqs._coalesce` shares); :func:`encode_texts`
   checks sizes before anything goes.
 - :class:`DeleteBatcher` turns concurrent :meth:`Delivery.ack` calls on one queue into
   DeleteMessageBatch calls: an ack waits a short window for others to join, a full batch
@@ -28,8 +28,8 @@ from messagebus._errors import (
     TransportError,
 )
 from messagebus.transports._protocol import Outgoing
-from messagebus.transports._sqs_background import Spawner
-from messagebus.transports._sqs_errors import EXPIRED_CODES
+from messagebus.transports.sqs._background import Spawner
+from messagebus.transports.sqs._errors import EXPIRED_CODES
 
 __all__ = [
     "CONCURRENT_BATCHES",

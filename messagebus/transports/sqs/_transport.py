@@ -6,13 +6,13 @@ entering or calling it under trio raises :class:`~messagebus.UnsupportedBackendE
 
 How the contract maps onto AWS:
 
-- Names: see :mod:`messagebus.transports._sqs_names` (``<prefix><name>[.fifo]``). A
+- Names: see :mod:`messagebus.transports.sqs._names` (``<prefix><name>[.fifo]``). A
   queue's URL and a topic's ARN are looked up once and cached; a queue not provisioned
   by this transport is found as standard first, then as FIFO.
 - :meth:`~SQSTransport.send` uses SendMessageBatch: at most 10 messages and 1 MiB per
   call, split by count and bytes. Sizes are checked before anything is sent.
   Concurrent sends to one queue share calls (``send_window``, 5 ms by default; see
-  :mod:`messagebus.transports._sqs_coalesce`): 25 tasks sending one message each make
+  :mod:`messagebus.transports.sqs._coalesce`): 25 tasks sending one message each make
   3 calls, and each task gets its own messages' outcome. On a FIFO
   queue each message's MessageGroupId is its ``group_key`` (``"default"`` if None), its
   MessageDeduplicationId its ``deduplication_id`` or ``message_id``, and the calls go one
@@ -28,12 +28,12 @@ How the contract maps onto AWS:
   which every topic takes; a larger message goes in a call of its own. A topic left at
   256 KiB (made elsewhere; LocalStack 2026.3, which stores the attribute but keeps the
   old limit) refuses such a call: :class:`~messagebus.TransportError`, nothing dropped.
-  SNS cannot delay a message: a delay raises :class:`ValueError`.
+  SNS cannot delay a message: a delay raises :class:`~messagebus.InvalidArgumentError`.
 - :meth:`~SQSTransport.receive` long-polls (WaitTimeSeconds up to 20, longer waits poll
   again) for up to 10 messages. A delivery's ack joins a DeleteMessageBatch with the
   acks of other tasks (a 5 ms window); nack and extend are ChangeMessageVisibility.
   SQS counts visibility in whole seconds: fractions are rounded up.
-- Errors: see :mod:`messagebus.transports._sqs_errors`.
+- Errors: see :mod:`messagebus.transports.sqs._errors`.
 """
 
 from __future__ import annotations
@@ -52,12 +52,13 @@ from aiobotocore.session import AioSession, get_session
 
 from messagebus._errors import (
     DestinationNotFoundError,
+    InvalidArgumentError,
     TransportError,
     UnsupportedBackendError,
 )
 from messagebus.transports._protocol import Capabilities, Outgoing, Topology, Transport
-from messagebus.transports._sqs_background import Background
-from messagebus.transports._sqs_batching import (
+from messagebus.transports.sqs._background import Background
+from messagebus.transports.sqs._batching import (
     MAX_ENTRIES,
     DeleteBatcher,
     Failures,
@@ -66,10 +67,10 @@ from messagebus.transports._sqs_batching import (
     encode_texts,
     send_all,
 )
-from messagebus.transports._sqs_coalesce import SendCollector
-from messagebus.transports._sqs_errors import translated
-from messagebus.transports._sqs_names import Names, ResolvedQueue, ResolvedTopic
-from messagebus.transports._sqs_provision import (
+from messagebus.transports.sqs._coalesce import SendCollector
+from messagebus.transports.sqs._errors import translated
+from messagebus.transports.sqs._names import Names, ResolvedQueue, ResolvedTopic
+from messagebus.transports.sqs._provision import (
     MAX_VISIBILITY,
     create_queue,
     create_topic,
@@ -210,7 +211,7 @@ class SQSTransport:
         self._session = session or get_session()
         self._ack_window = ack_window
         if send_window < 0:
-            raise ValueError("send_window must be at least 0")
+            raise InvalidArgumentError("send_window must be at least 0")
         self._send_window = send_window
         self._topic_max_bytes = topic_max_bytes
         self._queues: dict[str, ResolvedQueue] = {}
@@ -278,7 +279,7 @@ class SQSTransport:
         return self._sqs, self._sns
 
     async def provision(self, topology: Topology) -> None:
-        """Create what ``topology`` names and does not exist yet; see _sqs_provision."""
+        """Create what ``topology`` names and does not exist yet; see _provision."""
         sqs, sns = self._clients()
         for spec in topology.queues:
             self._queues[spec.name] = await create_queue(sqs, self._names, spec)
@@ -334,9 +335,9 @@ class SQSTransport:
         for message in messages:
             if target.fifo:
                 if message.delay:
-                    raise ValueError("SQS FIFO queues take no per-message delay")
+                    raise InvalidArgumentError("SQS FIFO queues take no per-message delay")
             elif not 0 <= message.delay <= MAX_DELAY:
-                raise ValueError(f"delay {message.delay} is outside 0-{MAX_DELAY} s")
+                raise InvalidArgumentError(f"delay {message.delay} is outside 0-{MAX_DELAY} s")
 
         def entry(index: int, entry_id: str) -> SendMessageBatchRequestEntryTypeDef:
             message = messages[index]
@@ -378,7 +379,7 @@ class SQSTransport:
             return
         texts, refused = encode_texts(messages, self._topic_max_bytes)
         if any(message.delay for message in messages):
-            raise ValueError("SNS cannot delay a message: send it to a queue instead")
+            raise InvalidArgumentError("SNS cannot delay a message: send it to a queue instead")
         target = await self._topic(topic)
 
         def entry(index: int, entry_id: str) -> PublishBatchRequestEntryTypeDef:
@@ -454,7 +455,7 @@ class SQSTransport:
         """Long-poll ``queue`` for up to ``max_messages`` (at most 10) messages."""
         self._clients()
         if max_messages < 1:
-            raise ValueError("max_messages must be at least 1")
+            raise InvalidArgumentError("max_messages must be at least 1")
         target = await self._queue(queue)
         request: ReceiveMessageRequestTypeDef = {
             "QueueUrl": target.url,

@@ -10,7 +10,7 @@ SendMessageBatch (PublishBatch) calls of up to 10 entries and ``max_bytes`` byte
   full (10 entries, or the next message would pass ``max_bytes``) goes at once; what is
   left goes when ``window`` seconds have passed since the first message waiting for it.
 - Each caller waits for its own entries only, and gets what
-  :func:`~messagebus.transports._sqs_batching.raise_failures` makes of them: nothing,
+  :func:`~messagebus.transports.sqs._batching.raise_failures` makes of them: nothing,
   :class:`~messagebus.SendError` listing its own failed messages, or the call-level
   error (:class:`~messagebus.DestinationNotFoundError`,
   :class:`~messagebus.TransportUnavailableError`, a copy each) when every one of its
@@ -41,8 +41,8 @@ import attrs
 
 from messagebus._errors import TransportError
 from messagebus.transports._protocol import Outgoing
-from messagebus.transports._sqs_background import Spawner
-from messagebus.transports._sqs_batching import (
+from messagebus.transports.sqs._background import Spawner
+from messagebus.transports.sqs._batching import (
     CONCURRENT_BATCHES,
     MAX_ENTRIES,
     Failures,
@@ -97,7 +97,7 @@ class SendCollector(Generic[E]):
         call: makes one batch call with the entries given; returns AWS's ``Failed``
             list or raises :class:`TransportError` for the whole call.
         task_group: where the calls and the window's timer run (the transport's
-            :class:`~messagebus.transports._sqs_background.Background`).
+            :class:`~messagebus.transports.sqs._background.Background`).
         window: seconds the first message of a batch waits for others to join.
         max_bytes: the most body bytes per call (SQS 1 MiB; SNS 256 KiB).
         in_order: one call at a time, in order (FIFO).

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from messagebus.transports._protocol import QueueSpec, Subscription, TopicSpec
-from messagebus.transports._sqs_errors import error_code, translated
-from messagebus.transports._sqs_names import Names, ResolvedQueue, ResolvedTopic
+from messagebus.transports._protocol import QueueSpec, TopicSpec, TopicSubscription
+from messagebus.transports.sqs._errors import error_code, translated
+from messagebus.transports.sqs._names import Names, ResolvedQueue, ResolvedTopic
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -108,7 +108,7 @@ async def create_topic(sns: SNSClient, names: Names, spec: TopicSpec) -> Resolve
 async def subscribe(
     sqs: SQSClient,
     sns: SNSClient,
-    subscription: Subscription,
+    subscription: TopicSubscription,
     topic: ResolvedTopic,
     queue: ResolvedQueue,
 ) -> None:

@@ -18,7 +18,7 @@ What it shares with SQS, so that code tested on it behaves the same there:
 - FIFO queues: one message of a group in flight at a time, in send order, and sends
   deduplicated by ``deduplication_id`` (or ``message_id``) for five minutes;
 - the limits of :data:`MEMORY_CAPABILITIES` (SQS's), including no per-message delay on
-  FIFO queues (:class:`ValueError`).
+  FIFO queues (:class:`~messagebus.InvalidArgumentError`, a ValueError).
 
 Stricter than SQS: settling or extending a delivery whose visibility has ended raises
 :class:`~messagebus.DeliveryExpiredError` even when nobody has received it again.
@@ -45,10 +45,10 @@ import anyio.lowlevel
 from messagebus._errors import (
     ConfigurationError,
     DestinationNotFoundError,
+    InvalidArgumentError,
     MessageTooLargeError,
     TransportUnavailableError,
 )
-from messagebus.transports._memory_queue import QueueDepth, QueueState, StoredMessage
 from messagebus.transports._protocol import (
     Capabilities,
     Outgoing,
@@ -56,6 +56,7 @@ from messagebus.transports._protocol import (
     TopicSpec,
     Topology,
 )
+from messagebus.transports.memory._queue import QueueDepth, QueueState, StoredMessage
 
 __all__ = ["MEMORY_CAPABILITIES", "InMemoryTransport", "MemoryBroker"]
 
@@ -93,7 +94,7 @@ class MemoryBroker:
         topics = {spec.name: spec for spec in topology.topics}
         for name in [*queues, *topics]:
             if _NAME.fullmatch(name) is None:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"{name!r} is not a valid name: use 1 to 80 letters, digits, '-' or '_'"
                 )
         for spec in topology.queues:
@@ -223,7 +224,7 @@ class InMemoryTransport:
         clock: Callable[[], float] | None = None,
     ) -> None:
         if broker is not None and clock is not None:
-            raise ValueError("give a broker or a clock, not both: a broker has its clock")
+            raise InvalidArgumentError("give a broker or a clock, not both: a broker has its clock")
         if broker is None:
             broker = MemoryBroker() if clock is None else MemoryBroker(clock=clock)
         self.broker = broker
@@ -256,7 +257,7 @@ class InMemoryTransport:
             ConfigurationError: a queue or topic exists with other settings.
             DestinationNotFoundError: a subscription names a queue or topic that is
                 neither in ``topology`` nor provisioned.
-            ValueError: a name is not 1 to 80 letters, digits, ``-`` or ``_``.
+            InvalidArgumentError: a name is not 1 to 80 letters, digits, ``-`` or ``_``.
         """
         await self._now()
         self.broker.provision(topology)
@@ -265,7 +266,7 @@ class InMemoryTransport:
         """Put ``messages`` on ``queue``; all or nothing. See :meth:`Transport.send`.
 
         Raises:
-            ValueError: a delay out of range, or any delay on a FIFO queue.
+            InvalidArgumentError: a delay out of range, or any delay on a FIFO queue.
         """
         now = await self._now()
         target = self.broker.queue(queue)
@@ -295,13 +296,13 @@ class InMemoryTransport:
         Raises:
             DestinationNotFoundError: no such queue.
             TransportUnavailableError: the transport was closed, before or meanwhile.
-            ValueError: ``max_messages`` not 1 to 10, or a negative or overlong time.
+            InvalidArgumentError: ``max_messages`` not 1 to 10, or a negative or overlong time.
         """
         limit = self.capabilities.max_batch_size
         if not 1 <= max_messages <= limit:
-            raise ValueError(f"max_messages must be 1 to {limit}: {max_messages}")
+            raise InvalidArgumentError(f"max_messages must be 1 to {limit}: {max_messages}")
         if not wait >= 0:
-            raise ValueError(f"wait must not be negative: {wait}")
+            raise InvalidArgumentError(f"wait must not be negative: {wait}")
         if visibility_timeout is not None:
             _check_seconds(
                 "visibility_timeout", visibility_timeout, self.capabilities.max_visibility
@@ -364,7 +365,7 @@ class InMemoryTransport:
             if outgoing.delay and not capabilities.fifo_delay:
                 for target in targets:
                     if target.spec.fifo:
-                        raise ValueError(
+                        raise InvalidArgumentError(
                             f"FIFO queue {target.spec.name!r} takes no per-message delay "
                             f"(message {outgoing.message_id})"
                         )
@@ -372,4 +373,4 @@ class InMemoryTransport:
 
 def _check_seconds(name: str, value: float, limit: float) -> None:
     if not 0 <= value <= limit:
-        raise ValueError(f"{name} must be 0 to {limit:g} seconds: {value}")
+        raise InvalidArgumentError(f"{name} must be 0 to {limit:g} seconds: {value}")
