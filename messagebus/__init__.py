@@ -6,6 +6,7 @@ The public names live here; everything else is in private modules.
 from messagebus._bus import Fanout, MessageBus
 from messagebus._codec import WireCodec
 from messagebus._context import Context
+from messagebus._dispatch._run import add_message_context, current_envelope
 from messagebus._envelope import Envelope
 from messagebus._errors import (
     BusStateError,
@@ -53,7 +54,6 @@ from messagebus._retry_policy import (
     Retry,
     RetryPolicy,
 )
-from messagebus._run import add_message_context, current_envelope
 from messagebus._unit_of_work import UnitOfWork, current_unit_of_work
 from messagebus._worker import Worker, serve
 from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore

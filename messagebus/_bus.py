@@ -29,7 +29,7 @@ import anyio.abc
 import structlog
 
 from messagebus._codec import WireCodec
-from messagebus._dispatch import Dispatcher
+from messagebus._dispatch._dispatcher import Dispatcher
 from messagebus._envelope import Envelope
 from messagebus._errors import BusStateError, ConfigurationError, InvalidArgumentError
 from messagebus._messages import Command, Event, Message

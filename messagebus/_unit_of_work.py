@@ -25,10 +25,10 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from messagebus._dispatch._run import current_envelope
 from messagebus._envelope import Envelope
 from messagebus._follow_ups import Checks, FollowUps
 from messagebus._messages import Message
-from messagebus._run import current_envelope
 
 if TYPE_CHECKING:
     from messagebus._outlets import StagingOutlet

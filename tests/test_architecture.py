@@ -123,17 +123,18 @@ class TestImportCycles:
 class TestBoundaries:
     """Who may touch what: the run object, the bus's privates, method swaps."""
 
-    def test_only_the_dispatch_module_makes_runs(self) -> None:
-        """``Run`` and ``current_run`` are imported by the dispatch module alone."""
+    def test_only_the_dispatch_package_knows_runs(self) -> None:
+        """The run's layout and ``current_run`` are imported by the dispatcher alone."""
         importers = {
             name
             for name, path in sources().items()
             for node in ast.walk(ast.parse(path.read_text()))
             if isinstance(node, ast.ImportFrom)
-            and node.module == "messagebus._run"
-            and {alias.name for alias in node.names} & {"Run", "current_run"}
+            and node.module == "messagebus._dispatch._run"
+            and {alias.name for alias in node.names}
+            & {"Run", "current_run", "MESSAGE", "PARENT", "ENVELOPE", "CONTEXT", "HANDLER"}
         }
-        assert importers == {"messagebus._dispatch"}
+        assert importers == {"messagebus._dispatch._dispatcher"}
 
     @pytest.mark.parametrize("owner", ["bus", "self.bus", "self._bus"])
     def test_no_module_reaches_into_the_bus(self, owner: str) -> None:
@@ -141,7 +142,7 @@ class TestBoundaries:
         offenders = [
             f"{name}:{node.lineno}: {ast.unparse(node)}"
             for name, path in sources().items()
-            if name not in {"messagebus._bus", "messagebus._dispatch"}
+            if name not in {"messagebus._bus", "messagebus._dispatch._dispatcher"}
             for node in ast.walk(ast.parse(path.read_text()))
             if isinstance(node, ast.Attribute)
             and node.attr.startswith("_")

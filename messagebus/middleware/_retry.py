@@ -13,6 +13,7 @@ import anyio
 import attrs
 import structlog
 
+from messagebus._dispatch._run import discard_follow_ups
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, RetriesExhausted
 from messagebus._handlers import HandlerInfo
@@ -20,7 +21,6 @@ from messagebus._messages import Message
 from messagebus._middleware import CallNext, OnFailure, Recover
 from messagebus._redelivery import defer
 from messagebus._retry_policy import Attempt, Discard, Retry, RetryPolicy
-from messagebus._run import discard_follow_ups
 
 __all__ = ["RetryMiddleware"]
 

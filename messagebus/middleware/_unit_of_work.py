@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from messagebus._dispatch._run import take_follow_ups
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
 from messagebus._middleware import CallNext
-from messagebus._run import take_follow_ups
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus

@@ -9,12 +9,12 @@ import attrs
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from messagebus._dispatch._run import hold_follow_ups, take_follow_ups
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, CommandRejected
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, Middleware
-from messagebus._run import hold_follow_ups, take_follow_ups
 from messagebus.otel._propagation import (
     CONVERSATION_ID,
     DESTINATION,

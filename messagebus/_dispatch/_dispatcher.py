@@ -1,7 +1,9 @@
 """Dispatch: send, publish, fan-out, follow-ups, isolation, recovery, replay.
 
-The one module that makes and changes :class:`~messagebus._run.Run` objects, and the
-home of the hot path's speed tricks, each explained where it stands. The bus's
+The one module that makes and changes runs (:data:`~messagebus._dispatch._run.Run`, a
+list ``[message, parent, envelope, context, handler]`` indexed here with literals: 0
+message, 1 parent, 2 envelope, 3 context, 4 handler), and the home of the hot path's
+speed tricks, each explained where it stands. The bus's
 constructor composes a :class:`Dispatcher` (it is the bus's base class, so that
 ``bus.send`` is this module's ``send`` with no call in between, a measurable share of a
 dispatch); everything it needs arrives composed: the handler table, the outlet that
@@ -28,6 +30,7 @@ import attrs
 
 from messagebus._codec import WireCodec
 from messagebus._context import Context
+from messagebus._dispatch._run import Run, current_run, envelope_of, last_envelope
 from messagebus._envelope import Envelope, lazy_envelope
 from messagebus._errors import DeadLetterNotFoundError, NoHandlerError
 from messagebus._handlers import HandlerInfo
@@ -36,7 +39,6 @@ from messagebus._middleware import CallNext
 from messagebus._outlets import Outlet
 from messagebus._redelivery import HANDLER_HEADER
 from messagebus._registration import HandlerTable, Route
-from messagebus._run import Run, current_run, envelope_of, last_envelope
 from messagebus.dead_letters import DeadLetter, DeadLetterStore
 
 __all__ = ["Dispatcher"]
@@ -48,12 +50,6 @@ R = TypeVar("R")
 _get_run = current_run.get
 _set_run = current_run.set
 _reset_run = current_run.reset
-
-
-# A run's context starts as these, not as a literal None: mypy would narrow the field to
-# None after the store and call every later read of it unreachable.
-_NO_CONTEXT: Context[Message] | None = None
-_NO_HANDLER: HandlerInfo | None = None
 
 
 # Result types of sync handlers known not to be awaitable. The hot paths test
@@ -83,9 +79,9 @@ def _new_envelope(
     headers: Mapping[str, str] | None,
     correlation_id: str | None,
 ) -> Envelope[Message]:
-    parent = run.parent
+    parent = run[1]
     return Envelope(
-        run.message,
+        run[0],
         parent=None if parent is None else envelope_of(parent),
         correlation_id=correlation_id,
         idempotency_key=idempotency_key,
@@ -149,7 +145,7 @@ class Dispatcher:
             if run is not None:
                 # Each attempt gets a fresh context, so a retried run's follow-ups replace
                 # those of the attempt that failed.
-                run.context = context
+                run[3] = context
             return context
 
         if info.is_async:
@@ -224,19 +220,14 @@ class Dispatcher:
             route = self._commands[type(command)]
         except KeyError:
             raise self._table.unsendable(command) from None
-        run: Run = Run()
-        run.message = command
-        run.parent = _get_run()
-        run.envelope = None
-        run.context = _NO_CONTEXT
-        run.handler = route.handler
+        run: Run = [command, _get_run(), None, None, route.handler]
         if not (
             idempotency_key is None
             and group_key is None
             and headers is None
             and correlation_id is None
         ):
-            run.envelope = _new_envelope(run, idempotency_key, group_key, headers, correlation_id)
+            run[2] = _new_envelope(run, idempotency_key, group_key, headers, correlation_id)
         token = _set_run(run)
         try:
             direct = route.direct
@@ -247,10 +238,10 @@ class Dispatcher:
                 if type(result) not in _plain_results and _is_awaitable(result):
                     result = await result  # type: ignore[misc]
             else:
-                envelope = run.envelope
+                envelope = run[2]
                 if envelope is None:
-                    parent = run.parent
-                    envelope = run.envelope = lazy_envelope(
+                    parent = run[1]
+                    envelope = run[2] = lazy_envelope(
                         command, None if parent is None else envelope_of(parent)
                     )
                 first = route.first
@@ -265,7 +256,7 @@ class Dispatcher:
             result = await recover(last_envelope(run), error, route.inner)
         finally:
             _reset_run(token)
-        context = run.context
+        context: Context[Message] | None = run[3]
         if context is not None and context._held:
             await self._outlet.emit(context._held)
         return result
@@ -299,19 +290,14 @@ class Dispatcher:
         if routes is None:
             self._table.check_publishable(event)
             routes = ()
-        run: Run = Run()
-        run.message = event
-        run.parent = _get_run()
-        run.envelope = None
-        run.context = _NO_CONTEXT
-        run.handler = None
+        run: Run = [event, _get_run(), None, None, None]
         if not (
             idempotency_key is None
             and group_key is None
             and headers is None
             and correlation_id is None
         ):
-            run.envelope = _new_envelope(run, idempotency_key, group_key, headers, correlation_id)
+            run[2] = _new_envelope(run, idempotency_key, group_key, headers, correlation_id)
         if self._outward:
             return self._outlet.emit([envelope_of(run)])
         return self._deliver(routes, run, True)  # type: ignore[return-value]
@@ -339,11 +325,7 @@ class Dispatcher:
             TransportError: the transport did not take it (see its subclasses).
         """
         self._table.check_sendable(command)
-        run: Run = Run()
-        run.message = command
-        run.parent = _get_run()
-        run.context = _NO_CONTEXT
-        run.handler = _NO_HANDLER
+        run: Run = [command, _get_run(), None, None, None]
         envelope = _new_envelope(run, idempotency_key, group_key, headers, correlation_id)
         await self._outlet.emit([envelope])
 
@@ -359,17 +341,13 @@ class Dispatcher:
         while queue:
             envelope = queue.popleft()
             message = envelope.message
-            run: Run = Run()
-            run.message = message
-            run.parent = None
-            run.envelope = envelope
-            run.context = _NO_CONTEXT
+            run: Run = [message, None, envelope, None, None]
             if isinstance(message, Command):
                 route = self._commands[type(message)]
-                run.handler = route.handler
+                run[4] = route.handler
                 more = await self._run_isolated(route, run)
             else:
-                run.handler = None
+                run[4] = None
                 routes = self._events.get(type(message))
                 more = await self._deliver(routes, run, False) if routes else None
             if more:
@@ -392,11 +370,11 @@ class Dispatcher:
                 return None
             return held
         held = None
-        event = run.message
+        event = run[0]
         token = _set_run(run)
         try:
             for route in routes:
-                run.handler = route.handler
+                run[4] = route.handler
                 try:
                     direct = route.direct
                     if direct is not None:
@@ -406,7 +384,7 @@ class Dispatcher:
                         if type(result) not in _plain_results and _is_awaitable(result):
                             await result
                     else:
-                        envelope = run.envelope
+                        envelope = run[2]
                         if envelope is None:
                             envelope = envelope_of(run)
                         first = route.first
@@ -416,17 +394,17 @@ class Dispatcher:
                             await first(envelope, route.then)
                 except Exception as exc:  # noqa: BLE001  # isolation is the contract
                     if not await self._recovered(route, run, exc):
-                        run.context = _NO_CONTEXT
+                        run[3] = None
                         continue
-                context = run.context
+                context: Context[Message] | None = run[3]
                 if context is not None:
-                    run.context = _NO_CONTEXT
+                    run[3] = None
                     if context._held:
                         if held is None:
                             held = []
                         held.extend(context._held)
         finally:
-            run.handler = None
+            run[4] = None
             _reset_run(token)
         if drain and held:
             await self._outlet.emit(held)
@@ -441,12 +419,7 @@ class Dispatcher:
         outcomes: list[list[Envelope[Message]] | None] = [None] * len(routes)
 
         async def run_one(index: int, route: Route) -> None:
-            own: Run = Run()
-            own.message = run.message
-            own.parent = run.parent
-            own.envelope = envelope
-            own.context = _NO_CONTEXT
-            own.handler = route.handler
+            own: Run = [run[0], run[1], envelope, None, route.handler]
             outcomes[index] = await self._run_isolated(route, own)
 
         async with anyio.create_task_group() as tasks:
@@ -466,7 +439,7 @@ class Dispatcher:
             return None
         finally:
             _reset_run(token)
-        context = run.context
+        context: Context[Message] | None = run[3]
         return context._held if context is not None else None
 
     async def _recovered(self, route: Route, run: Run, exc: Exception) -> bool:
@@ -525,11 +498,7 @@ class Dispatcher:
                 return to the queue (its handlers may run again: be idempotent).
         """
         message = envelope.message
-        run: Run = Run()
-        run.message = message
-        run.parent = None
-        run.envelope = envelope
-        run.context = _NO_CONTEXT
+        run: Run = [message, None, envelope, None, None]
         if isinstance(message, Command):
             route = self._commands.get(type(message))
             if route is None:
@@ -541,12 +510,12 @@ class Dispatcher:
                     DeadLetter.from_failure(self.codec, envelope, "<no handler>", error)
                 )
                 return
-            run.handler = route.handler
+            run[4] = route.handler
             held = await self._run_isolated(route, run)
             if held:
                 await self._outlet.emit(held)
             return
-        run.handler = None
+        run[4] = None
         routes = self._events.get(type(message))
         target = envelope.headers.get(HANDLER_HEADER)
         if routes and target is not None:
@@ -588,12 +557,7 @@ class Dispatcher:
             return None
         message = envelope.message
         route = self._table.route_named(type(message), letter.handler)
-        run: Run = Run()
-        run.message = message
-        run.parent = None
-        run.envelope = envelope
-        run.context = _NO_CONTEXT
-        run.handler = route.handler
+        run: Run = [message, None, envelope, None, route.handler]
         token = _set_run(run)
         try:
             result = await route.chain(envelope)
@@ -612,7 +576,7 @@ class Dispatcher:
         finally:
             _reset_run(token)
         await store.delete(letter.id)
-        context = run.context
+        context: Context[Message] | None = run[3]
         if context is not None and context._held:
             await self._outlet.emit(context._held)
         return result

@@ -1,6 +1,6 @@
 """The handler run in progress, and what code around a handler may ask of it.
 
-While the bus dispatches a message, a context variable points at its :class:`Run`: the
+While the bus dispatches a message, a context variable points at its :data:`Run`: the
 message, the run of the message being handled when this one was dispatched (its cause),
 the envelope (made on first need), the handler context of the attempt in progress and
 the handler. Anything that dispatches from inside (``ctx.publish``, a direct
@@ -8,13 +8,14 @@ the handler. Anything that dispatches from inside (``ctx.publish``, a direct
 envelope inherits ``correlation_id`` and gets ``causation_id`` = the handled message's
 id. Context variables follow tasks, so this holds for tasks the handler starts too.
 
-Only the dispatch module makes and changes runs; everything else goes through the
-functions here. The public ones are the follow-up API for middleware
-(:func:`held_follow_ups`, :func:`take_follow_ups`, :func:`discard_follow_ups`,
-:func:`hold_follow_ups`): the messages a handler run held back with ``ctx.publish`` /
-``ctx.send`` are dispatched by the bus after the whole chain around the handler
-succeeded, unless a middleware took them (a unit of work writes them to the outbox),
-discarded them (a retry policy gave up quietly) or replaced them (tracing stamps them).
+Only the dispatch package (this module and the dispatcher) knows a run's layout;
+everything else goes through the functions here. The public ones are the follow-up API
+for middleware (:func:`held_follow_ups`, :func:`take_follow_ups`,
+:func:`discard_follow_ups`, :func:`hold_follow_ups`): the messages a handler run held
+back with ``ctx.publish`` / ``ctx.send`` are dispatched by the bus after the whole chain
+around the handler succeeded, unless a middleware took them (a unit of work writes them
+to the outbox), discarded them (a retry policy gave up quietly) or replaced them
+(tracing stamps them).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
     from messagebus._handlers import HandlerInfo
 
 __all__ = [
+    "CONTEXT",
+    "ENVELOPE",
+    "HANDLER",
+    "MESSAGE",
+    "PARENT",
     "Run",
     "add_message_context",
     "current_envelope",
@@ -45,28 +51,26 @@ __all__ = [
 ]
 
 
-class Run:
-    """One dispatch of one message: made per message on the hot path, so slotted and bare.
+Run = list[Any]
+"""One dispatch of one message: ``[message, parent, envelope, context, handler]``.
 
-    The class has no ``__init__``: the dispatch module, its only writer, makes one with
-    ``Run()`` and five attribute stores, half the cost of an ``__init__`` call and less
-    than ``object.__new__(Run)`` (whose argument checks cost more than the stores).
+- ``message``: the Command or Event;
+- ``parent``: the run of the message being handled when this one was dispatched;
+- ``envelope``: the envelope, None until something needs it (see :func:`envelope_of`);
+- ``context``: the handler context of the attempt in progress, if the handler takes one;
+- ``handler``: the :class:`~messagebus.HandlerInfo` running on it (None between the
+  subscribers of an event).
 
-    Attributes:
-        message: the Command or Event.
-        parent: the run of the message being handled when this one was dispatched.
-        envelope: the envelope, None until something needs it (see :func:`envelope_of`).
-        context: the handler context of the attempt in progress, if the handler takes one.
-        handler: the handler running on it (None between the subscribers of an event).
-    """
+A list, not a slotted class: one is made per dispatched message, and a list literal
+comes from CPython's free list, where an instance of a class (slotted, no ``__init__``)
+costs a type call and a heap type's deallocation: 616 instructions more per message,
++11 % on S1 (benchmarks/instructions.py; a slotted ``Run`` was tried). So the layout
+stays private to this package: the dispatcher indexes it (its hot paths with literal
+indices), everything else goes through the functions of this module.
+"""
 
-    __slots__ = ("context", "envelope", "handler", "message", "parent")
-
-    message: Message
-    parent: Run | None
-    envelope: Envelope[Message] | None
-    context: Context[Message] | None
-    handler: HandlerInfo | None
+MESSAGE, PARENT, ENVELOPE, CONTEXT, HANDLER = range(5)
+"""The positions of a run's fields."""
 
 
 current_run: ContextVar[Run | None] = ContextVar("messagebus.current_run", default=None)
@@ -74,18 +78,18 @@ current_run: ContextVar[Run | None] = ContextVar("messagebus.current_run", defau
 
 def envelope_of(run: Run) -> Envelope[Message]:
     """Return the envelope of ``run``, making it (and its causes') on first call."""
-    envelope = run.envelope
+    envelope: Envelope[Message] | None = run[ENVELOPE]
     if envelope is None:
-        parent = run.parent
-        envelope = run.envelope = lazy_envelope(
-            run.message, None if parent is None else envelope_of(parent)
+        parent = run[PARENT]
+        envelope = run[ENVELOPE] = lazy_envelope(
+            run[MESSAGE], None if parent is None else envelope_of(parent)
         )
     return envelope
 
 
 def last_envelope(run: Run) -> Envelope[Message]:
     """Return the envelope the handler last saw: its context's (a retry's), else the run's."""
-    context = run.context
+    context: Context[Message] | None = run[CONTEXT]
     return context.envelope if context is not None else envelope_of(run)
 
 
@@ -114,15 +118,16 @@ def add_message_context(
     event_dict.setdefault("message_id", envelope.message_id)
     event_dict.setdefault("correlation_id", envelope.correlation_id)
     event_dict.setdefault("causation_id", envelope.causation_id)
-    if run.handler is not None:
-        event_dict.setdefault("handler", run.handler.name)
+    handler: HandlerInfo | None = run[HANDLER]
+    if handler is not None:
+        event_dict.setdefault("handler", handler.name)
     event_dict.setdefault("attempt", envelope.attempt)
     return event_dict
 
 
 def _running() -> Run:
     run = current_run.get()
-    if run is None or run.handler is None:
+    if run is None or run[HANDLER] is None:
         raise BusStateError("follow-ups exist only while a handler runs (in its middleware)")
     return run
 
@@ -136,7 +141,7 @@ def held_follow_ups() -> tuple[Envelope[Message], ...]:
     Raises:
         BusStateError: no handler runs in this task.
     """
-    context = _running().context
+    context: Context[Message] | None = _running()[CONTEXT]
     return () if context is None or context._held is None else tuple(context._held)
 
 
@@ -149,7 +154,7 @@ def take_follow_ups() -> list[Envelope[Message]]:
     Raises:
         BusStateError: no handler runs in this task.
     """
-    context = _running().context
+    context: Context[Message] | None = _running()[CONTEXT]
     if context is None or not context._held:
         return []
     held, context._held = context._held, None
@@ -176,12 +181,9 @@ def hold_follow_ups(envelopes: Iterable[Envelope[Message]]) -> None:
             (there is nowhere to hold them).
     """
     run = _running()
-    context = run.context
+    context: Context[Message] | None = run[CONTEXT]
     if context is None:
-        raise BusStateError(
-            f"{run.handler.name if run.handler else 'this handler'} takes no ctx: "
-            "it cannot hold follow-ups"
-        )
+        raise BusStateError(f"{run[HANDLER].name} takes no ctx: it cannot hold follow-ups")
     added = list(envelopes)
     if context._held is None:
         context._held = added
