@@ -14,7 +14,8 @@ The tree::
     │   ├── InvalidMessageTypeError   a bad wire name or version, or not a Command/Event
     │   ├── InvalidHandlerError       a handler whose signature the bus cannot call
     │   ├── UnsupportedBackendError   a transport that cannot run on this async library
-    │   └── InboxConfigurationError   inbox mode without a unit of work on the store's database
+    │   ├── InboxConfigurationError   inbox mode without a unit of work on the store's database
+    │   └── DatabaseMismatchError     stores that share transactions made from two databases
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   ├── MessageKindError          an event sent, a command published, or not a message
@@ -54,6 +55,7 @@ __all__ = [
     "BusStateError",
     "CommandRejected",
     "ConfigurationError",
+    "DatabaseMismatchError",
     "DeadLetterNotFoundError",
     "DecodeError",
     "DeliveryExpiredError",
@@ -121,9 +123,19 @@ class InboxConfigurationError(ConfigurationError):
     Raised by :class:`~messagebus.middleware.IdempotencyMiddleware` with ``inbox=True``
     when the handler runs outside a unit of work (no
     :class:`~messagebus.middleware.UnitOfWorkMiddleware` outside it), when the store is
-    not an :class:`~messagebus.idempotency.InboxStore`, or when the store's table is on
-    another database than the unit of work's. Never retried (a
+    not an :class:`~messagebus.idempotency.InboxStore`, or when the store was not made
+    from the database object the unit of work's outbox was made from. Never retried (a
     :class:`~messagebus.ConfigurationError`).
+    """
+
+
+class DatabaseMismatchError(ConfigurationError):
+    """Stores that must share transactions were not made from one database object.
+
+    Raised when a bus is made with an outbox and an event log that are not both from
+    one :class:`messagebus.sqlite.SQLiteDatabase` or
+    :class:`messagebus.postgres.PostgresDatabase` (an in-memory log, or two database
+    objects, even on one file: two connections are two transactions).
     """
 
 

@@ -198,6 +198,7 @@ class TestAppendOnly:
             "checkpoints",
             "codec",
             "aclose",
+            "database",  # which database object the log is on (SQL logs)
         }
         assert public <= allowed, public - allowed
         assert {"append", "read", "read_stream", "subscribe"} <= public
