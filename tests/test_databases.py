@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,17 @@ class TestHolders:
         assert database.closes == 1
         with pytest.raises(anyio.ClosedResourceError):
             await database.open()
+
+    async def test_a_failed_opening_holds_nothing(self, tmp_path: Path) -> None:
+        """The block raises, the database is not closed: once the cause is gone, it opens."""
+        folder = tmp_path / "not yet"
+        database = SQLiteDatabase(folder / "blog.sqlite3")
+        with pytest.raises(sqlite3.OperationalError):
+            async with database:
+                pytest.fail("entered a database that could not open")
+        folder.mkdir()
+        async with database:
+            assert (await database.outbox().status()).pending == 0
 
     async def test_a_store_made_alone_closes_its_database(self, sqlite_path: Path) -> None:
         """As before: leaving a lone store's block closes its connection."""

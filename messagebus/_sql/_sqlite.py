@@ -67,11 +67,6 @@ class SQLiteConnection(SharedDatabase):
         # One thread at a time on the connection: sqlite3 connections are not re-entrant.
         self._limiter = anyio.CapacityLimiter(1)
 
-    @property
-    def path(self) -> str:
-        """The database file, as given."""
-        return self._path
-
     def add_set_up(self, set_up: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``set_up`` (a store's tables) once, in a transaction, before the next call."""
         self.set_ups.add(set_up)
