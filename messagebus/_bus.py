@@ -22,7 +22,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import anyio
 import anyio.abc
@@ -31,7 +31,7 @@ import structlog
 from messagebus._codec import WireCodec
 from messagebus._dispatch._dispatcher import Dispatcher
 from messagebus._envelope import Envelope
-from messagebus._errors import BusStateError, ConfigurationError, InvalidArgumentError
+from messagebus._errors import BusStateError, InvalidArgumentError
 from messagebus._messages import Command, Event, Message
 from messagebus._outlets import (
     Departure,
@@ -45,6 +45,7 @@ from messagebus._outlets import (
 )
 from messagebus._registration import AnyMiddleware, HandlerTable
 from messagebus._registry import MessageRegistry
+from messagebus._sql import require_same_database
 from messagebus._unit_of_work import UnitOfWork, open_unit_of_work
 from messagebus.dead_letters import DeadLetterStore, InMemoryDeadLetterStore
 from messagebus.outbox import OutboxRelay
@@ -195,12 +196,10 @@ class MessageBus(Dispatcher):
             if self._staging is None:
                 outlet = EventLogOutlet(log, outlet)
             else:
-                if not isinstance(log, TransactionalLog):
-                    raise ConfigurationError(
-                        "with an outbox, the event log must be an SQL log on the outbox's "
-                        "database: units of work append to it in their own transaction"
-                    )
-                self._staging = outlet = StagingEventLogOutlet(log, log, self._staging)
+                require_same_database(outbox, log)
+                # An SQL event log on the outbox's database object: it has append_in.
+                staged = cast(TransactionalLog, log)
+                self._staging = outlet = StagingEventLogOutlet(log, staged, self._staging)
         return outlet
 
     # -- registration -------------------------------------------------------------------

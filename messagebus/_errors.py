@@ -17,7 +17,8 @@ The tree::
     │   ├── InboxConfigurationError   inbox mode without a unit of work on the store's database
     │   ├── SchemaVersionError        a table's schema is newer than this messagebus knows
     │   ├── InvalidArgumentError      an argument a call cannot take (also a ValueError)
-    │   └── ArgumentTypeError         a value of the wrong type for its use (also a TypeError)
+    │   ├── ArgumentTypeError         a value of the wrong type for its use (also a TypeError)
+    │   └── DatabaseMismatchError     stores that share transactions made from two databases
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   ├── MessageKindError          an event sent, a command published, or not a message
@@ -76,6 +77,7 @@ __all__ = [
     "BusStateError",
     "CommandRejected",
     "ConfigurationError",
+    "DatabaseMismatchError",
     "DeadLetterNotFoundError",
     "DecodeError",
     "DeliveryExpiredError",
@@ -151,8 +153,8 @@ class InboxConfigurationError(ConfigurationError):
     Raised by :class:`~messagebus.middleware.IdempotencyMiddleware` with ``inbox=True``
     when the handler runs outside a unit of work (no
     :class:`~messagebus.middleware.UnitOfWorkMiddleware` outside it), when the store is
-    not an :class:`~messagebus.idempotency.InboxStore`, or when the store's table is on
-    another database than the unit of work's. Never retried (a
+    not an :class:`~messagebus.idempotency.InboxStore`, or when the store was not made
+    from the database object the unit of work's outbox was made from. Never retried (a
     :class:`~messagebus.ConfigurationError`).
     """
 
@@ -181,6 +183,16 @@ class ArgumentTypeError(ConfigurationError, TypeError):
     Such as a retry policy's ``retry_on`` holding something other than exception
     classes, or a middleware the bus binds per handler called as a plain middleware.
     Also a :class:`TypeError`, because it is one.
+    """
+
+
+class DatabaseMismatchError(ConfigurationError):
+    """Stores that must share transactions were not made from one database object.
+
+    Raised when a bus is made with an outbox and an event log that are not both from
+    one :class:`messagebus.sqlite.SQLiteDatabase` or
+    :class:`messagebus.postgres.PostgresDatabase` (an in-memory log, or two database
+    objects, even on one file: two connections are two transactions).
     """
 
 

@@ -15,9 +15,7 @@ import sys
 
 import anyio
 
-from messagebus.idempotency import PostgresIdempotencyStore, SQLiteIdempotencyStore
-from messagebus.outbox import PostgresOutbox, SQLiteOutbox
-from tests.inbox_support import Outbox, Store, blog
+from tests.inbox_support import blog, database_at
 from tests.messages import PublishPost
 
 
@@ -27,14 +25,9 @@ async def hang() -> None:
 
 
 async def main(kind: str, location: str, schema: str | None) -> None:
-    outbox: Outbox
-    store: Store
-    if kind == "sqlite":
-        outbox, store = SQLiteOutbox(location), SQLiteIdempotencyStore(location)
-    else:
-        outbox = PostgresOutbox(location, schema=schema)
-        store = PostgresIdempotencyStore(location, schema=schema)
-    app = blog(outbox, store, after_write=hang)
+    database = database_at(kind, location, schema)
+    store = database.idempotency()
+    app = blog(database.outbox(), store, after_write=hang)
     # The store first: its table exists before the unit of work, so the test can look.
     async with store, app.bus:
         await app.bus.send(PublishPost("crash"), idempotency_key="post-1")

@@ -21,6 +21,8 @@ from messagebus import Context, MessageBus
 from messagebus.idempotency import PostgresIdempotencyStore, SQLiteIdempotencyStore
 from messagebus.middleware import IdempotencyMiddleware, UnitOfWorkMiddleware
 from messagebus.outbox import PostgresOutbox, SQLiteOutbox
+from messagebus.postgres import PostgresDatabase
+from messagebus.sqlite import SQLiteDatabase
 from tests.messages import PostId, PostPublished, PublishPost
 
 HANDLER = "blog.publish"
@@ -73,6 +75,16 @@ def blog(
     return Blog(bus, runs)
 
 
+Database = SQLiteDatabase | PostgresDatabase
+
+
+def database_at(kind: str, location: str, schema: str | None) -> Database:
+    """A new database object on the SQLite file, or the DSN and schema."""
+    if kind == "sqlite":
+        return SQLiteDatabase(location)
+    return PostgresDatabase(location, schema=schema)
+
+
 @attrs.frozen
 class InboxDatabase:
     """One test's SQLite file or PostgreSQL schema, holding a ``posts`` table."""
@@ -83,16 +95,17 @@ class InboxDatabase:
     schema: str | None
     query: Callable[[str], list[tuple[Any, ...]]]
     """Run a statement on a connection of its own (blocking); return its rows, if any."""
+    shared: Database = attrs.field(init=False)
+    """The test's database object: the outbox and the store are made from it."""
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "shared", database_at(self.kind, self.location, self.schema))
 
     def outbox(self) -> Outbox:
-        if self.kind == "sqlite":
-            return SQLiteOutbox(self.location)
-        return PostgresOutbox(self.location, schema=self.schema)
+        return self.shared.outbox()
 
     def store(self, **options: Any) -> Store:
-        if self.kind == "sqlite":
-            return SQLiteIdempotencyStore(self.location, **options)
-        return PostgresIdempotencyStore(self.location, schema=self.schema, **options)
+        return self.shared.idempotency(**options)
 
     def count(self, table: str) -> int:
         ((count,),) = self.query(f"SELECT count(*) FROM {table}")

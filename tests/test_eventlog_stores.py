@@ -199,6 +199,7 @@ class TestAppendOnly:
             "codec",
             "lend_codec",
             "aclose",
+            "database",  # which database object the log is on (SQL logs)
         }
         assert public <= allowed, public - allowed
         assert {"append", "read", "read_stream", "subscribe"} <= public

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 import time
-import typing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -22,12 +21,19 @@ from messagebus.idempotency import (
     InboxConfigurationError,
     InboxStore,
     InMemoryIdempotencyStore,
-    PostgresIdempotencyStore,
-    SQLiteIdempotencyStore,
 )
 from messagebus.middleware import IdempotencyMiddleware
-from messagebus.outbox import PostgresOutbox, SQLiteOutbox
-from tests.inbox_support import HANDLER, InboxDatabase, Outbox, Store, blog, inbox_database
+from messagebus.postgres import PostgresDatabase
+from messagebus.sqlite import SQLiteDatabase
+from tests.inbox_support import (
+    HANDLER,
+    InboxDatabase,
+    Outbox,
+    Store,
+    blog,
+    database_at,
+    inbox_database,
+)
 from tests.messages import PostId, PublishPost
 
 pytestmark = pytest.mark.anyio
@@ -253,42 +259,38 @@ class TestRefusals:
         with pytest.raises(InboxConfigurationError, match="InMemoryIdempotencyStore"):
             IdempotencyMiddleware(InMemoryIdempotencyStore(), inbox=True)
 
-    async def test_a_store_on_another_sqlite_file(self, tmp_path: Path, db: InboxDatabase) -> None:
-        """A store on another file, or an SQLite store on PostgreSQL: refused, nothing written."""
-        other = SQLiteIdempotencyStore(tmp_path / "other.sqlite3")
+    @pytest.mark.parametrize("where", ["same place", "another file or schema"])
+    async def test_a_store_of_another_database_object(
+        self, tmp_path: Path, db: InboxDatabase, where: str
+    ) -> None:
+        """Another database object, even on the same file or DSN: refused, nothing written."""
+        if where == "same place":
+            location, schema = db.location, db.schema
+        elif db.kind == "sqlite":
+            location, schema = str(tmp_path / "other.sqlite3"), None
+        else:
+            location, schema = db.location, "public"
+        other = database_at(db.kind, location, schema).idempotency()
         app = blog(db.outbox(), other)
         async with other, app.bus:
-            with pytest.raises(InboxConfigurationError, match="SQLiteIdempotencyStore"):
+            with pytest.raises(InboxConfigurationError, match="on the database object"):
                 await app.bus.send(PublishPost("hello"))
         assert (app.runs, db.titles()) == ([], [])
 
     async def test_a_store_in_another_schema_of_the_database_is_fine(
         self, postgres: InboxDatabase, postgres_dsn: str
     ) -> None:
-        """Same database, the store's table in another schema: one transaction still."""
+        """Same database object, the store's table in another schema: one transaction still."""
+        database = postgres.shared
+        assert isinstance(database, PostgresDatabase)
         async with self.other_schema(postgres, postgres_dsn) as name:
-            async with PostgresIdempotencyStore(postgres_dsn, schema=name) as other:
+            async with database.idempotency(schema=name) as other:
                 app = blog(postgres.outbox(), other)
                 async with app.bus:
                     await app.bus.send(PublishPost("hello"), idempotency_key="post-1")
                     await app.bus.send(PublishPost("hello"), idempotency_key="post-1")
             assert postgres.count(f'"{name}".{RECORDS}') == 1
         assert (app.runs, postgres.titles()) == (["hello"], ["hello"])
-
-    async def test_a_store_whose_search_path_finds_another_table(
-        self, postgres: InboxDatabase, postgres_dsn: str
-    ) -> None:
-        """schema=None resolving elsewhere than on the unit of work's connection: refused."""
-        from psycopg.conninfo import make_conninfo
-
-        async with self.other_schema(postgres, postgres_dsn) as name:
-            dsn = make_conninfo(postgres_dsn, options=f"-c search_path={name}")
-            async with PostgresIdempotencyStore(dsn) as other:
-                app = blog(postgres.outbox(), other)
-                async with app.bus:
-                    with pytest.raises(InboxConfigurationError, match="another database"):
-                        await app.bus.send(PublishPost("hello"))
-        assert (app.runs, postgres.titles()) == ([], [])
 
     @staticmethod
     @asynccontextmanager
@@ -310,9 +312,9 @@ class TestRefusals:
     ) -> None:
         """The other driver: refused, nothing written."""
         async with postgres.store() as store:
-            app = blog(SQLiteOutbox(sqlite_path), store)
+            app = blog(SQLiteDatabase(sqlite_path).outbox(), store)
             async with app.bus:
-                with pytest.raises(InboxConfigurationError, match="not on a Connection"):
+                with pytest.raises(InboxConfigurationError, match="on the database object"):
                     await app.bus.send(PublishPost("hello"))
         assert app.runs == []
 
@@ -323,7 +325,6 @@ class TestStoreFunctions:
     @staticmethod
     async def claim_then_fail(outbox: Outbox, store: InboxStore) -> None:
         async with outbox.transaction() as tx:
-            await store.check_inbox(tx)
             outcome = await tx.run(lambda c: store.claim_in(c, "s", "k", "f", 60.0))
             assert isinstance(outcome, Claimed)
             raise RuntimeError("roll back")
@@ -344,20 +345,17 @@ class TestStoreFunctions:
         assert await store.claim("s", "k", "f", 60.0) == Completed("7")
 
     async def test_the_table_is_made_in_the_first_transaction(self, db: InboxDatabase) -> None:
-        """A store never opened gets its table from check_inbox, in the caller's transaction."""
-        store: InboxStore = db.store()
+        """A store made while a transaction is open gets its table in that transaction."""
         outbox = db.outbox()
-        try:
-            async with outbox, outbox.transaction() as tx:
-                await store.check_inbox(tx)
-                await tx.run(lambda c: store.claim_in(c, "s", "k", "f", 60.0))
-        finally:
-            await typing.cast(Store, store).aclose()
+        async with outbox, outbox.transaction() as tx:
+            # The database is open already: nothing sets the store's table up before it.
+            store: InboxStore = db.store()
+            await tx.run(lambda c: store.claim_in(c, "s", "k", "f", 60.0))
         assert db.count(RECORDS) == 1
 
     async def test_postgres_wait_is_local_to_the_claim(self, postgres: InboxDatabase) -> None:
         """The caller's lock_timeout is back after the claim, in the same transaction."""
-        outbox = PostgresOutbox(postgres.location, schema=postgres.schema)
+        outbox = postgres.outbox()
         async with outbox, postgres.store() as store, outbox.transaction() as tx:
             inbox: InboxStore = store
             await tx.execute("SET LOCAL lock_timeout = '7s'")

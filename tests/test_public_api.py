@@ -6,6 +6,8 @@ import messagebus
 import messagebus.metrics
 import messagebus.middleware
 import messagebus.otel
+import messagebus.postgres
+import messagebus.sqlite
 import messagebus.testing
 import messagebus.transports
 from messagebus import (
@@ -42,6 +44,8 @@ class TestPublicSurface:
             messagebus.metrics,
             messagebus.middleware,
             messagebus.otel,
+            messagebus.postgres,
+            messagebus.sqlite,
             messagebus.transports,
             messagebus.testing,
         ],

@@ -18,8 +18,9 @@ from messagebus import (
     Worker,
     current_unit_of_work,
 )
-from messagebus.eventlog import SEQUENCE_HEADER, InMemoryEventLog, SQLiteEventLog
+from messagebus.eventlog import SEQUENCE_HEADER, InMemoryEventLog
 from messagebus.middleware import UnitOfWorkMiddleware
+from messagebus.sqlite import SQLiteDatabase
 from messagebus.transports import InMemoryTransport
 from tests.messages import IndexPost, PostId, PostPublished, PublishPost
 from tests.outbox_support import Database, database
@@ -240,10 +241,9 @@ class TestEventLog:
 
     async def test_unit_of_work_appends_in_its_transaction(self, sqlite_path: Any) -> None:
         """Committed: in the log and delivered; rolled back: in neither."""
-        from messagebus.outbox import SQLiteOutbox
-
-        log = SQLiteEventLog(sqlite_path)
-        bus = MessageBus(outbox=SQLiteOutbox(sqlite_path), event_log=log)
+        database = SQLiteDatabase(sqlite_path)
+        log = database.event_log()
+        bus = MessageBus(outbox=database.outbox(), event_log=log)
         recorder = Recorder()
         bus.subscriber(PostPublished, recorder, name="record")
 

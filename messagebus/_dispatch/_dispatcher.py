@@ -121,12 +121,17 @@ class Dispatcher:
         self._log = logger
         self._concurrent = concurrent
         self._outlet: Outlet = self
+        # What publish() delivers here: every subscriber on a bus whose events stay in
+        # this process; nothing on one whose events leave through an outlet, so that
+        # publish() finds out in its rare branch, not with a test on every call.
+        self._published = table.events
         self._outward = False
 
     def _set_outlet(self, outlet: Outlet) -> None:
         """Send follow-ups and publishes through ``outlet`` (composed by the bus)."""
         self._outlet = outlet
         self._outward = outlet is not self
+        self._published = {} if self._outward else self._table.events
 
     def terminal(self, info: HandlerInfo) -> CallNext:
         """Return the innermost link of ``info``'s chain: the call of the handler itself."""
@@ -286,11 +291,15 @@ class Dispatcher:
         Raises:
             MessageKindError: ``event`` is a Command, or not a message at all.
         """
-        routes = self._events.get(type(event))
+        routes = self._published.get(type(event))
         if routes is None:
             self._table.check_publishable(event)
+            if self._outward:
+                run: Run = [event, _get_run(), None, None, None]
+                envelope = _new_envelope(run, idempotency_key, group_key, headers, correlation_id)
+                return self._outlet.emit([envelope])
             routes = ()
-        run: Run = [event, _get_run(), None, None, None]
+        run = [event, _get_run(), None, None, None]
         if not (
             idempotency_key is None
             and group_key is None
@@ -298,8 +307,6 @@ class Dispatcher:
             and correlation_id is None
         ):
             run[2] = _new_envelope(run, idempotency_key, group_key, headers, correlation_id)
-        if self._outward:
-            return self._outlet.emit([envelope_of(run)])
         return self._deliver(routes, run, True)  # type: ignore[return-value]
 
     async def enqueue(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 __all__ = ["EventLogOutlet", "StagingEventLogOutlet", "TransactionalLog"]
 
 
-@runtime_checkable
 class TransactionalLog(Protocol):
     """An event log that can append on the caller's connection (the SQL logs)."""
 

@@ -1,27 +1,30 @@
 """A psycopg connection pool used from worker threads, for the PostgreSQL stores.
 
-:class:`PostgresDatabase` calls psycopg 3's *sync* API through
+:class:`PostgresPool` calls psycopg 3's *sync* API through
 :func:`anyio.to_thread.run_sync`: psycopg's async API runs on asyncio only, and the
 stores must run on trio too. psycopg is imported when a database object is made, never
-at import time, so ``import messagebus`` works without the ``postgres`` extra. Contract:
+at import time, so ``import messagebus`` works without the ``postgres`` extra. It is a
+:class:`~._database.SharedDatabase`: every store made on one object shares its one pool.
+Contract:
 
-- Given a DSN, it makes its own :class:`psycopg_pool.ConnectionPool` (one to four
-  connections), opened by the first call in a worker thread and closed by
-  :meth:`~PostgresDatabase.aclose`. Given a pool, it borrows connections from it as
+- Given a DSN, it makes its own :class:`psycopg_pool.ConnectionPool` (one to
+  ``max_size`` connections, four by default), opened by the first call in a worker
+  thread and closed by :meth:`~PostgresPool.aclose`. Given a pool, it borrows connections from it as
   they come (autocommit or not, any row factory) and never opens or closes it.
 - At most as many calls run in threads as the pool has connections; the rest queue in
   the event loop.
-- Before the first call, once across threads, the caller's ``set_up`` runs on a pooled
-  connection in a transaction; if it raises, the next call tries again.
-- :meth:`~PostgresDatabase.run` gives a pooled connection to a function; leaving it
+- Before a call, once across threads, the stores' pending table set-ups
+  (:meth:`~PostgresPool.add_set_up`, :class:`~._schema.SetUps`) run on a pooled
+  connection, each in a transaction; one that raises is tried again by the next call.
+- :meth:`~PostgresPool.run` gives a pooled connection to a function; leaving it
   commits, or rolls back if the function raised (on a non-autocommit connection).
-  :meth:`~PostgresDatabase.fetch` returns a query's rows as tuples.
-- :meth:`~PostgresDatabase.transaction` holds a pooled connection for one transaction
+  :meth:`~PostgresPool.fetch` returns a query's rows as tuples.
+- :meth:`~PostgresPool.transaction` holds a pooled connection for one transaction
   spanning several calls (a :class:`~._transaction.HeldTransaction`; a borrowed pool's
   autocommit connection is switched out of autocommit for it, and back), committed
   when the block is left normally, rolled back if it raises. It counts against the
   pool's size like a call for as long as it is open.
-- :meth:`~PostgresDatabase.aclose` refuses further calls and closes an owned pool,
+- :meth:`~PostgresPool.aclose` refuses further calls and closes an owned pool,
   shielded from cancellation; later calls raise :class:`anyio.ClosedResourceError`.
 - A cancelled call still finishes in its worker thread; errors from PostgreSQL or the
   pool propagate as psycopg / psycopg_pool exceptions, unchanged.
@@ -40,7 +43,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from messagebus._sql._schema import VERSION_TABLE, check_version
+from messagebus._sql._database import SharedDatabase
+from messagebus._sql._schema import VERSION_TABLE, SetUps, check_version
 from messagebus._sql._transaction import HeldTransaction
 
 if TYPE_CHECKING:
@@ -50,34 +54,35 @@ if TYPE_CHECKING:
 # psycopg is imported inside the functions below (hence the PLC0415 waivers): it is an
 # optional extra, and importing messagebus must work without it.
 
-__all__ = ["PostgresDatabase", "create_table", "qualified"]
+__all__ = ["PostgresPool", "create_table", "qualified"]
 
 _T = TypeVar("_T")
 
 
-class PostgresDatabase:
+class PostgresPool(SharedDatabase):
     """A pool, owned (from a DSN) or borrowed, used from worker threads; see the module.
 
-    ``name`` names an owned pool (in its threads and logs).
+    ``name`` names an owned pool (in its threads and logs); ``max_size`` is an owned
+    pool's number of connections at most.
     """
 
     def __init__(
-        self,
-        dsn_or_pool: str | ConnectionPool[Any],
-        *,
-        name: str,
-        set_up: Callable[[Connection[Any]], None],
+        self, dsn_or_pool: str | ConnectionPool[Any], *, name: str, max_size: int = 4
     ) -> None:
         from psycopg_pool import ConnectionPool  # noqa: PLC0415
 
+        super().__init__()
+        self.dsn_or_pool = dsn_or_pool
+        """What the pool was made from: a DSN, or the borrowed pool."""
         self._owns_pool = isinstance(dsn_or_pool, str)
         # open=False: no I/O or threads in a constructor; _set_up opens it in a worker.
         self._pool: ConnectionPool[Any] = (
-            ConnectionPool(dsn_or_pool, min_size=1, max_size=4, open=False, name=name)
+            ConnectionPool(dsn_or_pool, min_size=1, max_size=max_size, open=False, name=name)
             if isinstance(dsn_or_pool, str)
             else dsn_or_pool
         )
-        self._set_up_schema = set_up
+        self.set_ups: SetUps[Connection[Any]] = SetUps()
+        """The stores' table set-ups; see :class:`~._schema.SetUps`."""
         # No more threads than connections: extra calls wait in the event loop, not in
         # threads blocked on the pool, which would starve anyio's shared thread limiter.
         self._limiter = anyio.CapacityLimiter(self._pool.max_size)
@@ -85,8 +90,17 @@ class PostgresDatabase:
         self._closed = False
         self._setup_lock = threading.Lock()
 
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        """The pool: made from the DSN, or the one borrowed."""
+        return self._pool
+
+    def add_set_up(self, set_up: Callable[[Connection[Any]], None]) -> None:
+        """Run ``set_up`` (a store's tables) once, in a transaction, before the next call."""
+        self.set_ups.add(set_up)
+
     async def open(self) -> None:
-        """Open an owned pool and set up the schema now, if not done yet."""
+        """Open an owned pool and set up the pending tables now, if not done yet."""
         await self.run(lambda connection: None)
 
     async def run(self, call: Callable[[Connection[Any]], _T]) -> _T:
@@ -132,7 +146,7 @@ class PostgresDatabase:
     def _check_out(self) -> tuple[Connection[Any], bool]:
         if self._closed:
             raise anyio.ClosedResourceError
-        if not self._ready:
+        if not self._ready or self.set_ups:
             self._set_up()
         connection = self._pool.getconn()
         autocommit = connection.autocommit
@@ -160,7 +174,7 @@ class PostgresDatabase:
         # Checked again in the thread: aclose() may have run while this call queued.
         if self._closed:
             raise anyio.ClosedResourceError
-        if not self._ready:
+        if not self._ready or self.set_ups:
             self._set_up()
         # Leaving the block commits, or rolls back if the call raised.
         with self._pool.connection() as connection:
@@ -169,13 +183,16 @@ class PostgresDatabase:
     def _set_up(self) -> None:
         # A lock, not the limiter: several threads may reach here before any is ready.
         with self._setup_lock:
-            if self._ready:
-                return
-            if self._owns_pool:
-                self._pool.open()
-            with self._pool.connection() as connection, connection.transaction():
-                self._set_up_schema(connection)
-            self._ready = True
+            if not self._ready:
+                if self._owns_pool:
+                    self._pool.open()
+                self._ready = True
+        if self.set_ups:
+            self.set_ups.run(self._set_up_one)
+
+    def _set_up_one(self, set_up: Callable[[Connection[Any]], None]) -> None:
+        with self._pool.connection() as connection, connection.transaction():
+            set_up(connection)
 
 
 def qualified(schema: str | None, name: str) -> sql.Identifier:

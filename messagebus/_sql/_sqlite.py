@@ -1,24 +1,28 @@
 """One SQLite connection used from worker threads, for the SQLite stores.
 
-:class:`SQLiteDatabase` runs the stdlib :mod:`sqlite3` through
-:func:`anyio.to_thread.run_sync`, so it works on asyncio and trio alike. Contract:
+:class:`SQLiteConnection` runs the stdlib :mod:`sqlite3` through
+:func:`anyio.to_thread.run_sync`, so it works on asyncio and trio alike. It is a
+:class:`~._database.SharedDatabase`: every store made on one object shares its one
+connection (and its transactions). Contract:
 
-- One connection per database object, opened lazily by the first call (in a worker
-  thread), and one thread at a time on it; concurrent calls queue in the event loop.
+- One connection per object, opened lazily by the first call (in a worker thread), and
+  one thread at a time on it; concurrent calls, from every store on it, queue in the
+  event loop.
 - On opening, the file is switched to WAL mode (retrying while other connections hold
-  it, up to :data:`BUSY_TIMEOUT`), ``synchronous`` is set to FULL, and the caller's
-  ``set_up`` runs in a ``BEGIN IMMEDIATE`` transaction; if any of it fails the
+  it, up to :data:`BUSY_TIMEOUT`) and ``synchronous`` is set to FULL; if that fails the
   connection is closed and the error propagates (the next call tries again).
-- :meth:`~SQLiteDatabase.run` gives the connection to a function in autocommit mode;
-  :meth:`~SQLiteDatabase.write` runs the function in a ``BEGIN IMMEDIATE`` transaction,
+- Before each call, the stores' pending table set-ups (:meth:`~SQLiteConnection.add_set_up`,
+  :class:`~._schema.SetUps`) run, each in a ``BEGIN IMMEDIATE`` transaction of its own.
+- :meth:`~SQLiteConnection.run` gives the connection to a function in autocommit mode;
+  :meth:`~SQLiteConnection.write` runs the function in a ``BEGIN IMMEDIATE`` transaction,
   committed if it returns and rolled back if it raises. Writers from other connections
   and processes wait up to :data:`BUSY_TIMEOUT` seconds for the file's write lock.
-- :meth:`~SQLiteDatabase.transaction` holds the connection for one ``BEGIN IMMEDIATE``
+- :meth:`~SQLiteConnection.transaction` holds the connection for one ``BEGIN IMMEDIATE``
   transaction spanning several calls (a :class:`~._transaction.HeldTransaction`), and
   commits when the block is left normally, or rolls back if it raises; meanwhile other
   calls on this object wait in the event loop, and writers on other connections wait
   for the file's write lock (busy timeout), so keep it short.
-- :meth:`~SQLiteDatabase.aclose` closes the connection once pending calls finish;
+- :meth:`~SQLiteConnection.aclose` closes the connection once pending calls finish;
   calls after it raise :class:`anyio.ClosedResourceError`. It may be called repeatedly.
 - A cancelled call still finishes in its worker thread; errors from SQLite propagate as
   :mod:`sqlite3` exceptions, unchanged.
@@ -38,10 +42,11 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from messagebus._sql._schema import VERSION_TABLE, check_version
+from messagebus._sql._database import SharedDatabase
+from messagebus._sql._schema import VERSION_TABLE, SetUps, check_version
 from messagebus._sql._transaction import HeldTransaction
 
-__all__ = ["BUSY_TIMEOUT", "SQLiteDatabase", "create_table"]
+__all__ = ["BUSY_TIMEOUT", "SQLiteConnection", "create_table"]
 
 BUSY_TIMEOUT = 5.0
 """Seconds a write waits for another connection's lock on the file."""
@@ -49,19 +54,25 @@ BUSY_TIMEOUT = 5.0
 _T = TypeVar("_T")
 
 
-class SQLiteDatabase:
+class SQLiteConnection(SharedDatabase):
     """One lazily opened connection to the SQLite file at ``path``; see the module."""
 
-    def __init__(self, path: str, *, set_up: Callable[[sqlite3.Connection], None]) -> None:
+    def __init__(self, path: str) -> None:
+        super().__init__()
         self._path = path
-        self._set_up = set_up
+        self.set_ups: SetUps[sqlite3.Connection] = SetUps()
+        """The stores' table set-ups; see :class:`~._schema.SetUps`."""
         self._connection: sqlite3.Connection | None = None
         self._closed = False
         # One thread at a time on the connection: sqlite3 connections are not re-entrant.
         self._limiter = anyio.CapacityLimiter(1)
 
+    def add_set_up(self, set_up: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``set_up`` (a store's tables) once, in a transaction, before the next call."""
+        self.set_ups.add(set_up)
+
     async def open(self) -> None:
-        """Open the connection and set up the schema now, if not done yet."""
+        """Open the connection and set up the pending tables now, if not done yet."""
         await self.run(lambda connection: None)
 
     async def run(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -102,9 +113,12 @@ class SQLiteDatabase:
         # Checked again in the thread: aclose() may have run while this call queued.
         if self._closed:
             raise anyio.ClosedResourceError
-        if self._connection is None:
-            self._connection = self._connect()
-        return call(self._connection)
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self._connect()
+        if self.set_ups:
+            self.set_ups.run(lambda set_up: _transaction(connection, set_up))
+        return call(connection)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; _transaction takes the write
@@ -116,7 +130,6 @@ class SQLiteDatabase:
             _use_wal(connection)
             # FULL: a commit survives power loss in WAL mode too (NORMAL would not promise it).
             connection.execute("PRAGMA synchronous = FULL")
-            _transaction(connection, self._set_up)
         except BaseException:
             connection.close()
             raise

@@ -1,36 +1,58 @@
-"""The lifecycle every SQL store shares: ``async with`` opens, :meth:`aclose` closes.
+"""The lifecycle every SQL store shares: which database it is on, ``async with``, ``aclose``.
 
-Contract: a store subclasses :class:`SQLStore` and sets ``self._database`` to an object
-with ``async open()`` (connect and set up the schema if not done yet; raises
-:class:`anyio.ClosedResourceError` once closed) and ``async aclose()`` (idempotent; later
-calls raise :class:`anyio.ClosedResourceError`). Entering the store opens the
-database; leaving it, or :meth:`SQLStore.aclose`, closes it.
+Contract: a store subclasses :class:`SQLStore` and calls :meth:`SQLStore._on` in its
+constructor with the database object it was given (a
+:class:`~messagebus._sql._database.SharedDatabase`, from ``database.outbox()`` and the
+like) or, when it was made alone, one it made for itself. Then:
+
+- :attr:`SQLStore.database` is that object, for good: stores on the same object share
+  one connection (SQLite) or one pool (PostgreSQL), hence transactions.
+- A store made alone holds its private database from the start; a store made from a
+  database object holds nothing until it is entered.
+- Entering the store (``async with``) holds the database, if the store does not hold it
+  already, and opens it; leaving it, or :meth:`SQLStore.aclose`, lets go of the store's
+  hold, if it has one. The database closes when its last holder lets go (see
+  :mod:`messagebus._sql._database`): so a store made alone closes its database as it
+  always did, and a store made from a database object never closes it under the
+  other stores, or under the database's own ``async with``.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Generic, Self, TypeVar
+
+from messagebus._sql._database import SharedDatabase
 
 __all__ = ["SQLStore"]
 
-
-class _Database(Protocol):
-    async def open(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
-_D = TypeVar("_D", bound=_Database)
+_D = TypeVar("_D", bound=SharedDatabase)
 
 
 class SQLStore(Generic[_D]):
-    """Base of the SQL stores: ``async with`` and :meth:`aclose` over ``self._database``."""
+    """Base of the SQL stores: their database, ``async with`` and :meth:`aclose`."""
 
     _database: _D
+    _holding: bool
+
+    def _on(self, database: _D, *, alone: bool) -> None:
+        """Use ``database``; ``alone``: it is this store's own, held from now on."""
+        self._database = database
+        self._holding = alone
+        if alone:
+            database.hold_now()
+
+    @property
+    def database(self) -> _D:
+        """The database object this store is on (its own when the store was made alone)."""
+        return self._database
 
     async def __aenter__(self) -> Self:
-        await self._database.open()
+        if self._holding:
+            await self._database.open()
+        else:
+            await self._database.hold()
+            self._holding = True
         return self
 
     async def __aexit__(
@@ -42,5 +64,11 @@ class SQLStore(Generic[_D]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Refuse further calls; close the store's connection, or the pool it made."""
-        await self._database.aclose()
+        """Let go of the store's hold on its database: the last holder closes it.
+
+        A store made alone is the only holder of its database, so this closes it: later
+        calls raise :class:`anyio.ClosedResourceError`.
+        """
+        if self._holding:
+            self._holding = False
+            await self._database.release()

@@ -1,8 +1,8 @@
 """A database transaction held across awaits: one connection, its calls in worker threads.
 
-:class:`HeldTransaction` is what :meth:`SQLiteDatabase.transaction
-<messagebus._sql._sqlite.SQLiteDatabase.transaction>` and :meth:`PostgresDatabase.transaction
-<messagebus._sql._postgres.PostgresDatabase.transaction>` yield. Contract:
+:class:`HeldTransaction` is what :meth:`SQLiteConnection.transaction
+<messagebus._sql._sqlite.SQLiteConnection.transaction>` and :meth:`PostgresPool.transaction
+<messagebus._sql._postgres.PostgresPool.transaction>` yield. Contract:
 
 - :meth:`~HeldTransaction.run` calls a function with the transaction's connection in a
   worker thread, one call at a time (concurrent calls from several tasks queue in the

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from messagebus._errors import InvalidArgumentError
-from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
+from messagebus._sql._postgres import PostgresPool, create_table, qualified
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
 from messagebus.dead_letters._record import DeadLetter
@@ -97,35 +97,41 @@ class _Statements(NamedTuple):
     delete: sql.Composed
 
 
-class PostgresDeadLetterStore(SQLStore[PostgresDatabase]):
+class PostgresDeadLetterStore(SQLStore[PostgresPool]):
     """Keeps dead letters in a PostgreSQL table.
 
     ``dsn_or_pool`` is a connection string, for which the store makes its own pool (one
     to four connections), opened on first use or on ``async with`` and closed by
     :meth:`aclose`; or an open :class:`psycopg_pool.ConnectionPool`, which the store
-    borrows connections from and never opens or closes. Adding a record whose id is
+    borrows connections from and never opens or closes; or the database object to be
+    on (:meth:`PostgresDatabase.dead_letters
+    <messagebus.postgres.PostgresDatabase.dead_letters>` says the same). Adding a record whose id is
     already stored replaces it.
     """
 
     def __init__(
         self,
-        dsn_or_pool: str | ConnectionPool[Any],
+        dsn_or_pool: str | ConnectionPool[Any] | PostgresPool,
         *,
         table: str = "messagebus_dead_letters",
         schema: str | None = None,
     ) -> None:
         self._statements = _compose(check_table_name(table), schema)
-        self._database = PostgresDatabase(
-            dsn_or_pool,
-            name="messagebus-dead-letters",
-            set_up=lambda connection: create_table(
+        database = (
+            dsn_or_pool
+            if isinstance(dsn_or_pool, PostgresPool)
+            else PostgresPool(dsn_or_pool, name="messagebus-dead-letters")
+        )
+        self._on(database, alone=database is not dsn_or_pool)
+        database.add_set_up(
+            lambda connection: create_table(
                 connection,
                 schema=schema,
                 table=table,
                 version=SCHEMA_VERSION,
                 definition=_TABLE,
                 indexes=_INDEXES,
-            ),
+            )
         )
 
     async def add(self, dead_letter: DeadLetter) -> None:

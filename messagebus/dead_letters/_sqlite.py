@@ -37,7 +37,7 @@ from typing import Any
 
 from messagebus._errors import InvalidArgumentError
 from messagebus._sql._schema import check_table_name
-from messagebus._sql._sqlite import SQLiteDatabase, create_table
+from messagebus._sql._sqlite import SQLiteConnection, create_table
 from messagebus._sql._store import SQLStore
 from messagebus.dead_letters._record import DeadLetter
 from messagebus.dead_letters._sql import SCHEMA_VERSION, record
@@ -96,18 +96,25 @@ def _filters(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-class SQLiteDeadLetterStore(SQLStore[SQLiteDatabase]):
+class SQLiteDeadLetterStore(SQLStore[SQLiteConnection]):
     """Keeps dead letters in a table of an SQLite file.
 
-    Opens the file, and creates the table if needed, on first use or on ``async with``;
-    :meth:`aclose` (or leaving the ``async with``) closes the connection. Adding a record
-    whose id is already stored replaces it.
+    Opens the file, and creates the table if needed, on first use or on ``async with``.
+    Made alone (from a path) it has a connection of its own, which :meth:`aclose` (or
+    leaving the ``async with``) closes; made by :meth:`SQLiteDatabase.dead_letters
+    <messagebus.sqlite.SQLiteDatabase.dead_letters>` (or given the database object as
+    ``path``) it shares the database's. Adding a record whose id is already stored
+    replaces it.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, table: str = "messagebus_dead_letters"
+        self,
+        path: str | os.PathLike[str] | SQLiteConnection,
+        *,
+        table: str = "messagebus_dead_letters",
     ) -> None:
-        file = os.fspath(path)  # first, as before: a bad path is reported first
+        # First, as before: a bad path is reported first.
+        database = path if isinstance(path, SQLiteConnection) else SQLiteConnection(os.fspath(path))
         self._table = check_table_name(table)
         quoted = f'"{self._table}"'
         self._insert = (
@@ -115,15 +122,15 @@ class SQLiteDeadLetterStore(SQLStore[SQLiteDatabase]):
         )
         self._select = f"SELECT {_COLUMNS} FROM {quoted}"
         self._delete = f"DELETE FROM {quoted}"
-        self._database = SQLiteDatabase(
-            file,
-            set_up=lambda connection: create_table(
+        self._on(database, alone=database is not path)
+        database.add_set_up(
+            lambda connection: create_table(
                 connection,
                 table=self._table,
                 version=SCHEMA_VERSION,
                 columns=_TABLE,
                 indexes=_INDEXES,
-            ),
+            )
         )
 
     async def add(self, dead_letter: DeadLetter) -> None:

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
 from messagebus._messages import Event, Message
-from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
+from messagebus._sql._postgres import PostgresPool, create_table, qualified
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
 from messagebus.eventlog._record import (
@@ -141,13 +141,16 @@ class _Statements(NamedTuple):
     reset: sql.Composed
 
 
-class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable, UsesCodec):
+class PostgresEventLog(SQLStore[PostgresPool], Subscribable, UsesCodec):
     """Keeps the event log in PostgreSQL tables; see the module.
 
     ``dsn_or_pool`` is a connection string, for which the log makes its own pool (one
     to four connections), opened on first use or on ``async with`` and closed by
     :meth:`aclose`; or an open :class:`psycopg_pool.ConnectionPool`, which the log
-    borrows connections from and never opens or closes.
+    borrows connections from and never opens or closes; or the database object to be
+    on (:meth:`PostgresDatabase.event_log
+    <messagebus.postgres.PostgresDatabase.event_log>` says the same), whose outbox's
+    units of work it can then append in.
 
     Args:
         dsn_or_pool: where to connect, as above.
@@ -159,7 +162,7 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable, UsesCodec):
 
     def __init__(
         self,
-        dsn_or_pool: str | ConnectionPool[Any],
+        dsn_or_pool: str | ConnectionPool[Any] | PostgresPool,
         *,
         codec: WireCodec | None = None,
         schema: str | None = None,
@@ -169,9 +172,13 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable, UsesCodec):
         self._schema = schema
         self._table = check_table_name(table)
         self._statements = _compose(schema, table)
-        self._database = PostgresDatabase(
-            dsn_or_pool, name="messagebus-eventlog", set_up=self._set_up
+        database = (
+            dsn_or_pool
+            if isinstance(dsn_or_pool, PostgresPool)
+            else PostgresPool(dsn_or_pool, name="messagebus-eventlog")
         )
+        self._on(database, alone=database is not dsn_or_pool)
+        database.add_set_up(self._set_up)
         self._signal = AppendSignal()
         self._checkpoints = _Checkpoints(self._database, self._statements)
 
@@ -294,7 +301,7 @@ class PostgresEventLog(SQLStore[PostgresDatabase], Subscribable, UsesCodec):
 class _Checkpoints:
     """The checkpoint store in the log's database, on the log's pool."""
 
-    def __init__(self, database: PostgresDatabase, statements: _Statements) -> None:
+    def __init__(self, database: PostgresPool, statements: _Statements) -> None:
         self._database = database
         self._statements = statements
 

@@ -1,8 +1,9 @@
 """The event log in an SQLite file, shared by every store and process that opens it.
 
 Runs the stdlib :mod:`sqlite3` in worker threads (:mod:`messagebus._sql._sqlite`), so it
-works on asyncio and trio alike. Each log object holds one connection; several objects
-or processes may append to one file at once.
+works on asyncio and trio alike. Each log object is on one connection, its own or the
+one it shares with the other stores of its :class:`~messagebus.sqlite.SQLiteDatabase`;
+several objects or processes may append to one file at once.
 
 Table layout (created on first use, idempotently; ``<table>`` defaults to
 ``messagebus_events``)::
@@ -48,7 +49,7 @@ from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
 from messagebus._messages import Event, Message
 from messagebus._sql._schema import check_table_name
-from messagebus._sql._sqlite import SQLiteDatabase, create_table
+from messagebus._sql._sqlite import SQLiteConnection, create_table
 from messagebus._sql._store import SQLStore
 from messagebus.eventlog._record import (
     LogRecord,
@@ -84,14 +85,17 @@ def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable, UsesCodec):
+class SQLiteEventLog(SQLStore[SQLiteConnection], Subscribable, UsesCodec):
     """Keeps the event log in tables of an SQLite file; see the module.
 
-    Opens the file, and creates the tables if needed, on first use or on ``async with``;
-    :meth:`aclose` (or leaving the ``async with``) closes the connection.
+    Opens the file, and creates the tables if needed, on first use or on ``async with``.
+    Made alone (from a path) it has a connection of its own, which :meth:`aclose` (or
+    leaving the ``async with``) closes; made by :meth:`SQLiteDatabase.event_log
+    <messagebus.sqlite.SQLiteDatabase.event_log>` it shares the database's, and can
+    then append in the units of work of that database's outbox.
 
     Args:
-        path: the database file.
+        path: the database file. Or the database object to be on.
         codec: encodes appended envelopes and decodes them on read; by default the
             codec of the MessageBus the log is given to.
         table: the log table's name; the head and checkpoint tables add suffixes.
@@ -99,12 +103,12 @@ class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable, UsesCodec):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | SQLiteConnection,
         *,
         codec: WireCodec | None = None,
         table: str = "messagebus_events",
     ) -> None:
-        file = os.fspath(path)
+        database = path if isinstance(path, SQLiteConnection) else SQLiteConnection(os.fspath(path))
         self._codec = codec
         self._table = check_table_name(table)
         log, head, checkpoints = f'"{table}"', f'"{table}_head"', f'"{table}_checkpoints"'
@@ -119,7 +123,8 @@ class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable, UsesCodec):
             f"{_SELECT} {log} WHERE stream = ? AND sequence >= ? ORDER BY sequence LIMIT ?"
         )
         self._head = f"SELECT position FROM {head} WHERE id = 1"
-        self._database = SQLiteDatabase(file, set_up=self._set_up)
+        self._on(database, alone=database is not path)
+        database.add_set_up(self._set_up)
         self._signal = AppendSignal()
         self._checkpoints = _Checkpoints(self._database, checkpoints)
 
@@ -230,7 +235,7 @@ class SQLiteEventLog(SQLStore[SQLiteDatabase], Subscribable, UsesCodec):
 class _Checkpoints:
     """The checkpoint store in the log's file, on the log's connection."""
 
-    def __init__(self, database: SQLiteDatabase, table: str) -> None:
+    def __init__(self, database: SQLiteConnection, table: str) -> None:
         self._database = database
         self._load = f"SELECT position FROM {table} WHERE name = ?"
         self._save = f"INSERT OR REPLACE INTO {table} (name, position, saved_at) VALUES (?, ?, ?)"

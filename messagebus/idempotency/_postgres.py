@@ -40,17 +40,17 @@ other transactions hold, so concurrent cleanups and claims do not wait on each o
 
 Inbox mode (:class:`~messagebus.idempotency.InboxStore`): :meth:`claim_in` and
 :meth:`complete_in` run the same statements on the caller's connection, inside its open
-transaction (a unit of work of a :class:`~messagebus.outbox.PostgresOutbox` on the same
-database), so the record commits or rolls back with the caller's writes. A concurrent
+transaction (a unit of work of the :class:`~messagebus.outbox.PostgresOutbox` made from
+the same :class:`~messagebus.postgres.PostgresDatabase`), so the record commits or
+rolls back with the caller's writes. A concurrent
 duplicate's ``INSERT ... ON CONFLICT`` waits on the holder's uncommitted row (at most
 ``wait`` seconds, through a ``lock_timeout`` set for that statement only), then sees it
 completed, or inserts it if the holder rolled back; this needs READ COMMITTED, the
 default (at REPEATABLE READ the duplicate fails with a serialization error instead). A
 killed holder's session is rolled back by the server once its socket closes: no record
-is left. :meth:`check_inbox` refuses a transaction that sees another table than the
-store's own connection does (another server, database, or search path when ``schema``
-is None); another schema of the same database is fine: the record still joins the
-transaction.
+is left. The store's table may be in another schema than the outbox's (``schema=``):
+the record still joins the transaction. If the table has not been set up yet when the
+store is first used in a caller's transaction, :meth:`claim_in` creates it there.
 
 Limits: errors from PostgreSQL or the pool (unreachable server, timeouts, permissions)
 propagate as psycopg / psycopg_pool exceptions, unchanged. The schema must exist already.
@@ -70,16 +70,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from messagebus._errors import DuplicateInProgressError, IdempotencyError, InvalidArgumentError
 from messagebus._ids import new_message_id
-from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
+from messagebus._sql._postgres import PostgresPool, create_table, qualified
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
-from messagebus.idempotency._store import (
-    Claimed,
-    ClaimOutcome,
-    InboxConfigurationError,
-    Transaction,
-    live_outcome,
-)
+from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
 
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor, sql
@@ -139,12 +133,6 @@ _CLEANUP = """DELETE FROM {t} WHERE (scope, key) IN (
 )"""
 
 
-# Where a connection is: the database, the server (port, start time) and the table's oid
-# as the connection resolves its name (None if it sees no such table).
-_IDENTITY = """SELECT current_database(), inet_server_port(), pg_postmaster_start_time(),
-    to_regclass(concat_ws('.', quote_ident(%(schema)s::text), quote_ident(%(table)s::text)))::oid"""
-
-
 class _Statements(NamedTuple):
     """The statements for one table and time source, composed once with quoted names."""
 
@@ -156,13 +144,15 @@ class _Statements(NamedTuple):
     cleanup: sql.Composed
 
 
-class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
+class PostgresIdempotencyStore(SQLStore[PostgresPool]):
     """Keeps idempotency records in a PostgreSQL table.
 
     ``dsn_or_pool`` is a connection string, for which the store makes its own pool (one
     to four connections), opened on first use or on ``async with`` and closed by
     :meth:`aclose`; or an open :class:`psycopg_pool.ConnectionPool`, which the store
-    borrows connections from and never opens or closes.
+    borrows connections from and never opens or closes; or the database object to be
+    on (:meth:`PostgresDatabase.idempotency
+    <messagebus.postgres.PostgresDatabase.idempotency>` says the same).
 
     Args:
         dsn_or_pool: where to connect, as above.
@@ -174,7 +164,7 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
 
     def __init__(
         self,
-        dsn_or_pool: str | ConnectionPool[Any],
+        dsn_or_pool: str | ConnectionPool[Any] | PostgresPool,
         *,
         table: str = "messagebus_idempotency",
         schema: str | None = None,
@@ -182,20 +172,25 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
     ) -> None:
         self._statements = _compose(check_table_name(table), schema, database_clock=clock is None)
         self._clock = clock
-        self._schema, self._table = schema, table
-        self._identity: tuple[Any, ...] | None = None
-        self._database = PostgresDatabase(
-            dsn_or_pool,
-            name="messagebus-idempotency",
-            set_up=lambda connection: create_table(
+        database = (
+            dsn_or_pool
+            if isinstance(dsn_or_pool, PostgresPool)
+            else PostgresPool(dsn_or_pool, name="messagebus-idempotency")
+        )
+        self._on(database, alone=database is not dsn_or_pool)
+
+        def set_up(connection: Connection[Any]) -> None:
+            create_table(
                 connection,
                 schema=schema,
                 table=table,
                 version=SCHEMA_VERSION,
                 definition=_TABLE,
                 indexes=[("expires_ix", "expires_at")],
-            ),
-        )
+            )
+
+        self._set_up = set_up
+        database.add_set_up(set_up)
 
     async def claim(self, scope: str, key: str, fingerprint: str, lease: float) -> ClaimOutcome:
         """Claim ``key`` in ``scope`` for ``lease`` seconds, or report who has it.
@@ -234,10 +229,16 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
         there for the holder's transaction, then reads what it committed. ``wait`` bounds
         that wait (``lock_timeout``, for this statement only); giving up raises
         :class:`~messagebus.DuplicateInProgressError` and leaves the transaction failed.
+        Creates the table there first if it has not been set up yet.
         """
         from psycopg import errors  # noqa: PLC0415
         from psycopg.rows import tuple_row  # noqa: PLC0415
 
+        if self._database.set_ups.pending(self._set_up):
+            # Made after its pool opened, first used in a transaction: set up there (its
+            # advisory lock lasts until that transaction ends), not on another pooled
+            # connection, which a pool full of units of work may not have to spare.
+            self._set_up(connection)
         token = new_message_id()
         with connection.cursor(row_factory=tuple_row) as cursor:
             if wait is None:
@@ -305,48 +306,6 @@ class PostgresIdempotencyStore(SQLStore[PostgresDatabase]):
         """Record the claim's result like :meth:`complete`, in the caller's transaction."""
         params = self._params(scope=scope, key=key, token=token, result=result, ttl=ttl)
         connection.execute(self._statements.complete, params)
-
-    async def check_inbox(self, transaction: Transaction) -> None:
-        """Make sure ``transaction`` reaches this store's table, on this store's database.
-
-        Compares what the store's own connection and the transaction's see: the
-        database, the server (its port and start time) and the table's oid (so the same
-        schema too, when ``schema`` is None and search paths differ). Opens the store
-        (creating its table) if needed; the store's own identity is kept after that.
-
-        Raises:
-            InboxConfigurationError: the transaction is elsewhere, or not a psycopg one.
-        """
-        import psycopg  # noqa: PLC0415
-
-        def theirs(connection: object) -> tuple[Any, ...]:
-            if not isinstance(connection, psycopg.Connection):
-                raise InboxConfigurationError(
-                    "inbox mode: PostgresIdempotencyStore needs a unit of work on its "
-                    f"PostgreSQL database, not on a {type(connection).__name__}"
-                )
-            return self._identity_of(connection)
-
-        if self._identity is None:
-            # First: opening the store creates its table, which the transaction then sees.
-            self._identity = await self._database.run(self._identity_of)
-        found = await transaction.run(theirs)
-        if self._identity != found:
-            # The server may have restarted since (a new start time): look again.
-            self._identity = await self._database.run(self._identity_of)
-        if self._identity != found:
-            raise InboxConfigurationError(
-                "inbox mode: the PostgresIdempotencyStore's table is on another database "
-                f"than the unit of work (store: {self._identity}, unit of work: {found}); "
-                "give the store the outbox's database and schema"
-            )
-
-    def _identity_of(self, connection: Connection[Any]) -> tuple[Any, ...]:
-        from psycopg.rows import tuple_row  # noqa: PLC0415
-
-        with connection.cursor(row_factory=tuple_row) as cursor:
-            row = cursor.execute(_IDENTITY, {"schema": self._schema, "table": self._table})
-            return tuple(row.fetchone() or ())
 
     async def release(self, scope: str, key: str, token: str) -> None:
         """Delete the claim (the handler failed), so that the key can be claimed again."""

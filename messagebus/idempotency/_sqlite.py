@@ -2,8 +2,9 @@
 
 Runs the stdlib :mod:`sqlite3` in worker threads through :func:`anyio.to_thread.run_sync`,
 so it works on asyncio and trio alike, with the same connection handling as the SQLite
-dead letter store (:mod:`messagebus._sql._sqlite`): one connection per store, one thread
-at a time on it, the file in WAL mode, and a writer waiting up to ``BUSY_TIMEOUT`` (5)
+dead letter store (:mod:`messagebus._sql._sqlite`): one connection per store made
+alone, or the one of its :class:`~messagebus.sqlite.SQLiteDatabase`, one thread at a
+time on it, the file in WAL mode, and a writer waiting up to ``BUSY_TIMEOUT`` (5)
 seconds for another's lock.
 
 Table layout (created on first use, idempotently; ``<table>`` defaults to
@@ -28,14 +29,16 @@ key exactly one is :class:`~messagebus.idempotency.Claimed`. :meth:`complete` an
 
 Inbox mode (:class:`~messagebus.idempotency.InboxStore`): :meth:`claim_in` and
 :meth:`complete_in` run the same statements on the caller's connection, inside its
-``BEGIN IMMEDIATE`` transaction (a unit of work of an
-:class:`~messagebus.outbox.SQLiteOutbox` on the same file), so the record commits or
-rolls back with the caller's writes. The unit of work holds the file's write lock from
+``BEGIN IMMEDIATE`` transaction (a unit of work of the
+:class:`~messagebus.outbox.SQLiteOutbox` made from the same
+:class:`~messagebus.sqlite.SQLiteDatabase`), so the record commits or rolls back with
+the caller's writes. The unit of work holds the file's write lock from
 its start, so a duplicate (another task, another process) waits for the lock before its
 own unit of work begins (up to ``BUSY_TIMEOUT`` across processes), then sees the
 committed record; a killed holder's transaction is rolled back by SQLite (its lock goes
-with the process), leaving no record. :meth:`check_inbox` refuses a transaction on
-another file, and creates the table in the transaction if the file lacks it.
+with the process), leaving no record. If the store's table has not been set up yet
+when it is first used in a caller's transaction (a store made after its database
+opened), :meth:`claim_in` creates it there, committed with the transaction.
 
 Limits: the time is the store's ``clock``, read in the worker thread once the write lock
 is held; processes sharing a file should share a clock (the default, ``time.time``, on
@@ -58,15 +61,9 @@ from typing import Any
 from messagebus._errors import InvalidArgumentError
 from messagebus._ids import new_message_id
 from messagebus._sql._schema import check_table_name
-from messagebus._sql._sqlite import SQLiteDatabase, create_table
+from messagebus._sql._sqlite import SQLiteConnection, create_table
 from messagebus._sql._store import SQLStore
-from messagebus.idempotency._store import (
-    Claimed,
-    ClaimOutcome,
-    InboxConfigurationError,
-    Transaction,
-    live_outcome,
-)
+from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
 
 __all__ = ["SQLiteIdempotencyStore"]
 
@@ -82,14 +79,16 @@ _TABLE = (
 )
 
 
-class SQLiteIdempotencyStore(SQLStore[SQLiteDatabase]):
+class SQLiteIdempotencyStore(SQLStore[SQLiteConnection]):
     """Keeps idempotency records in a table of an SQLite file.
 
-    Opens the file, and creates the table if needed, on first use or on ``async with``;
-    :meth:`aclose` (or leaving the ``async with``) closes the connection.
+    Opens the file, and creates the table if needed, on first use or on ``async with``.
+    Made alone (from a path) it has a connection of its own, which :meth:`aclose` (or
+    leaving the ``async with``) closes; made by :meth:`SQLiteDatabase.idempotency
+    <messagebus.sqlite.SQLiteDatabase.idempotency>` it shares the database's.
 
     Args:
-        path: the database file; created if missing.
+        path: the database file; created if missing. Or the database object to be on.
         table: the table's name (letters, digits and underscores, at most 48).
         clock: seconds since the Unix epoch (``time.time``); tests pass a fake. Called
             from a worker thread.
@@ -97,12 +96,13 @@ class SQLiteIdempotencyStore(SQLStore[SQLiteDatabase]):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | SQLiteConnection,
         *,
         table: str = "messagebus_idempotency",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        file = os.fspath(path)  # first, as before: a bad path is reported first
+        # First, as before: a bad path is reported first.
+        database = path if isinstance(path, SQLiteConnection) else SQLiteConnection(os.fspath(path))
         self._table = check_table_name(table)
         self._clock = clock
         quoted = f'"{self._table}"'
@@ -125,11 +125,12 @@ class SQLiteIdempotencyStore(SQLStore[SQLiteDatabase]):
             f"DELETE FROM {quoted} WHERE rowid IN "
             f"(SELECT rowid FROM {quoted} WHERE expires_at <= ? LIMIT ?)"
         )
-        self._exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        self._path = file
-        self._database = SQLiteDatabase(file, set_up=self._set_up)
+        self._on(database, alone=database is not path)
+        # One object, so that SetUps.pending() recognises it.
+        self._set_up = self._create_table
+        database.add_set_up(self._set_up)
 
-    def _set_up(self, connection: sqlite3.Connection) -> None:
+    def _create_table(self, connection: sqlite3.Connection) -> None:
         create_table(
             connection,
             table=self._table,
@@ -158,9 +159,14 @@ class SQLiteIdempotencyStore(SQLStore[SQLiteDatabase]):
         """Claim ``key`` like :meth:`claim`, in the caller's transaction on ``connection``.
 
         Blocking. ``connection`` must be in a ``BEGIN IMMEDIATE`` transaction on this
-        store's file (a unit of work's): holding the write lock, it never waits here, so
-        ``wait`` is ignored (duplicates waited for the lock when their transaction began).
+        store's database (a unit of work's): holding the write lock, it never waits here,
+        so ``wait`` is ignored (duplicates waited for the lock when their transaction
+        began). Creates the table there first if it has not been set up yet.
         """
+        if self._database.set_ups.pending(self._set_up):
+            # Made after its database opened, first used in a transaction (which holds
+            # the connection the database would set it up on).
+            self._set_up(connection)
         # Read and write under the write lock: no other connection can write between the
         # SELECT and the INSERT, which makes the claim atomic.
         now = self._clock()
@@ -187,34 +193,6 @@ class SQLiteIdempotencyStore(SQLStore[SQLiteDatabase]):
     ) -> None:
         """Record the claim's result like :meth:`complete`, in the caller's transaction."""
         connection.execute(self._complete, (result, self._clock() + ttl, scope, key, token))
-
-    async def check_inbox(self, transaction: Transaction) -> None:
-        """Make sure ``transaction`` is on this store's file; create the table there if new.
-
-        The table is created on the transaction's connection (this store's own would wait
-        for the transaction's write lock), so it commits with it.
-
-        Raises:
-            InboxConfigurationError: the transaction is not an SQLite one on this file.
-        """
-        await transaction.run(self._check_inbox)
-
-    def _check_inbox(self, connection: object) -> None:
-        if not isinstance(connection, sqlite3.Connection):
-            raise InboxConfigurationError(
-                f"inbox mode: SQLiteIdempotencyStore({self._path!r}) needs a unit of work "
-                f"on that SQLite file, not on a {type(connection).__name__}"
-            )
-        files = {name: file for _, name, file in connection.execute("PRAGMA database_list")}
-        theirs = files.get("main") or ""
-        if not theirs or os.path.realpath(theirs) != os.path.realpath(self._path):
-            raise InboxConfigurationError(
-                f"inbox mode: SQLiteIdempotencyStore({self._path!r}) is on another database "
-                f"than the unit of work ({theirs or 'in memory'!r}); give the store the "
-                "outbox's file"
-            )
-        if connection.execute(self._exists, (self._table,)).fetchone() is None:
-            self._set_up(connection)
 
     async def release(self, scope: str, key: str, token: str) -> None:
         """Delete the claim (the handler failed), so that the key can be claimed again."""

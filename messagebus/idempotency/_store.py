@@ -23,7 +23,6 @@ __all__ = [
     "InboxConfigurationError",
     "InboxStore",
     "Mismatch",
-    "Transaction",
     "live_outcome",
 ]
 
@@ -120,13 +119,6 @@ class IdempotencyStore(Protocol):
         """Delete up to ``limit`` expired records; return how many went."""
 
 
-class Transaction(Protocol):
-    """What inbox mode needs of a unit of work's transaction: its connection, in a thread."""
-
-    async def run(self, call: Any) -> Any:
-        """Return ``call(connection)``, run in a worker thread inside the transaction."""
-
-
 @runtime_checkable
 class InboxStore(IdempotencyStore, Protocol):
     """An idempotency store whose records can join the caller's database transaction.
@@ -147,16 +139,15 @@ class InboxStore(IdempotencyStore, Protocol):
     inbox mode.
 
     Both functions block: call them in a worker thread, through the transaction's
-    ``run``. The connection must reach the store's own table, on the store's database:
-    :meth:`check_inbox` makes sure of it.
+    ``run``. The transaction must be on the store's :attr:`database`: the same object,
+    which is what :class:`~messagebus.middleware.IdempotencyMiddleware` checks (the
+    store and the outbox made from one :class:`~messagebus.sqlite.SQLiteDatabase` or
+    :class:`~messagebus.postgres.PostgresDatabase`).
     """
 
-    async def check_inbox(self, transaction: Transaction) -> None:
-        """Make sure ``transaction`` is on this store's database, and its table exists there.
-
-        Raises:
-            InboxConfigurationError: the transaction is on another database (or driver).
-        """
+    @property
+    def database(self) -> object:
+        """The database object the store is on; a transaction it joins must be on it too."""
 
     def claim_in(
         self,

@@ -20,6 +20,7 @@ from messagebus._errors import ArgumentTypeError, DuplicateInProgressError, Idem
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Command, Message
 from messagebus._middleware import CallNext, Middleware
+from messagebus._sql import database_of
 from messagebus._unit_of_work import current_unit_of_work
 from messagebus.idempotency import (
     Completed,
@@ -64,8 +65,11 @@ class IdempotencyMiddleware:
 
     Inbox mode (``inbox=True``): for a handler that writes to the outbox's database in a
     unit of work, ``[UnitOfWorkMiddleware(bus), IdempotencyMiddleware(store, inbox=True)]``
-    with ``store`` an SQL store (:class:`~messagebus.idempotency.InboxStore`) on that
-    same database (the SQLite file; the PostgreSQL database, any schema). The claim and
+    with ``store`` an SQL store (:class:`~messagebus.idempotency.InboxStore`) made from
+    the database object the bus's outbox was made from (``database.idempotency()`` and
+    ``database.outbox()`` of one :class:`~messagebus.sqlite.SQLiteDatabase` or
+    :class:`~messagebus.postgres.PostgresDatabase`; its table may be in any schema of
+    that database). The claim and
     the completion record are then written in the unit of work's transaction
     (:meth:`~messagebus.idempotency.InboxStore.claim_in`,
     :meth:`~messagebus.idempotency.InboxStore.complete_in`), with the handler's own
@@ -85,7 +89,9 @@ class IdempotencyMiddleware:
       the transaction would hold up that holder).
     - Without an open unit of work, with a store that is not an
       :class:`~messagebus.idempotency.InboxStore`, or with a store on another database
-      than the unit of work's, the run raises
+      object than the unit of work's transaction (``unit.transaction.database is not
+      store.database``: one identity check, whatever the paths or DSNs say; two objects
+      on one file are two connections, hence two transactions), the run raises
       :class:`~messagebus.idempotency.InboxConfigurationError` (never retried): the
       store's kind when the middleware is made, the rest on every run.
 
@@ -152,7 +158,12 @@ class IdempotencyMiddleware:
                     "of work; put UnitOfWorkMiddleware(bus) outside it"
                 )
             inbox = typing.cast(InboxStore, store)
-            await inbox.check_inbox(unit.transaction)
+            if database_of(unit.transaction) is not inbox.database:
+                raise InboxConfigurationError(
+                    f"handler {scope}: inbox mode needs the {type(store).__name__} on the "
+                    "database object of the unit of work's outbox; make both from one "
+                    "database: database.idempotency() and database.outbox()"
+                )
             key = key_of(envelope) or default_key(envelope)
             digest = self.fingerprint_of(envelope)
             outcome = await unit.run(

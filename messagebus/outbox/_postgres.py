@@ -4,8 +4,9 @@ Uses psycopg 3's *sync* API and a :class:`psycopg_pool.ConnectionPool` in worker
 (:mod:`messagebus._sql._postgres`): psycopg's async API runs on asyncio only, and the
 outbox must run on trio too. Needs the ``messagebus[postgres]`` extra. A unit of work
 holds one pooled connection in a transaction for its whole block (a pool made from a
-DSN has four connections: at most four units of work and store calls at once per
-store; the others wait in the event loop).
+DSN has four connections by default: at most four units of work and store calls at
+once per pool, which the stores of one :class:`~messagebus.postgres.PostgresDatabase`
+share; the others wait in the event loop).
 
 Table layout (created on first use, idempotently, in ``schema`` or else the first
 schema of the search path; ``<table>`` defaults to ``messagebus_outbox``; schema
@@ -57,7 +58,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from messagebus._ids import new_message_id
-from messagebus._sql._postgres import PostgresDatabase, create_table, qualified
+from messagebus._sql._postgres import PostgresPool, create_table, qualified
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
 from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus, Status
@@ -146,7 +147,7 @@ _STATEMENTS = {
 }
 
 
-class PostgresTransaction(UnitOfWork["Connection[Any]"]):
+class PostgresTransaction(UnitOfWork["Connection[Any]", PostgresPool]):
     """A unit of work on a PostgreSQL outbox; statements use ``%s`` placeholders."""
 
     async def execute(
@@ -169,14 +170,16 @@ class PostgresTransaction(UnitOfWork["Connection[Any]"]):
         return await self.run(fetch)
 
 
-class PostgresOutbox(SQLStore[PostgresDatabase]):
+class PostgresOutbox(SQLStore[PostgresPool]):
     """The outbox table in PostgreSQL; see the module for the layout and its limits.
 
     ``dsn_or_pool`` is a connection string, for which the store makes its own pool (one
     to four connections), opened on first use or on ``async with`` and closed by
     :meth:`aclose`; or an open :class:`psycopg_pool.ConnectionPool` of yours, which the
     store borrows connections from and never opens or closes (so your code and the
-    outbox share connections and settings).
+    outbox share connections and settings); or the database object to be on, whose pool
+    it shares (:meth:`PostgresDatabase.outbox
+    <messagebus.postgres.PostgresDatabase.outbox>` says the same).
 
     Args:
         dsn_or_pool: as above.
@@ -190,7 +193,7 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
 
     def __init__(
         self,
-        dsn_or_pool: str | ConnectionPool[Any],
+        dsn_or_pool: str | ConnectionPool[Any] | PostgresPool,
         *,
         table: str = "messagebus_outbox",
         schema: str | None = None,
@@ -198,7 +201,6 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
         notify: bool = True,
     ) -> None:
         self._statements = _compose(check_table_name(table), schema)
-        self._dsn_or_pool = dsn_or_pool
         self._notify = notify
         self._channel = channel_name(schema, table)
         # The payload of this object's own notifications: its watch skips them when the
@@ -207,17 +209,21 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
         self._clock = clock
         self._listeners = CommitListeners()
         self._lock_key = f"messagebus:outbox-claim:{schema or ''}.{table}"
-        self._database = PostgresDatabase(
-            dsn_or_pool,
-            name="messagebus-outbox",
-            set_up=lambda connection: create_table(
+        database = (
+            dsn_or_pool
+            if isinstance(dsn_or_pool, PostgresPool)
+            else PostgresPool(dsn_or_pool, name="messagebus-outbox")
+        )
+        self._on(database, alone=database is not dsn_or_pool)
+        database.add_set_up(
+            lambda connection: create_table(
                 connection,
                 schema=schema,
                 table=table,
                 version=SCHEMA_VERSION,
                 definition=_TABLE,
                 indexes=_INDEXES,
-            ),
+            )
         )
 
     def transaction(self) -> AbstractAsyncContextManager[PostgresTransaction]:
@@ -227,7 +233,7 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
         """
         return open_unit(
             self._database.transaction(),
-            PostgresTransaction,
+            lambda held: PostgresTransaction(held, self._database),
             lambda connection, messages: self._insert(connection, messages, self._token),
             self._listeners,
         )
@@ -276,7 +282,7 @@ class PostgresOutbox(SQLStore[PostgresDatabase]):
         await watch.run(wake)
 
     def _connect_with(self) -> tuple[str, dict[str, Any]]:
-        source: Any = self._dsn_or_pool
+        source: Any = self._database.dsn_or_pool
         if isinstance(source, str):
             return source, {}
         # psycopg_pool >= 3.3 accepts callables for both.

@@ -1,16 +1,17 @@
 """The outbox in an SQLite file: the embedded default, shared by every process using the file.
 
 Runs the stdlib :mod:`sqlite3` in worker threads (:mod:`messagebus._sql._sqlite`), so it
-works on asyncio and trio alike. One store holds one connection, dedicated to it: a unit
+works on asyncio and trio alike. A store is on one connection, its own or the one it
+shares with the other stores of its :class:`~messagebus.sqlite.SQLiteDatabase`: a unit
 of work holds that connection in a ``BEGIN IMMEDIATE`` transaction for its whole block,
-and the store's other calls (the relay's claims, ``status``) wait in the event loop
-meanwhile. SQLite has one writer per file at a time: while a unit of work is open,
-writers on *other* connections (another store on the file, another process) wait for
-it, up to ``BUSY_TIMEOUT`` (5) seconds, then fail with :class:`sqlite3.OperationalError`
-("database is locked"). So keep units of work short, and write to the file only through
-the unit of work inside one (a write on another connection would wait for the unit of
-work's own lock and fail after the busy timeout). Readers on other connections are not
-blocked (WAL mode).
+and the other calls on that connection (the relay's claims, ``status``, the other
+stores of the database) wait in the event loop meanwhile. SQLite has one writer per
+file at a time: while a unit of work is open, writers on *other* connections (a store
+made alone on the file, another process) wait for it, up to ``BUSY_TIMEOUT`` (5)
+seconds, then fail with :class:`sqlite3.OperationalError` ("database is locked"). So
+keep units of work short, and write to the file only through the unit of work inside
+one (a write on another connection would wait for the unit of work's own lock and fail
+after the busy timeout). Readers on other connections are not blocked (WAL mode).
 
 Table layout (created on first use, idempotently; ``<table>`` defaults to
 ``messagebus_outbox``; schema version :data:`SCHEMA_VERSION`)::
@@ -55,7 +56,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from messagebus._sql._schema import check_table_name
-from messagebus._sql._sqlite import SQLiteDatabase, create_table
+from messagebus._sql._sqlite import SQLiteConnection, create_table
 from messagebus._sql._store import SQLStore
 from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus, Status
 from messagebus.outbox._store import CommitListener, Settlement
@@ -103,7 +104,7 @@ RETURNING seq, {columns}"""
 _MINE = "id = ? AND status = 'pending' AND lease_owner = ?"
 
 
-class SQLiteTransaction(UnitOfWork[sqlite3.Connection]):
+class SQLiteTransaction(UnitOfWork[sqlite3.Connection, SQLiteConnection]):
     """A unit of work on an SQLite outbox; statements use ``?`` placeholders."""
 
     async def execute(self, statement: str, params: Sequence[object] = ()) -> int:
@@ -117,14 +118,17 @@ class SQLiteTransaction(UnitOfWork[sqlite3.Connection]):
         )
 
 
-class SQLiteOutbox(SQLStore[SQLiteDatabase]):
+class SQLiteOutbox(SQLStore[SQLiteConnection]):
     """The outbox table of an SQLite file; see the module for the layout and its limits.
 
-    Opens the file, and creates the table if needed, on first use or on ``async with``;
-    :meth:`aclose` (or leaving the ``async with``) closes the connection.
+    Opens the file, and creates the table if needed, on first use or on ``async with``.
+    Made alone (from a path) it has a connection of its own, which :meth:`aclose` (or
+    leaving the ``async with``) closes; made by :meth:`SQLiteDatabase.outbox
+    <messagebus.sqlite.SQLiteDatabase.outbox>` it shares the database's (see
+    :mod:`messagebus.sqlite` for who closes it).
 
     Args:
-        path: the database file; created if missing.
+        path: the database file; created if missing. Or the database object to be on.
         table: the table's name (letters, digits and underscores, at most 48).
         clock: seconds since the Unix epoch (``time.time``); tests pass a fake. Called
             from worker threads.
@@ -132,12 +136,12 @@ class SQLiteOutbox(SQLStore[SQLiteDatabase]):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | SQLiteConnection,
         *,
         table: str = "messagebus_outbox",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        file = os.fspath(path)
+        database = path if isinstance(path, SQLiteConnection) else SQLiteConnection(os.fspath(path))
         self._table = check_table_name(table)
         self._clock = clock
         self._listeners = CommitListeners()
@@ -178,15 +182,15 @@ class SQLiteOutbox(SQLStore[SQLiteDatabase]):
             f"DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} "
             "WHERE status = 'sent' AND sent_at <= ? LIMIT ?)"
         )
-        self._database = SQLiteDatabase(
-            file,
-            set_up=lambda connection: create_table(
+        self._on(database, alone=database is not path)
+        database.add_set_up(
+            lambda connection: create_table(
                 connection,
                 table=self._table,
                 version=SCHEMA_VERSION,
                 columns=_TABLE,
                 indexes=_INDEXES,
-            ),
+            )
         )
 
     def transaction(self) -> AbstractAsyncContextManager[SQLiteTransaction]:
@@ -196,7 +200,7 @@ class SQLiteOutbox(SQLStore[SQLiteDatabase]):
         """
         return open_unit(
             self._database.transaction(),
-            SQLiteTransaction,
+            lambda held: SQLiteTransaction(held, self._database),
             self.insert,
             self._listeners,
         )

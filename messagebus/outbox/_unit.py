@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 import structlog
 
+from messagebus._sql._database import SharedDatabase
 from messagebus._sql._transaction import HeldTransaction
 from messagebus.outbox._message import OutboxEntry, OutboxMessage
 from messagebus.outbox._store import CommitListener
@@ -34,8 +35,9 @@ COLUMNS = (
 """The columns :func:`entry` reads, in its order."""
 
 _C = TypeVar("_C")
+_D = TypeVar("_D", bound=SharedDatabase)
 _T = TypeVar("_T")
-_U = TypeVar("_U", bound="UnitOfWork[Any]")
+_U = TypeVar("_U", bound="UnitOfWork[Any, Any]")
 
 
 def row(message: OutboxMessage) -> tuple[object, ...]:
@@ -84,16 +86,28 @@ class CommitListeners:
                 )
 
 
-class UnitOfWork(Generic[_C]):
+class UnitOfWork(Generic[_C, _D]):
     """An open unit of work on one held transaction; see :class:`OutboxTransaction`.
 
     Subclasses give :meth:`execute` and :meth:`fetch` for their driver.
     """
 
-    def __init__(self, held: HeldTransaction[_C]) -> None:
+    def __init__(self, held: HeldTransaction[_C], database: _D) -> None:
         self._held = held
+        self._on = database
         self._messages: list[OutboxMessage] = []
         self._open = True
+
+    @property
+    def database(self) -> _D:
+        """The database object the transaction is on: the outbox's.
+
+        A store joins this transaction (inbox mode, the event log) only if it is on
+        the same object (``is``), made from the same
+        :class:`~messagebus.sqlite.SQLiteDatabase` /
+        :class:`~messagebus.postgres.PostgresDatabase`.
+        """
+        return self._on
 
     @property
     def messages(self) -> Sequence[OutboxMessage]:
