@@ -51,14 +51,11 @@ import anyio
 import attrs
 import structlog
 
-from messagebus import Command, Envelope, Event, Message, MessageBus, RetryPolicy
+from messagebus import Command, Envelope, Event, Message, MessageBus
+from messagebus.extension import CallNext
 from messagebus.idempotency import InMemoryIdempotencyStore
-from messagebus.middleware import (
-    CallNext,
-    IdempotencyMiddleware,
-    LoggingMiddleware,
-    RetryMiddleware,
-)
+from messagebus.middleware import IdempotencyMiddleware, LoggingMiddleware, RetryMiddleware
+from messagebus.retry import RetryPolicy
 
 Runner = Callable[[], Awaitable[None]]
 SCENARIOS = (

@@ -29,7 +29,8 @@ import anyio
 import attrs
 
 from messagebus import Envelope, Event, MessageRegistry, WireCodec
-from messagebus.eventlog import EventLog, InMemoryEventLog, PostgresEventLog, SQLiteEventLog
+from messagebus.eventlog import InMemoryEventLog, PostgresEventLog, SQLiteEventLog
+from messagebus.extension import EventLog
 
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
 

@@ -51,13 +51,13 @@ from messagebus import Event, MessageBus
 from messagebus._outlets import Departure, OutboxOutlet
 from messagebus.outbox import (
     DeliveryFailure,
-    Destination,
     OutboxMessage,
     OutboxRelay,
     PostgresOutbox,
     SQLiteOutbox,
 )
-from messagebus.transports import InMemoryTransport
+from messagebus.transports import Destination
+from messagebus.transports.memory import InMemoryTransport
 
 
 async def deliver_rows(bus: MessageBus, rows: Sequence[OutboxMessage]) -> list[DeliveryFailure]:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import anyio
 
+from messagebus.extension import IdempotencyStore
 from messagebus.idempotency import (
     Claimed,
-    IdempotencyStore,
     InMemoryIdempotencyStore,
     PostgresIdempotencyStore,
     SQLiteIdempotencyStore,

@@ -1,6 +1,22 @@
 """messagebus: commands to exactly one handler, events to every subscriber.
 
-The public names live here; everything else is in private modules.
+The names an application writes live here: messages and envelopes, the bus and its
+handler context, the unit of work, the worker, the wire codec and its registry, and
+every error the library raises (one tree rooted at :class:`MessageBusError`, drawn in
+:mod:`messagebus._errors`). Everything else has one home of its own:
+
+- :mod:`messagebus.middleware`: the middleware that ships (retries, idempotency, unit of
+  work, logging, ordering); :mod:`messagebus.retry`: retry policies and backoffs.
+- :mod:`messagebus.transports` (``.memory``, ``.sqs``): where messages travel.
+- :mod:`messagebus.sqlite`, :mod:`messagebus.postgres`: one database object each, which
+  hands out the stores below on one connection or pool.
+- :mod:`messagebus.outbox`, :mod:`messagebus.idempotency`, :mod:`messagebus.dead_letters`,
+  :mod:`messagebus.eventlog`: the stores, each family's implementations.
+- :mod:`messagebus.extension`: the protocols to implement (middleware, transports,
+  stores) and the follow-up API for middleware.
+- :mod:`messagebus.testing`, :mod:`messagebus.otel`, :mod:`messagebus.metrics`.
+
+Implementation lives in private modules; this one only re-exports.
 """
 
 from messagebus._bus import Fanout, MessageBus
@@ -9,9 +25,11 @@ from messagebus._context import Context
 from messagebus._dispatch._run import add_message_context, current_envelope
 from messagebus._envelope import Envelope
 from messagebus._errors import (
+    ArgumentTypeError,
     BusStateError,
     CommandRejected,
     ConfigurationError,
+    DatabaseMismatchError,
     DeadLetterNotFoundError,
     DecodeError,
     DeliveryExpiredError,
@@ -25,6 +43,7 @@ from messagebus._errors import (
     IdempotencyError,
     IdempotencyKeyReused,
     InboxConfigurationError,
+    InvalidArgumentError,
     InvalidHandlerError,
     InvalidMessageTypeError,
     MessageBusError,
@@ -32,6 +51,7 @@ from messagebus._errors import (
     MessageTooLargeError,
     NoHandlerError,
     RetriesExhausted,
+    SchemaVersionError,
     SendError,
     SequenceGapError,
     SerializationError,
@@ -39,42 +59,23 @@ from messagebus._errors import (
     TransportUnavailableError,
     UnsupportedBackendError,
 )
-from messagebus._handlers import HandlerInfo
 from messagebus._messages import Command, Event, Message, wire_name, wire_version
-from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
 from messagebus._registry import MessageRegistry, Upcaster
-from messagebus._retry_policy import (
-    NEVER_RETRIED,
-    Attempt,
-    Decision,
-    Discard,
-    ExponentialBackoff,
-    FixedBackoff,
-    GiveUp,
-    Retry,
-    RetryPolicy,
-)
 from messagebus._unit_of_work import UnitOfWork, current_unit_of_work
 from messagebus._worker import Worker, serve
-from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
 
 __all__ = [
-    "NEVER_RETRIED",
-    "Attempt",
+    "ArgumentTypeError",
     "BusStateError",
-    "CallNext",
     "Command",
     "CommandRejected",
     "ConfigurationError",
     "Context",
-    "DeadLetter",
+    "DatabaseMismatchError",
     "DeadLetterNotFoundError",
-    "DeadLetterStore",
-    "Decision",
     "DecodeError",
     "DeliveryExpiredError",
     "DestinationNotFoundError",
-    "Discard",
     "DispatchError",
     "DuplicateHandlerError",
     "DuplicateInProgressError",
@@ -83,16 +84,11 @@ __all__ = [
     "EncodeError",
     "Envelope",
     "Event",
-    "ExponentialBackoff",
     "Fanout",
-    "FixedBackoff",
-    "GiveUp",
-    "HandlerAwareMiddleware",
-    "HandlerInfo",
     "IdempotencyError",
     "IdempotencyKeyReused",
-    "InMemoryDeadLetterStore",
     "InboxConfigurationError",
+    "InvalidArgumentError",
     "InvalidHandlerError",
     "InvalidMessageTypeError",
     "Message",
@@ -101,11 +97,9 @@ __all__ = [
     "MessageKindError",
     "MessageRegistry",
     "MessageTooLargeError",
-    "Middleware",
     "NoHandlerError",
     "RetriesExhausted",
-    "Retry",
-    "RetryPolicy",
+    "SchemaVersionError",
     "SendError",
     "SequenceGapError",
     "SerializationError",

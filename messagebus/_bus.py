@@ -47,15 +47,15 @@ from messagebus._registration import AnyMiddleware, HandlerTable
 from messagebus._registry import MessageRegistry
 from messagebus._sql import require_same_database
 from messagebus._unit_of_work import UnitOfWork, open_unit_of_work
-from messagebus.dead_letters import DeadLetterStore, InMemoryDeadLetterStore
+from messagebus.dead_letters import InMemoryDeadLetterStore
+from messagebus.extension import DeadLetterStore
 from messagebus.outbox import OutboxRelay
 from messagebus.transports._protocol import QueueSpec, Topology, Transport
 from messagebus.transports._routing import Router
 from messagebus.transports._url import transport_from_url
 
 if TYPE_CHECKING:
-    from messagebus.eventlog import EventLog
-    from messagebus.outbox import OutboxStore
+    from messagebus.extension import EventLog, OutboxStore
 
 __all__ = ["Fanout", "MessageBus"]
 

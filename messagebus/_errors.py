@@ -118,7 +118,7 @@ class ConfigurationError(MessageBusError):
 
     Raised at registration, at start-up, or when a call refuses its arguments, before
     the call has done anything. Every subclass is in
-    :data:`~messagebus.NEVER_RETRIED`: a handler that raises one is a bug or a broken
+    :data:`~messagebus.retry.NEVER_RETRIED`: a handler that raises one is a bug or a broken
     deployment, and running it again would only fail again.
     """
 
@@ -153,7 +153,7 @@ class InboxConfigurationError(ConfigurationError):
     Raised by :class:`~messagebus.middleware.IdempotencyMiddleware` with ``inbox=True``
     when the handler runs outside a unit of work (no
     :class:`~messagebus.middleware.UnitOfWorkMiddleware` outside it), when the store is
-    not an :class:`~messagebus.idempotency.InboxStore`, or when the store was not made
+    not an :class:`~messagebus.extension.InboxStore`, or when the store was not made
     from the database object the unit of work's outbox was made from. Never retried (a
     :class:`~messagebus.ConfigurationError`).
     """

@@ -32,7 +32,7 @@ from messagebus._messages import Message
 
 if TYPE_CHECKING:
     from messagebus._outlets import StagingOutlet
-    from messagebus.outbox import OutboxStore, OutboxTransaction
+    from messagebus.extension import OutboxStore, OutboxTransaction
 
 __all__ = ["UnitOfWork", "current_unit_of_work", "open_unit_of_work"]
 

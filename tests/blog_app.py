@@ -14,7 +14,7 @@ import anyio
 import attrs
 
 from messagebus import Command, Context, Event, MessageBus
-from messagebus.transports import Transport
+from messagebus.extension import Transport
 
 
 @attrs.frozen

@@ -13,12 +13,12 @@ import pytest
 from messagebus import Envelope, Event, MessageRegistry, WireCodec
 from messagebus.eventlog import (
     SEQUENCE_HEADER,
-    EventLog,
     InMemoryEventLog,
     LogRecord,
     PostgresEventLog,
     SQLiteEventLog,
 )
+from messagebus.extension import EventLog
 from tests.messages import PostPublished
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from messagebus import MessageBus
-from messagebus.transports import InMemoryTransport
+from messagebus.transports.memory import InMemoryTransport
 
 bus = MessageBus(transport=InMemoryTransport(), service="fixed")
 in_process = MessageBus()

@@ -11,13 +11,8 @@ from typing import Any
 import attrs
 import pytest
 
-from messagebus.outbox import (
-    DeliveryFailure,
-    Destination,
-    OutboxMessage,
-    PostgresOutbox,
-    SQLiteOutbox,
-)
+from messagebus.outbox import DeliveryFailure, OutboxMessage, PostgresOutbox, SQLiteOutbox
+from messagebus.transports import Destination
 
 T0 = 1_714_564_800.0
 

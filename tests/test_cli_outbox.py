@@ -10,13 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from messagebus.outbox import (
-    Destination,
-    OutboxMessage,
-    PostgresOutbox,
-    Settlement,
-    SQLiteOutbox,
-)
+from messagebus.outbox import OutboxMessage, PostgresOutbox, Settlement, SQLiteOutbox
+from messagebus.transports import Destination
 from tests import outbox_app
 from tests.conftest import Cli
 from tests.messages import PostPublished

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from messagebus.transports import InMemoryTransport
 from messagebus.transports._url import transport_from_url
+from messagebus.transports.memory import InMemoryTransport
 from tests import worker_app
 from tests.conftest import Cli
 

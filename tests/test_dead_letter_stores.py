@@ -17,11 +17,11 @@ from messagebus._errors import SchemaVersionError
 from messagebus._ids import new_message_id
 from messagebus.dead_letters import (
     DeadLetter,
-    DeadLetterStore,
     InMemoryDeadLetterStore,
     PostgresDeadLetterStore,
     SQLiteDeadLetterStore,
 )
+from messagebus.extension import DeadLetterStore
 
 pytestmark = pytest.mark.anyio
 

@@ -8,15 +8,11 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from messagebus import (
-    Context,
-    FixedBackoff,
-    MessageBus,
-    RetryPolicy,
-    Worker,
-)
+from messagebus import Context, MessageBus, Worker
 from messagebus.middleware import RetryMiddleware
-from messagebus.transports import InMemoryTransport, QueueSpec
+from messagebus.retry import FixedBackoff, RetryPolicy
+from messagebus.transports import QueueSpec
+from messagebus.transports.memory import InMemoryTransport
 from tests.messages import FollowersNotified, IndexPost, PostPublished
 
 pytestmark = pytest.mark.anyio

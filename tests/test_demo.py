@@ -6,7 +6,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from messagebus.demo import main
-from messagebus.transports import Transport, transport_from_url
+from messagebus.extension import Transport
+from messagebus.transports import transport_from_url
 
 pytestmark = pytest.mark.anyio
 

@@ -4,15 +4,11 @@ import random
 
 import pytest
 
+from messagebus import SequenceGapError
 from messagebus._envelope import Envelope
 from messagebus._errors import DecodeError, DispatchError
 from messagebus._messages import Message
-from messagebus.eventlog import (
-    SEQUENCE_HEADER,
-    Resequenced,
-    Resequencer,
-    SequenceGapError,
-)
+from messagebus.eventlog import SEQUENCE_HEADER, Resequenced, Resequencer
 from tests.eventlog_fixtures import event
 
 

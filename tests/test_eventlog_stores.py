@@ -16,12 +16,12 @@ from messagebus import Envelope
 from messagebus._errors import DecodeError, EncodeError, MessageKindError
 from messagebus.eventlog import (
     SEQUENCE_HEADER,
-    EventLog,
     InMemoryEventLog,
     LogRecord,
     PostgresEventLog,
     SQLiteEventLog,
 )
+from messagebus.extension import EventLog
 from tests.eventlog_fixtures import (
     CODEC,
     ArticleWritten,

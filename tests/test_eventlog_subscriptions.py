@@ -6,7 +6,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from messagebus.eventlog import EventLog, LogRecord, Subscription
+from messagebus.eventlog import LogRecord, Subscription
+from messagebus.extension import EventLog
 from tests.eventlog_fixtures import check_gapless, event, positions
 
 pytestmark = pytest.mark.anyio

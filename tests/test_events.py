@@ -9,11 +9,11 @@ from structlog.testing import capture_logs
 from messagebus import (
     Context,
     DuplicateSubscriberError,
-    InMemoryDeadLetterStore,
     InvalidMessageTypeError,
     MessageBus,
     MessageKindError,
 )
+from messagebus.dead_letters import InMemoryDeadLetterStore
 from tests.messages import ChargeCard, PostPublished
 
 pytestmark = pytest.mark.anyio

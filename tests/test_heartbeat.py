@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from messagebus import DeliveryExpiredError, TransportUnavailableError
-from messagebus.transports import Delivery
+from messagebus.extension import Delivery
 from messagebus.transports._heartbeat import visibility_heartbeat
 
 pytestmark = pytest.mark.anyio

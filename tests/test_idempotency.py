@@ -18,16 +18,16 @@ from messagebus import (
     IdempotencyKeyReused,
     Message,
     MessageBus,
-    RetryPolicy,
 )
+from messagebus.extension import CallNext, IdempotencyStore
 from messagebus.idempotency import (
     Claimed,
-    IdempotencyStore,
     InMemoryIdempotencyStore,
     PostgresIdempotencyStore,
     SQLiteIdempotencyStore,
 )
-from messagebus.middleware import CallNext, IdempotencyMiddleware, RetryMiddleware
+from messagebus.middleware import IdempotencyMiddleware, RetryMiddleware
+from messagebus.retry import RetryPolicy
 from tests.messages import ChargeCard, IndexPost, PostPublished, Receipt
 
 pytestmark = pytest.mark.anyio

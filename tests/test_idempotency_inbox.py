@@ -14,14 +14,14 @@ from typing import Any
 import anyio
 import pytest
 
-from messagebus import DuplicateInProgressError, IdempotencyKeyReused, MessageBus
-from messagebus.idempotency import (
-    Claimed,
-    Completed,
+from messagebus import (
+    DuplicateInProgressError,
+    IdempotencyKeyReused,
     InboxConfigurationError,
-    InboxStore,
-    InMemoryIdempotencyStore,
+    MessageBus,
 )
+from messagebus.extension import InboxStore
+from messagebus.idempotency import Claimed, Completed, InMemoryIdempotencyStore
 from messagebus.middleware import IdempotencyMiddleware
 from messagebus.postgres import PostgresDatabase
 from messagebus.sqlite import SQLiteDatabase

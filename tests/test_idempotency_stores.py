@@ -13,11 +13,11 @@ import attrs
 import pytest
 
 from messagebus._errors import IdempotencyError, SchemaVersionError
+from messagebus.extension import IdempotencyStore
 from messagebus.idempotency import (
     Claimed,
     ClaimOutcome,
     Completed,
-    IdempotencyStore,
     InMemoryIdempotencyStore,
     InProgress,
     Mismatch,

@@ -11,11 +11,12 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from messagebus import CommandRejected, Envelope, MessageBus, RetryPolicy
+from messagebus import CommandRejected, Envelope, MessageBus
 from messagebus.dead_letters import InMemoryDeadLetterStore
 from messagebus.metrics import Counters, CountingDeadLetterStore, HandlerCounts, MetricsMiddleware
 from messagebus.middleware import RetryMiddleware
 from messagebus.otel import observe_counters
+from messagebus.retry import RetryPolicy
 from tests.messages import PostId, PostPublished, PublishPost
 
 pytestmark = pytest.mark.anyio

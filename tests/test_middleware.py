@@ -5,8 +5,8 @@ from typing import Any
 import attrs
 import pytest
 
-from messagebus import Context, Envelope, HandlerInfo, Message, MessageBus
-from messagebus.middleware import CallNext, Middleware
+from messagebus import Context, Envelope, Message, MessageBus
+from messagebus.extension import CallNext, HandlerInfo, Middleware
 from tests.messages import ChargeCard, PostPublished, Receipt
 
 pytestmark = pytest.mark.anyio

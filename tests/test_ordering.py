@@ -12,26 +12,18 @@ import anyio.lowlevel
 import pytest
 from structlog.testing import capture_logs
 
-from messagebus import (
-    NEVER_RETRIED,
-    ConfigurationError,
-    Context,
-    Envelope,
-    FixedBackoff,
-    MessageBus,
-    RetryPolicy,
-    Worker,
-)
+from messagebus import ConfigurationError, Context, Envelope, MessageBus, SequenceGapError, Worker
 from messagebus._handlers import inspect_handler
 from messagebus.eventlog import (
     SEQUENCE_HEADER,
     InMemoryCheckpointStore,
     InMemoryEventLog,
-    SequenceGapError,
     SQLiteEventLog,
 )
 from messagebus.middleware import OrderingMiddleware, RetryMiddleware
-from messagebus.transports import InMemoryTransport, Outgoing
+from messagebus.retry import NEVER_RETRIED, FixedBackoff, RetryPolicy
+from messagebus.transports import Outgoing
+from messagebus.transports.memory import InMemoryTransport
 from tests.messages import IndexPost, PostPublished
 
 pytestmark = pytest.mark.anyio

@@ -10,13 +10,12 @@ from typing import Any
 import anyio
 import pytest
 
-from messagebus import ExponentialBackoff, WireCodec
+from messagebus import WireCodec
 from messagebus._envelope import Envelope
 from messagebus._errors import SchemaVersionError
 from messagebus._registry import MessageRegistry
 from messagebus.outbox import (
     DeliveryFailure,
-    Destination,
     OutboxMessage,
     OutboxRelay,
     OutboxStatus,
@@ -25,6 +24,8 @@ from messagebus.outbox import (
     SQLiteOutbox,
     deliver_each,
 )
+from messagebus.retry import ExponentialBackoff
+from messagebus.transports import Destination
 from tests.messages import PostPublished
 from tests.outbox_support import T0, Database, FakeClock, Outbox, Sink, database, message
 

@@ -15,8 +15,9 @@ from messagebus import (
     TransportError,
 )
 from messagebus._outlets import Departure, OutboxOutlet
-from messagebus.outbox import DeliveryFailure, Destination, OutboxMessage
-from messagebus.transports import InMemoryTransport, Outgoing
+from messagebus.outbox import DeliveryFailure, OutboxMessage
+from messagebus.transports import Destination, Outgoing
+from messagebus.transports.memory import InMemoryTransport
 from tests.messages import PostPublished
 
 

@@ -4,14 +4,8 @@ import attrs
 import pytest
 from structlog.testing import capture_logs
 
-from messagebus import (
-    Context,
-    DeadLetterNotFoundError,
-    DecodeError,
-    InMemoryDeadLetterStore,
-    MessageBus,
-    NoHandlerError,
-)
+from messagebus import Context, DeadLetterNotFoundError, DecodeError, MessageBus, NoHandlerError
+from messagebus.dead_letters import InMemoryDeadLetterStore
 from tests.messages import ChargeCard, FollowersNotified, PostPublished, Receipt
 
 pytestmark = pytest.mark.anyio

@@ -8,24 +8,27 @@ import pytest
 from structlog.testing import capture_logs
 
 from messagebus import (
-    NEVER_RETRIED,
-    Attempt,
     CommandRejected,
     Context,
     DecodeError,
-    Discard,
     Envelope,
-    ExponentialBackoff,
-    FixedBackoff,
-    GiveUp,
     Message,
     MessageBus,
     NoHandlerError,
     RetriesExhausted,
+)
+from messagebus.extension import CallNext
+from messagebus.middleware import DEFAULT_EVENT_POLICY, RetryMiddleware
+from messagebus.retry import (
+    NEVER_RETRIED,
+    Attempt,
+    Discard,
+    ExponentialBackoff,
+    FixedBackoff,
+    GiveUp,
     Retry,
     RetryPolicy,
 )
-from messagebus.middleware import DEFAULT_EVENT_POLICY, CallNext, RetryMiddleware
 from tests.messages import ChargeCard, FollowersNotified, PostPublished, Receipt
 
 pytestmark = pytest.mark.anyio

@@ -17,7 +17,8 @@ import anyio
 import pytest
 
 from messagebus import MessageBus, Worker
-from messagebus.transports import InMemoryTransport, MemoryBroker, Transport
+from messagebus.extension import Transport
+from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from tests.blog_app import Blog, PostPublished, PublishPost, build
 
 pytestmark = pytest.mark.anyio

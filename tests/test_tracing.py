@@ -30,7 +30,7 @@ from messagebus.otel import (
     with_trace_context,
 )
 from messagebus.outbox import SQLiteOutbox
-from messagebus.transports import InMemoryTransport, MemoryBroker
+from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from tests.messages import PostId, PostPublished, PublishPost
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,6 @@ import pytest
 from messagebus import (
     BusStateError,
     Context,
-    DeadLetter,
     DecodeError,
     Envelope,
     Event,
@@ -20,13 +19,9 @@ from messagebus import (
     NoHandlerError,
     Worker,
 )
-from messagebus.transports import (
-    InMemoryTransport,
-    MemoryBroker,
-    Outgoing,
-    QueueSpec,
-    TopicSubscription,
-)
+from messagebus.dead_letters import DeadLetter
+from messagebus.transports import Outgoing, QueueSpec, TopicSubscription
+from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from tests.messages import IndexPost, PostId, PostIndexed, PostPublished, PublishPost
 
 pytestmark = pytest.mark.anyio

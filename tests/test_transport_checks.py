@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 from messagebus import DestinationNotFoundError
+from messagebus.extension import Delivery
 from messagebus.testing import (
     TRANSPORT_CHECKS,
     NotApplicable,
@@ -28,16 +29,8 @@ from messagebus.testing import (
     check_transport,
     check_visibility_timeout,
 )
-from messagebus.transports import (
-    MEMORY_CAPABILITIES,
-    Capabilities,
-    Delivery,
-    InMemoryTransport,
-    MemoryBroker,
-    Outgoing,
-    QueueSpec,
-    Topology,
-)
+from messagebus.transports import Capabilities, Outgoing, QueueSpec, Topology
+from messagebus.transports.memory import MEMORY_CAPABILITIES, InMemoryTransport, MemoryBroker
 from messagebus.transports.memory._queue import QueueState
 
 pytestmark = pytest.mark.anyio

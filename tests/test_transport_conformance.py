@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from messagebus.testing import TRANSPORT_CHECKS, NotApplicable, TransportCheck, TransportHarness
-from messagebus.transports import InMemoryTransport, MemoryBroker
+from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 
 pytestmark = pytest.mark.anyio
 

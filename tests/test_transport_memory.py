@@ -15,18 +15,13 @@ from messagebus import (
     MessageTooLargeError,
     TransportUnavailableError,
 )
-from messagebus.transports import (
+from messagebus.extension import Delivery, Transport
+from messagebus.transports import Outgoing, QueueSpec, TopicSpec, TopicSubscription, Topology
+from messagebus.transports.memory import (
     MEMORY_CAPABILITIES,
-    Delivery,
     InMemoryTransport,
     MemoryBroker,
-    Outgoing,
     QueueDepth,
-    QueueSpec,
-    TopicSpec,
-    TopicSubscription,
-    Topology,
-    Transport,
 )
 
 pytestmark = pytest.mark.anyio

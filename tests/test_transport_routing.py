@@ -6,8 +6,6 @@ from typing import Any
 
 import pytest
 
-import messagebus.outbox
-import messagebus.transports
 from messagebus import ConfigurationError, Envelope, NoHandlerError
 from messagebus._errors import ArgumentTypeError, InvalidArgumentError
 from messagebus.transports import Destination, QueueSpec, Router, topic_name
@@ -16,11 +14,6 @@ from tests.messages import IndexPost, PostPublished, PublishPost
 
 class TestDestination:
     """One Destination type: the router's answer and the outbox's column."""
-
-    def test_the_outbox_reuses_the_routing_type(self) -> None:
-        """messagebus.outbox.Destination is the same class, not a second one."""
-        assert messagebus.outbox.Destination is messagebus.transports.Destination
-        assert messagebus.outbox.DestinationKind is messagebus.transports.DestinationKind
 
     def test_constructors_and_kinds(self) -> None:
         """queue(), topic() and local() name the kind; another kind is refused."""

@@ -38,15 +38,8 @@ from messagebus import (
     TransportUnavailableError,
     UnsupportedBackendError,
 )
-from messagebus.transports import (
-    Delivery,
-    Outgoing,
-    QueueSpec,
-    TopicSpec,
-    TopicSubscription,
-    Topology,
-    Transport,
-)
+from messagebus.extension import Delivery, Transport
+from messagebus.transports import Outgoing, QueueSpec, TopicSpec, TopicSubscription, Topology
 from messagebus.transports.sqs import SQSDelivery, SQSTransport
 from messagebus.transports.sqs._batching import (
     BatchOutcome,

@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from messagebus import Command, ConfigurationError, MessageBus
-from messagebus.transports import InMemoryTransport, Transport
+from messagebus.extension import Transport
 from messagebus.transports._url import (
     SQSSettings,
     parse_sqs_url,
@@ -18,6 +18,7 @@ from messagebus.transports._url import (
     transport_from_env,
     transport_from_url,
 )
+from messagebus.transports.memory import InMemoryTransport
 
 
 @attrs.frozen

@@ -21,7 +21,7 @@ from messagebus import (
 from messagebus.eventlog import SEQUENCE_HEADER, InMemoryEventLog
 from messagebus.middleware import UnitOfWorkMiddleware
 from messagebus.sqlite import SQLiteDatabase
-from messagebus.transports import InMemoryTransport
+from messagebus.transports.memory import InMemoryTransport
 from tests.messages import IndexPost, PostId, PostPublished, PublishPost
 from tests.outbox_support import Database, database
 

@@ -18,13 +18,14 @@ from messagebus import (
     Context,
     DeliveryExpiredError,
     Envelope,
-    ExponentialBackoff,
     MessageBus,
     TransportUnavailableError,
     Worker,
     serve,
 )
-from messagebus.transports import Delivery, InMemoryTransport
+from messagebus.extension import Delivery
+from messagebus.retry import ExponentialBackoff
+from messagebus.transports.memory import InMemoryTransport
 from tests.messages import IndexPost, PostId, PostPublished, PublishPost
 
 pytestmark = pytest.mark.anyio

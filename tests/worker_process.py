@@ -12,7 +12,7 @@ import anyio
 import attrs
 
 from messagebus import Command, MessageBus, serve
-from messagebus.transports import InMemoryTransport
+from messagebus.transports.memory import InMemoryTransport
 
 
 @attrs.frozen

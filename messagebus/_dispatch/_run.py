@@ -58,7 +58,7 @@ Run = list[Any]
 - ``parent``: the run of the message being handled when this one was dispatched;
 - ``envelope``: the envelope, None until something needs it (see :func:`envelope_of`);
 - ``context``: the handler context of the attempt in progress, if the handler takes one;
-- ``handler``: the :class:`~messagebus.HandlerInfo` running on it (None between the
+- ``handler``: the :class:`~messagebus.extension.HandlerInfo` running on it (None between the
   subscribers of an event).
 
 A list, not a slotted class: one is made per dispatched message, and a list literal

@@ -11,7 +11,8 @@ from messagebus._outlets._protocol import Outlet, StagingOutlet
 
 if TYPE_CHECKING:
     from messagebus._unit_of_work import UnitOfWork
-    from messagebus.eventlog import EventLog, LogRecord
+    from messagebus.eventlog import LogRecord
+    from messagebus.extension import EventLog
 
 __all__ = ["EventLogOutlet", "StagingEventLogOutlet", "TransactionalLog"]
 

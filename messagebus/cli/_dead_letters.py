@@ -12,7 +12,8 @@ import click
 
 from messagebus.cli._app import APP, load_bus
 from messagebus.cli._stores import open_dead_letter_store
-from messagebus.dead_letters import DeadLetter, DeadLetterStore
+from messagebus.dead_letters import DeadLetter
+from messagebus.extension import DeadLetterStore
 
 __all__ = ["dead_letters"]
 

@@ -11,7 +11,8 @@ import click
 
 from messagebus.cli._app import APP, load_bus
 from messagebus.cli._stores import open_outbox_store
-from messagebus.outbox import OutboxEntry, OutboxStatus, OutboxStore
+from messagebus.extension import OutboxStore
+from messagebus.outbox import OutboxEntry, OutboxStatus
 
 __all__ = ["outbox"]
 

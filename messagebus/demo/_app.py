@@ -12,25 +12,16 @@ from __future__ import annotations
 
 import attrs
 
-from messagebus import (
-    Command,
-    CommandRejected,
-    Context,
-    Event,
-    ExponentialBackoff,
-    MessageBus,
-    RetryPolicy,
-)
-from messagebus.dead_letters import DeadLetterStore
-from messagebus.idempotency import IdempotencyStore, InMemoryIdempotencyStore
+from messagebus import Command, CommandRejected, Context, Event, MessageBus
+from messagebus.extension import DeadLetterStore, IdempotencyStore, OutboxStore, Transport
+from messagebus.idempotency import InMemoryIdempotencyStore
 from messagebus.middleware import (
     IdempotencyMiddleware,
     LoggingMiddleware,
     RetryMiddleware,
     UnitOfWorkMiddleware,
 )
-from messagebus.outbox import OutboxStore
-from messagebus.transports import Transport
+from messagebus.retry import ExponentialBackoff, RetryPolicy
 
 POSTS_TABLE = """CREATE TABLE IF NOT EXISTS posts (
     id INTEGER PRIMARY KEY, author TEXT NOT NULL, title TEXT NOT NULL

@@ -22,9 +22,10 @@ from messagebus.demo._app import (
     RegisterUser,
     build_bus,
 )
+from messagebus.extension import Transport
 from messagebus.idempotency import SQLiteIdempotencyStore
 from messagebus.outbox import SQLiteOutbox
-from messagebus.transports import InMemoryTransport, Transport
+from messagebus.transports.memory import InMemoryTransport
 
 
 def configure_logging() -> None:

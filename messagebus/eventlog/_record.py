@@ -3,7 +3,7 @@
 Streams: an event's stream is its envelope's ``group_key``. Within a stream each event
 gets the next ``sequence`` (1, 2, 3, ...). An event without a ``group_key`` belongs to no
 stream: its record's ``stream`` and ``sequence`` are None, it has only a global
-position, and :meth:`~messagebus.eventlog.EventLog.read_stream` never returns it.
+position, and :meth:`~messagebus.extension.EventLog.read_stream` never returns it.
 
 The sequence travels on the envelope too: every record's envelope of a stream carries
 the header :data:`SEQUENCE_HEADER` (``"sequence"``) set to ``str(record.sequence)``,

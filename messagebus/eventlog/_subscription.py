@@ -6,7 +6,7 @@ When a read comes back empty it is caught up, and waits for a wake-up: an in-pro
 append notifies the log's :class:`AppendSignal` at once, and appends by other processes
 (or other store objects on the same database) are found by polling every
 ``poll_interval`` seconds. Because positions are gapless and become visible in order
-(see :class:`~messagebus.eventlog.EventLog`), reading from the cursor can neither skip
+(see :class:`~messagebus.extension.EventLog`), reading from the cursor can neither skip
 an event appended concurrently nor deliver one twice.
 
 Checkpoints: with ``checkpoint=name`` the subscription starts after the position saved

@@ -28,7 +28,7 @@ using the table agrees on when a lease or a TTL ends, whatever their own clocks 
 Either way :attr:`~messagebus.idempotency.InProgress.lease_expires_at` is seconds since
 the Unix epoch.
 
-The contract (see :class:`~messagebus.idempotency.IdempotencyStore`): a claim is one
+The contract (see :class:`~messagebus.extension.IdempotencyStore`): a claim is one
 ``INSERT ... ON CONFLICT (scope, key) DO UPDATE ... WHERE expires_at <= now RETURNING
 token``. PostgreSQL serializes it on the key's unique index: of many concurrent claims of
 one key exactly one inserts the row (or takes over an expired one) and gets its token
@@ -38,7 +38,7 @@ or :class:`~messagebus.idempotency.Completed`. :meth:`complete` and :meth:`relea
 change the record only while it carries the caller's token. :meth:`cleanup` skips rows
 other transactions hold, so concurrent cleanups and claims do not wait on each other.
 
-Inbox mode (:class:`~messagebus.idempotency.InboxStore`): :meth:`claim_in` and
+Inbox mode (:class:`~messagebus.extension.InboxStore`): :meth:`claim_in` and
 :meth:`complete_in` run the same statements on the caller's connection, inside its open
 transaction (a unit of work of the :class:`~messagebus.outbox.PostgresOutbox` made from
 the same :class:`~messagebus.postgres.PostgresDatabase`), so the record commits or

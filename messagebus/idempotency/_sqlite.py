@@ -21,13 +21,13 @@ Table layout (created on first use, idempotently; ``<table>`` defaults to
     messagebus_schema(table_name TEXT PRIMARY KEY, version INTEGER NOT NULL)
         -- one row per table messagebus manages, for later migrations
 
-The contract (see :class:`~messagebus.idempotency.IdempotencyStore`): a claim runs in a
+The contract (see :class:`~messagebus.extension.IdempotencyStore`): a claim runs in a
 ``BEGIN IMMEDIATE`` transaction, which takes the file's write lock before it reads, so
 claims from every connection and process take turns: of many concurrent claims of one
 key exactly one is :class:`~messagebus.idempotency.Claimed`. :meth:`complete` and
 :meth:`release` change the record only while it carries the caller's token.
 
-Inbox mode (:class:`~messagebus.idempotency.InboxStore`): :meth:`claim_in` and
+Inbox mode (:class:`~messagebus.extension.InboxStore`): :meth:`claim_in` and
 :meth:`complete_in` run the same statements on the caller's connection, inside its
 ``BEGIN IMMEDIATE`` transaction (a unit of work of the
 :class:`~messagebus.outbox.SQLiteOutbox` made from the same

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from messagebus.dead_letters import DeadLetter, DeadLetterStore, InMemoryDeadLetterStore
+from messagebus.dead_letters import DeadLetter, InMemoryDeadLetterStore
+from messagebus.extension import DeadLetterStore
 from messagebus.metrics._counters import Counters
 
 __all__ = ["CountingDeadLetterStore"]
 
 
 class CountingDeadLetterStore:
-    """A :class:`~messagebus.DeadLetterStore` that counts new records, then keeps them in ``store``.
+    """A dead-letter store that counts new records, then keeps them in ``store``.
 
     Give it to the bus, ``MessageBus(dead_letters=CountingDeadLetterStore(store,
     counters))``: every record added under an id the store does not hold yet adds one to

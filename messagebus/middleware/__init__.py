@@ -1,6 +1,5 @@
 """Middleware that ships with messagebus; each policy lives in its own module."""
 
-from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware
 from messagebus.middleware._idempotency import IdempotencyMiddleware, default_key
 from messagebus.middleware._logging import LoggingMiddleware
 from messagebus.middleware._ordering import OrderingMiddleware
@@ -9,11 +8,8 @@ from messagebus.middleware._unit_of_work import UnitOfWorkMiddleware
 
 __all__ = [
     "DEFAULT_EVENT_POLICY",
-    "CallNext",
-    "HandlerAwareMiddleware",
     "IdempotencyMiddleware",
     "LoggingMiddleware",
-    "Middleware",
     "OrderingMiddleware",
     "RetryMiddleware",
     "UnitOfWorkMiddleware",

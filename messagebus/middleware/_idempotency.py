@@ -15,6 +15,7 @@ import cattrs
 import structlog
 from cattrs.preconf.json import make_converter
 
+from messagebus import InboxConfigurationError
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, DuplicateInProgressError, IdempotencyKeyReused
 from messagebus._handlers import HandlerInfo
@@ -22,14 +23,8 @@ from messagebus._messages import Command, Message
 from messagebus._middleware import CallNext, Middleware
 from messagebus._sql import database_of
 from messagebus._unit_of_work import current_unit_of_work
-from messagebus.idempotency import (
-    Completed,
-    IdempotencyStore,
-    InboxConfigurationError,
-    InboxStore,
-    InProgress,
-    Mismatch,
-)
+from messagebus.extension import IdempotencyStore, InboxStore
+from messagebus.idempotency import Completed, InProgress, Mismatch
 
 __all__ = ["IdempotencyMiddleware", "default_key"]
 
@@ -65,14 +60,14 @@ class IdempotencyMiddleware:
 
     Inbox mode (``inbox=True``): for a handler that writes to the outbox's database in a
     unit of work, ``[UnitOfWorkMiddleware(bus), IdempotencyMiddleware(store, inbox=True)]``
-    with ``store`` an SQL store (:class:`~messagebus.idempotency.InboxStore`) made from
+    with ``store`` an SQL store (:class:`~messagebus.extension.InboxStore`) made from
     the database object the bus's outbox was made from (``database.idempotency()`` and
     ``database.outbox()`` of one :class:`~messagebus.sqlite.SQLiteDatabase` or
     :class:`~messagebus.postgres.PostgresDatabase`; its table may be in any schema of
     that database). The claim and
     the completion record are then written in the unit of work's transaction
-    (:meth:`~messagebus.idempotency.InboxStore.claim_in`,
-    :meth:`~messagebus.idempotency.InboxStore.complete_in`), with the handler's own
+    (:meth:`~messagebus.extension.InboxStore.claim_in`,
+    :meth:`~messagebus.extension.InboxStore.complete_in`), with the handler's own
     writes and its outbox messages: all commit together, or none does. So the effect is
     exactly once per key, even across crashes:
 
@@ -88,11 +83,11 @@ class IdempotencyMiddleware:
       mode: then :class:`~messagebus.DuplicateInProgressError` at once (waiting inside
       the transaction would hold up that holder).
     - Without an open unit of work, with a store that is not an
-      :class:`~messagebus.idempotency.InboxStore`, or with a store on another database
+      :class:`~messagebus.extension.InboxStore`, or with a store on another database
       object than the unit of work's transaction (``unit.transaction.database is not
       store.database``: one identity check, whatever the paths or DSNs say; two objects
       on one file are two connections, hence two transactions), the run raises
-      :class:`~messagebus.idempotency.InboxConfigurationError` (never retried): the
+      :class:`~messagebus.InboxConfigurationError` (never retried): the
       store's kind when the middleware is made, the rest on every run.
 
     Nothing between the unit of work and this middleware may swallow the handler's

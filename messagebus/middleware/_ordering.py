@@ -16,14 +16,14 @@ expected sequence, and for each run:
   unacknowledged (the worker's heartbeat keeps it invisible): a crash loses nothing,
   unlike a resequencer that holds early arrivals in memory and acknowledges them. The
   wait is bounded: after ``max_wait`` seconds, or at once when ``max_held`` runs of the
-  stream already wait, it raises :class:`~messagebus.eventlog.SequenceGapError`
+  stream already wait, it raises :class:`~messagebus.SequenceGapError`
   (reason ``"timeout"`` or ``"full"``) and the bus records a dead letter with it.
 
 Order is never broken to make progress: after a gap error the stream still waits for
 its missing sequence; replaying the dead letters in order heals it, and an operator who
 accepts a loss calls :meth:`OrderingMiddleware.skip_to`. ``SequenceGapError`` is a
 :class:`~messagebus.DispatchError`, so no retry policy retries it (it is in
-:data:`~messagebus.NEVER_RETRIED`): the run has already waited ``max_wait`` for the gap,
+:data:`~messagebus.retry.NEVER_RETRIED`): the run has already waited ``max_wait`` for the gap,
 and a retry would only wait again in a worker slot.
 
 Envelopes without a ``group_key`` or without the sequence header pass through
@@ -31,7 +31,7 @@ unordered: there is nothing to order them by. A malformed header raises
 :class:`~messagebus.DecodeError` (never retried: a dead letter).
 
 Where a stream starts: the next expected sequence is kept in a
-:class:`~messagebus.eventlog.CheckpointStore` under ``"<handler>:<stream>"``, saved
+:class:`~messagebus.extension.CheckpointStore` under ``"<handler>:<stream>"``, saved
 after each successful run, so a process restarted on a persistent store (an SQL log's
 ``log.checkpoints``) continues where it left off. A stream with no checkpoint starts at
 sequence 1 (``start="beginning"``): a subscriber added to a running system must have
@@ -74,18 +74,15 @@ import anyio
 import attrs
 import structlog
 
+from messagebus import SequenceGapError
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, ConfigurationError, InvalidArgumentError
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, Middleware
-from messagebus.eventlog import (
-    SEQUENCE_HEADER,
-    CheckpointStore,
-    InMemoryCheckpointStore,
-    SequenceGapError,
-)
+from messagebus.eventlog import SEQUENCE_HEADER, InMemoryCheckpointStore
 from messagebus.eventlog._resequencer import _parse
+from messagebus.extension import CheckpointStore
 from messagebus.middleware._retry import RetryMiddleware
 
 __all__ = ["OrderingMiddleware"]

@@ -30,7 +30,7 @@ DEFAULT_EVENT_POLICY = RetryPolicy()
 
 @attrs.frozen
 class RetryMiddleware:
-    """Runs a failed handler again by its :class:`~messagebus.RetryPolicy`, then gives up.
+    """Runs a failed handler again by its :class:`~messagebus.retry.RetryPolicy`, then gives up.
 
     Which policy applies to a handler is settled once, when its chain is built; the most
     specific wins: ``by_handler[handler name]``, then ``by_message_type[message class]``,

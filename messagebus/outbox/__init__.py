@@ -1,8 +1,8 @@
 """The transactional outbox: messages written with the business data, relayed after commit.
 
-:class:`Destination` (where a row goes) is the routing table's own type, re-exported
-here because every :class:`OutboxMessage` carries one; it is the same class as
-:class:`messagebus.transports.Destination`.
+Each :class:`OutboxMessage` carries a :class:`messagebus.transports.Destination`, the
+routing table's type. The store protocols (:class:`~messagebus.extension.OutboxStore`,
+:class:`~messagebus.extension.OutboxTransaction`) are in :mod:`messagebus.extension`.
 """
 
 from messagebus.outbox._message import (
@@ -18,25 +18,18 @@ from messagebus.outbox._sqlite import SQLiteOutbox, SQLiteTransaction
 from messagebus.outbox._store import (
     CommitListener,
     CommitWatcher,
-    OutboxStore,
-    OutboxTransaction,
     Settlement,
 )
-from messagebus.transports._routing import Destination, DestinationKind
 
 __all__ = [
     "CommitListener",
     "CommitWatcher",
     "Deliver",
     "DeliveryFailure",
-    "Destination",
-    "DestinationKind",
     "OutboxEntry",
     "OutboxMessage",
     "OutboxRelay",
     "OutboxStatus",
-    "OutboxStore",
-    "OutboxTransaction",
     "PostgresOutbox",
     "PostgresTransaction",
     "SQLiteOutbox",

@@ -35,7 +35,7 @@ class OutboxMessage:
         destination: where the relay delivers it.
         body: the encoded envelope (CloudEvents JSON from :class:`~messagebus.WireCodec`).
         group_key: the ordering key: rows with one key are delivered in the order they
-            were committed (see :class:`~messagebus.outbox.OutboxStore`).
+            were committed (see :class:`~messagebus.extension.OutboxStore`).
         deduplication_id: passed on to the transport (SQS FIFO deduplication); None
             lets the transport use ``id``.
         created_at: when the message was made, seconds since the Unix epoch.

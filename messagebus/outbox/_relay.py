@@ -1,6 +1,6 @@
 """The relay: delivers committed outbox rows, at least once, in order per group key.
 
-:class:`OutboxRelay` takes rows from an :class:`~messagebus.outbox.OutboxStore` and
+:class:`OutboxRelay` takes rows from an :class:`~messagebus.extension.OutboxStore` and
 hands them to a :data:`Deliver` function in batches. Contract:
 
 - :meth:`~OutboxRelay.flush` delivers now: the given ids (right after their commit), or

@@ -53,7 +53,7 @@ class TransportHarness:
     Attributes:
         open: opens a transport on the backend under test; every call opens a new one
             on the same backend (a second one models a restart, so for memory share one
-            :class:`~messagebus.transports.MemoryBroker` between the transports made).
+            :class:`~messagebus.transports.memory.MemoryBroker` between the transports made).
         prefix: starts every queue and topic name; each check adds a random part, so a
             backend that is never reset (a long-running SQS server) can be reused.
         messages: how many messages the concurrency check moves.

@@ -1,6 +1,6 @@
 """Keep a delivery invisible while a long handler runs: a visibility heartbeat.
 
-Any transport's :class:`~messagebus.transports.Delivery` works: the heartbeat only calls
+Any transport's :class:`~messagebus.extension.Delivery` works: the heartbeat only calls
 :meth:`Delivery.extend`. Use it around the handler::
 
     async with visibility_heartbeat(delivery, visibility=30.0):

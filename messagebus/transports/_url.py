@@ -7,7 +7,7 @@ in tests and development and on SQS in production, unchanged.
 
 URLs:
 
-- ``memory://``: a new :class:`~messagebus.transports.InMemoryTransport` on a broker of
+- ``memory://``: a new :class:`~messagebus.transports.memory.InMemoryTransport` on a broker of
   its own.
 - ``memory://NAME``: an in-memory transport on this process's broker called ``NAME``
   (letters, digits, ``.``, ``-``, ``_``), made on first use and kept for the life of the
@@ -27,7 +27,7 @@ URLs:
   ``prefix``            put before every queue and topic name (environments, test runs).
   ``profile``           the AWS profile to take credentials (and the region) from.
   ``max_attempts``, ``connect_timeout``, ``max_pool_connections``, ``ack_window``,
-  ``topic_max_bytes``   as :class:`~messagebus.transports.SQSTransport` documents them.
+  ``topic_max_bytes``   as :class:`~messagebus.transports.sqs.SQSTransport` documents them.
 
   Credentials never go in the URL (``sqs://key:secret@...`` is refused, and the secret
   is not echoed): botocore's standard chain (environment, profile, instance role) finds
@@ -132,7 +132,7 @@ def transport_from_url(url: str, *, sqs: SQSFactory | None = None) -> Transport:
     Args:
         url: ``memory://``, ``memory://NAME`` or ``sqs://...``.
         sqs: makes the SQS transport from the parsed settings; by default
-            :class:`~messagebus.transports.SQSTransport`, imported only now.
+            :class:`~messagebus.transports.sqs.SQSTransport`, imported only now.
 
     Raises:
         ConfigurationError: the URL is malformed or names nothing known, or ``sqs://``

@@ -1,7 +1,7 @@
 """One in-memory queue with SQS semantics: its state and rules, with no I/O and no awaits.
 
 Every method runs to completion without awaiting, so within one event loop each one is
-atomic; :class:`~messagebus.transports.InMemoryTransport` adds the waiting around them.
+atomic; :class:`~messagebus.transports.memory.InMemoryTransport` adds the waiting around them.
 Time is a number the caller passes (the transport's clock), and nothing here runs on a
 timer: visibility timeouts and delays are decided whenever a message is looked at.
 

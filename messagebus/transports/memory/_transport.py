@@ -208,7 +208,7 @@ class MemoryDelivery:
 
 
 class InMemoryTransport:
-    """A :class:`~messagebus.transports.Transport` in this process; see the module.
+    """A :class:`~messagebus.extension.Transport` in this process; see the module.
 
     Args:
         broker: the queues to use; shared between transports to model several

@@ -4,7 +4,7 @@ Needs the extra (``pip install 'messagebus[sqs]'``): importing this package impo
 aiobotocore. :mod:`messagebus.transports` does not: it imports this package the first
 time :class:`SQSTransport` or :class:`SQSDelivery` is asked of it.
 
-- :class:`SQSTransport`: :class:`~messagebus.transports.Transport` on aiobotocore; its
+- :class:`SQSTransport`: :class:`~messagebus.extension.Transport` on aiobotocore; its
   deliveries are :class:`SQSDelivery`.
 
 One idea per module: the transport and how the contract maps onto AWS

@@ -1,6 +1,6 @@
 """The AWS transport: SQS queues, SNS topics fanning out to them (asyncio only).
 
-:class:`SQSTransport` implements :class:`~messagebus.transports.Transport` on
+:class:`SQSTransport` implements :class:`~messagebus.extension.Transport` on
 aiobotocore. It runs on asyncio only: aiobotocore needs an asyncio event loop, so
 entering or calling it under trio raises :class:`~messagebus.UnsupportedBackendError`.
 
@@ -125,7 +125,7 @@ def require_asyncio(what: str = "SQSTransport") -> None:
 
 @attrs.frozen(eq=False)
 class SQSDelivery:
-    """One received SQS message; see :class:`~messagebus.transports.Delivery`.
+    """One received SQS message; see :class:`~messagebus.extension.Delivery`.
 
     Attributes:
         body: the envelope bytes, as sent.
