@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from types import ModuleType
 
 import pytest
 
@@ -17,25 +16,9 @@ from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from messagebus.transports.sqs._names import Names
 
 
-def isort_style(name: str) -> tuple[int, str]:
-    """RUF022's order: constants, then classes, then functions, each alphabetical."""
-    return 0 if name.isupper() else 1 if name[0].isupper() else 2, name
-
-
 class TestExports:
-    """Each transport package lists what it exports, and exports what it lists."""
-
-    @pytest.mark.parametrize(
-        "module",
-        [messagebus.transports, messagebus.transports.memory, messagebus.transports.sqs],
-    )
-    def test_all_is_sorted_and_resolvable(self, module: ModuleType) -> None:
-        """__all__ is sorted, unique, and every name in it exists."""
-        names = module.__all__
-        assert names == sorted(names, key=isort_style)
-        assert len(set(names)) == len(names)
-        for name in names:
-            assert hasattr(module, name), name
+    """Each family is a folder, the one home of its names (tests/test_public_api.py
+    checks every package's __all__)."""
 
     def test_each_family_is_the_one_home_of_its_names(self) -> None:
         """The families' classes are exported by their folder, not again by the package."""
