@@ -63,16 +63,16 @@ from messagebus._sql._schema import check_table_name
 from messagebus._sql._store import SQLStore
 from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus, Status
 from messagebus.outbox._notify import CommitWatch, channel_name
-from messagebus.outbox._store import CommitListener, Settlement
-from messagebus.outbox._unit import (
+from messagebus.outbox._sql import (
     COLUMNS,
     SCHEMA_VERSION,
     CommitListeners,
-    UnitOfWork,
+    SQLTransaction,
     entry,
-    open_unit,
+    open_transaction,
     row,
 )
+from messagebus.outbox._store import CommitListener, Settlement
 
 if TYPE_CHECKING:
     from psycopg import Connection, sql
@@ -147,7 +147,7 @@ _STATEMENTS = {
 }
 
 
-class PostgresTransaction(UnitOfWork["Connection[Any]", PostgresPool]):
+class PostgresTransaction(SQLTransaction["Connection[Any]", PostgresPool]):
     """A unit of work on a PostgreSQL outbox; statements use ``%s`` placeholders."""
 
     async def execute(
@@ -231,7 +231,7 @@ class PostgresOutbox(SQLStore[PostgresPool]):
 
         Committed messages go to the commit listeners once the commit has succeeded.
         """
-        return open_unit(
+        return open_transaction(
             self._database.transaction(),
             lambda held: PostgresTransaction(held, self._database),
             lambda connection, messages: self._insert(connection, messages, self._token),

@@ -59,16 +59,16 @@ from messagebus._sql._schema import check_table_name
 from messagebus._sql._sqlite import SQLiteConnection, create_table
 from messagebus._sql._store import SQLStore
 from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus, Status
-from messagebus.outbox._store import CommitListener, Settlement
-from messagebus.outbox._unit import (
+from messagebus.outbox._sql import (
     COLUMNS,
     SCHEMA_VERSION,
     CommitListeners,
-    UnitOfWork,
+    SQLTransaction,
     entry,
-    open_unit,
+    open_transaction,
     row,
 )
+from messagebus.outbox._store import CommitListener, Settlement
 
 __all__ = ["SQLiteOutbox", "SQLiteTransaction"]
 
@@ -104,7 +104,7 @@ RETURNING seq, {columns}"""
 _MINE = "id = ? AND status = 'pending' AND lease_owner = ?"
 
 
-class SQLiteTransaction(UnitOfWork[sqlite3.Connection, SQLiteConnection]):
+class SQLiteTransaction(SQLTransaction[sqlite3.Connection, SQLiteConnection]):
     """A unit of work on an SQLite outbox; statements use ``?`` placeholders."""
 
     async def execute(self, statement: str, params: Sequence[object] = ()) -> int:
@@ -198,7 +198,7 @@ class SQLiteOutbox(SQLStore[SQLiteConnection]):
 
         Committed messages go to the commit listeners once the commit has succeeded.
         """
-        return open_unit(
+        return open_transaction(
             self._database.transaction(),
             lambda held: SQLiteTransaction(held, self._database),
             self.insert,

@@ -1,4 +1,4 @@
-"""What the SQL outboxes share: the unit of work object, commit listeners, row mapping."""
+"""What the SQL outboxes share: the transaction base class, commit listeners, row mapping."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
     "CommitListeners",
-    "UnitOfWork",
+    "SQLTransaction",
     "entry",
-    "open_unit",
+    "open_transaction",
     "row",
 ]
 
@@ -37,7 +37,7 @@ COLUMNS = (
 _C = TypeVar("_C")
 _D = TypeVar("_D", bound=SharedDatabase)
 _T = TypeVar("_T")
-_U = TypeVar("_U", bound="UnitOfWork[Any, Any]")
+_U = TypeVar("_U", bound="SQLTransaction[Any, Any]")
 
 
 def row(message: OutboxMessage) -> tuple[object, ...]:
@@ -86,8 +86,8 @@ class CommitListeners:
                 )
 
 
-class UnitOfWork(Generic[_C, _D]):
-    """An open unit of work on one held transaction; see :class:`OutboxTransaction`.
+class SQLTransaction(Generic[_C, _D]):
+    """One open outbox transaction on a held connection; see :class:`OutboxTransaction`.
 
     Subclasses give :meth:`execute` and :meth:`fetch` for their driver.
     """
@@ -148,13 +148,13 @@ class UnitOfWork(Generic[_C, _D]):
 
 
 @asynccontextmanager
-async def open_unit(
+async def open_transaction(
     transaction: AbstractAsyncContextManager[HeldTransaction[_C]],
     make: Callable[[HeldTransaction[_C]], _U],
     insert: Callable[[_C, Sequence[OutboxMessage]], None],
     listeners: CommitListeners,
 ) -> AsyncIterator[_U]:
-    """Run one unit of work: yield it, insert its messages before the commit, then notify.
+    """Run one outbox transaction: yield it, insert its messages before the commit, notify.
 
     An exception in the block rolls everything back and notifies nobody; the listeners
     hear of the messages only once the commit has succeeded.
