@@ -3,11 +3,11 @@
 The one module that makes and changes runs (:data:`~messagebus._dispatch._run.Run`, a
 list ``[message, parent, envelope, context, handler]`` indexed here with literals: 0
 message, 1 parent, 2 envelope, 3 context, 4 handler), and the home of the hot path's
-speed tricks, each explained where it stands. The bus's
-constructor composes a :class:`Dispatcher` (it is the bus's base class, so that
-``bus.send`` is this module's ``send`` with no call in between, a measurable share of a
-dispatch); everything it needs arrives composed: the handler table, the outlet that
-follow-ups leave through, the dead-letter store and the logger.
+speed tricks, each explained where it stands. The bus's constructor composes a
+:class:`Dispatcher` (it is the bus's base class, so that ``bus.send`` is this module's
+``send`` with no call in between, a measurable share of a dispatch); everything it needs
+arrives composed: the handler table, the outlet that follow-ups leave through, the dead-
+letter store and the logger.
 
 Semantics (the contract of ``send`` and ``publish`` in the bus's docstrings):
 
