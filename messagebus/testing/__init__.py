@@ -11,6 +11,24 @@ a :class:`TransportHarness`). Nothing here imports a test framework; with pytest
             await check(TransportHarness(lambda: InMemoryTransport(broker), short=0.1))
         except NotApplicable as reason:
             pytest.skip(str(reason))
+
+Every store must pass the checks of its family, each a ``check_*`` coroutine taking a
+harness whose ``open`` makes the store: :data:`IDEMPOTENCY_CHECKS`
+(:class:`IdempotencyHarness`, ``open(clock)``), :data:`OUTBOX_CHECKS`
+(:class:`OutboxHarness`, ``open(clock)``), :data:`DEAD_LETTER_CHECKS`
+(:class:`DeadLetterHarness`, ``open()``) and :data:`EVENT_LOG_CHECKS`
+(:class:`EventLogHarness`, ``open(codec)``). Give each check a new harness on empty
+records; the checks move the clock they pass by hand, never sleeping. With pytest::
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("check", IDEMPOTENCY_CHECKS, ids=lambda check: check.__name__)
+    async def test_idempotency(check: IdempotencyCheck, redis_url: str) -> None:
+        prefix = uuid.uuid4().hex  # empty records for each check
+        harness = IdempotencyHarness(lambda clock: RedisStore(redis_url, prefix, clock=clock))
+        try:
+            await check(harness)
+        except NotApplicable as reason:
+            pytest.skip(str(reason))
 """
 
 from messagebus.testing._dead_letter_checks import (
