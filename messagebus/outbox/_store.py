@@ -23,9 +23,10 @@ Claiming is exclusive: of concurrent claims (tasks, processes) at most one gets 
 while its lease lasts, so relays do not deliver a row twice in the normal path (a relay
 outliving its lease, or dying after delivering and before settling, delivers again:
 delivery is at least once). Order per ``group_key``: a row is claimable only while no
-earlier row (in commit order) of its group is pending and leased or backing off, and a
-claim returns rows in commit order; so within a group, rows are delivered in order, one
-claim's worth at a time, whatever the number of relays. Dead rows do not hold their
+earlier row (in commit order) of its group is pending and leased or backing off (or,
+for a claim of given ``ids``, pending and left out of them), and a claim returns rows
+in commit order; so within a group, rows are delivered in order, one claim's worth at a
+time, whatever the number of relays. Dead rows do not hold their
 group back. Rows without a key have no order among them.
 """
 
