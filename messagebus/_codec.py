@@ -85,6 +85,7 @@ __all__ = ["WireCodec"]
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 _Positive = Annotated[int, msgspec.Meta(ge=1)]
 _EXTENSION = re.compile(r"[a-z0-9]+")
+_JSON = "application/json"
 
 
 class _Event(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,9 +97,7 @@ class _Event(msgspec.Struct, forbid_unknown_fields=True):
     type: _NonEmpty
     time: Annotated[datetime, msgspec.Meta(tz=True)]
     data: msgspec.Raw
-    datacontenttype: Annotated[str, msgspec.Meta(pattern=r"^application/json(\s*;.*)?$")] | None = (
-        None
-    )
+    datacontenttype: str | None = None  # checked after: a pattern here costs 0.3 us a body
     messageversion: _Positive = 1
     correlationid: _NonEmpty | None = None
     causationid: _NonEmpty | None = None
@@ -322,6 +321,9 @@ class WireCodec:
         return self.decode(body)
 
     def _envelope(self, event: _Event) -> Envelope[Message]:
+        content_type = event.datacontenttype
+        if content_type is not None and content_type.partition(";")[0].strip() != _JSON:
+            raise DecodeError(f"datacontenttype: expected {_JSON}, got {content_type[:60]!r}")
         name, version = event.type, event.messageversion
         data: Any = event.data
         message_type = self.registry.resolve(name, version)

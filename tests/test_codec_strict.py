@@ -279,7 +279,7 @@ class TestEnvelopeValidation:
             ({"time": "2026-01-01T00:00:00"}, "time: expected datetime with a timezone"),
             ({"attempt": 0}, "attempt: expected int >= 1"),
             ({"attempt": "2"}, "attempt: expected int, got str"),
-            ({"datacontenttype": "text/xml"}, "datacontenttype: expected str matching"),
+            ({"datacontenttype": "text/xml"}, "datacontenttype: expected application/json"),
             ({"Bad-Name": 1}, "'Bad-Name': a CloudEvents attribute name"),
         ],
     )
