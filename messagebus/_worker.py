@@ -16,7 +16,13 @@ Contract:
   to the transport, and then the delivery is acknowledged. A retry whose delay is too
   long to wait out in a slot goes back to the queue as a delayed copy for the failed
   handler alone (:mod:`messagebus._redelivery`), before the ack. If handing follow-ups on
-  fails, the delivery is returned to the queue (after ``backoff``) to run again.
+  fails, the delivery is returned to the queue (after ``backoff``) to run again, unless
+  no retry can cure it: a follow-up too large for the transport
+  (:class:`~messagebus.MessageTooLargeError`) or with no JSON form
+  (:class:`~messagebus.EncodeError`) makes the message a dead letter at once (handler
+  ``"<follow-ups>"``, the error as its reason), and the delivery is acknowledged.
+- No body stops the worker: every body either decodes or is a dead letter, whatever
+  it holds (the codec raises nothing but ``DecodeError``).
 - While a handler runs, a heartbeat (:func:`~messagebus.transports.keep_visible`, in
   a task beside the handler's) extends the delivery's
   visibility at half the visibility timeout, so a long handler keeps its message.
@@ -41,7 +47,9 @@ import structlog
 from messagebus._errors import (
     DecodeError,
     DeliveryExpiredError,
+    EncodeError,
     InvalidArgumentError,
+    MessageTooLargeError,
     TransportError,
 )
 from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
@@ -54,7 +62,14 @@ from messagebus.transports._routing import outgoing
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
 
-__all__ = ["Worker", "serve"]
+__all__ = ["FOLLOW_UPS", "Worker", "serve"]
+
+FOLLOW_UPS = "<follow-ups>"
+"""The handler name of a dead letter whose handlers ran but whose follow-ups can never
+be sent (too large for the transport, or not encodable)."""
+
+# Errors of handing follow-ups on that no retry can cure.
+_NEVER_SENDABLE = (MessageTooLargeError, EncodeError)
 
 
 class Worker:
@@ -215,6 +230,12 @@ class Worker:
                     handlers.start_soon(self._beat, beating, delivery, visibility)
                     try:
                         await bus.handle_delivered(envelope)
+                    except _NEVER_SENDABLE as error:
+                        # Redelivery would repeat the handlers' side effects and fail the
+                        # same way: record why, once, and settle the delivery.
+                        await bus.record_dead_letter(
+                            DeadLetter.from_failure(bus.codec, envelope, FOLLOW_UPS, error)
+                        )
                     finally:
                         beating.cancel()
                 if redeliveries:

@@ -29,11 +29,15 @@ __all__ = ["schema"]
 def schema(app: str, output: Path | None, saved: Path | None) -> None:
     """Print every registered message type's name, version, kind and JSON Schema.
 
+    The schemas (JSON Schema 2020-12) describe what the service's codec writes and
+    accepts, custom types added with ``bus.codec.add_type`` included.
+
     With --check, compare the current types with a saved export instead: removing or
     renaming a type, removing or retyping a required field, or adding a required field
     breaks the contract (exit 1); adding an optional field does not.
     """
-    current = export_schemas(load_bus(app).registry)
+    bus = load_bus(app)
+    current = export_schemas(bus.registry, bus.codec.custom_types)
     if saved is not None:
         try:
             changes = breaking_changes(json.loads(saved.read_text()), current)

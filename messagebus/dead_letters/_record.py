@@ -7,6 +7,7 @@ import traceback
 from datetime import UTC, datetime
 
 import attrs
+import msgspec
 
 from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
@@ -87,13 +88,14 @@ class DeadLetter:
 
         Whatever of the CloudEvents ids the body has is kept (``"?"`` where absent); the
         handler is ``"<decode:QUEUE>"``. The body is kept as text (undecodable bytes
-        replaced), so it can be read, but :meth:`MessageBus.replay` raises
+        and NUL characters replaced), so it can be read, but :meth:`MessageBus.replay` raises
         :class:`~messagebus.DecodeError` on it until its type is registered.
         """
-        text = body.decode("utf-8", errors="replace")
+        # NUL cannot be stored in PostgreSQL text; the body stays readable without it.
+        text = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         try:
-            event = json.loads(text)
-        except ValueError:
+            event = msgspec.json.decode(text)
+        except (msgspec.DecodeError, RecursionError):  # any body at all reaches this
             event = None
         fields = event if isinstance(event, dict) else {}
 
