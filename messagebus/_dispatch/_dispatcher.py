@@ -499,7 +499,8 @@ class Dispatcher:
         in its ``messagebus-handler`` header: a deferred retry), each run isolated as a
         follow-up is: a failure (after its retry policy) is a dead letter, not an
         exception. A command this service has no handler for (misrouted) is a dead
-        letter too. Follow-ups of successful runs are then sent on.
+        letter too, and so is a deferred retry for a subscriber that no longer exists.
+        Follow-ups of successful runs are then sent on.
 
         Raises:
             TransportError: the follow-ups could not be handed on; the message should
@@ -526,9 +527,20 @@ class Dispatcher:
         run[4] = None
         routes = self._events.get(type(message))
         target = envelope.headers.get(HANDLER_HEADER)
-        if routes and target is not None:
+        if target is not None:
             # A redelivered copy for one subscriber: the others have handled it already.
-            routes = tuple(route for route in routes if route.handler.name == target)
+            routes = tuple(route for route in routes or () if route.handler.name == target)
+            if not routes:
+                # Renamed or removed by a deploy since the failure: say so, do not drop it.
+                error = NoHandlerError(
+                    f"service {self._service!r} received a deferred retry of "
+                    f"{envelope.message_type!r} for subscriber {target!r}, which no longer "
+                    "exists (renamed or removed since the failure)"
+                )
+                await self.record_dead_letter(
+                    DeadLetter.from_failure(self.codec, envelope, target, error)
+                )
+                return
         if routes:
             await self._deliver(routes, run, True)
 
