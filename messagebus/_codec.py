@@ -61,7 +61,7 @@ import attrs
 import cattrs
 import msgspec
 
-from messagebus._envelope import Envelope
+from messagebus._envelope import Envelope, wire_envelope
 from messagebus._errors import (
     ArgumentTypeError,
     DecodeError,
@@ -352,7 +352,7 @@ class WireCodec:
                 raise DecodeError(f"{describe(exc, 'headers')} (a JSON object of strings)") from exc
             except _MALFORMED as exc:
                 raise DecodeError(f"headers: not JSON: {exc}") from exc
-        return Envelope(
+        return wire_envelope(
             message,
             message_id=event.id,
             correlation_id=event.correlationid,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from messagebus import Envelope
+from messagebus._envelope import wire_envelope
 from messagebus._ids import new_message_id
 from tests.messages import ChargeCard, PostPublished, PublishPost
 
@@ -129,3 +130,27 @@ class TestEnvelope:
         assert envelope == envelope.replace()
         assert envelope != object()
         assert envelope.message_id in repr(envelope)
+
+
+class TestWireEnvelope:
+    """The codec's shortcut builds exactly what Envelope() would."""
+
+    @pytest.mark.parametrize("correlation_id", [None, "c-1"])
+    def test_equals_the_keyword_constructor(self, correlation_id: str | None) -> None:
+        """Every field, the timestamp's precision and the correlation default agree."""
+        values = {
+            "message_id": "m-1",
+            "correlation_id": correlation_id,
+            "causation_id": "k-1",
+            "timestamp": datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=UTC),
+            "headers": {"a": "b"},
+            "idempotency_key": "key",
+            "group_key": "g",
+            "attempt": 3,
+        }
+        built = wire_envelope(PostPublished(1, "t"), **values)  # type: ignore[arg-type]
+        expected = Envelope(PostPublished(1, "t"), **values)  # type: ignore[arg-type]
+        assert built == expected
+        assert built.correlation_id == (correlation_id or "m-1")
+        assert built.timestamp == expected.timestamp
+        assert isinstance(built, Envelope)
