@@ -140,7 +140,8 @@ class Outcomes:
         except SendError as error:
             self.by_task[name] = ("SendError", [message_id for message_id, _ in error.failed])
         except TransportError as error:
-            self.by_task[name] = (type(error).__name__, id(error))
+            # The error itself, not its id: a freed error's id can be reused by the next.
+            self.by_task[name] = (type(error).__name__, error)
         else:
             self.by_task[name] = "ok"
 
@@ -238,7 +239,8 @@ class TestOutcomes:
                 group.start_soon(outcomes.run, name, target, messages(f"m{'abc'.index(name)}"))
         kinds = {name: outcome[0] for name, outcome in outcomes.by_task.items()}  # type: ignore[index]
         assert kinds == dict.fromkeys("abc", "TransportUnavailableError")
-        assert len({outcome[1] for outcome in outcomes.by_task.values()}) == 3  # type: ignore[index]
+        errors = [outcome[1] for outcome in outcomes.by_task.values()]  # type: ignore[index]
+        assert len({id(error) for error in errors}) == 3
 
     async def test_a_caller_in_a_sent_and_a_failed_call_gets_send_error(self) -> None:
         """Ten of its messages went, two were in the call that failed: SendError for two."""
