@@ -134,6 +134,64 @@ class TestDuplicates:
         assert charges == [5]
 
 
+class TestFingerprints:
+    """Fingerprints are msgspec's deterministic JSON, hashed; earlier records still match."""
+
+    def test_equal_payloads_have_one_fingerprint(self) -> None:
+        """Prefixed "2:", the same for equal messages, different for different ones."""
+        middleware = IdempotencyMiddleware(InMemoryIdempotencyStore())
+        first = middleware.fingerprint_of(Envelope(ChargeCard(5)))
+        assert first.startswith("2:")
+        assert len(first) == 2 + 64
+        assert middleware.fingerprint_of(Envelope(ChargeCard(5))) == first
+        assert middleware.fingerprint_of(Envelope(ChargeCard(6))) != first
+
+    def test_dict_order_does_not_matter(self) -> None:
+        """A fingerprint function returning dicts: key order is not part of the payload."""
+        a = IdempotencyMiddleware(
+            InMemoryIdempotencyStore(), fingerprint=lambda m: {"x": 1, "y": 2}
+        )
+        b = IdempotencyMiddleware(
+            InMemoryIdempotencyStore(), fingerprint=lambda m: {"y": 2, "x": 1}
+        )
+        envelope = Envelope(ChargeCard(5))
+        assert a.fingerprint_of(envelope) == b.fingerprint_of(envelope)
+
+    def test_what_msgspec_cannot_encode_takes_the_cattrs_form(self) -> None:
+        """A fingerprint msgspec cannot write falls back to the earlier, unprefixed form."""
+
+        envelope = Envelope(ChargeCard(5))
+        # A set of ints and strings has no order for msgspec's deterministic JSON.
+        odd = IdempotencyMiddleware(
+            InMemoryIdempotencyStore(), fingerprint=lambda message: ["amounts", {1, "a"}]
+        )
+        assert odd.fingerprint_of(envelope) == odd.legacy_fingerprint_of(envelope)
+
+    async def test_a_record_claimed_by_an_earlier_version_still_deduplicates(self) -> None:
+        """Completed under the cattrs fingerprint: a duplicate gets its result, no run."""
+        store = InMemoryIdempotencyStore()
+        middleware = IdempotencyMiddleware(store)
+        legacy = middleware.legacy_fingerprint_of(Envelope(ChargeCard(5)))
+        claimed = await store.claim("charge", "order-42", legacy, 60.0)
+        assert isinstance(claimed, Claimed)
+        await store.complete("charge", "order-42", claimed.token, '{"amount": 77}', 60.0)
+        bus, charges = payments(store)
+        assert await bus.send(ChargeCard(5), idempotency_key="order-42") == Receipt(77)
+        assert charges == []
+
+    async def test_an_earlier_record_of_another_payload_is_still_a_reuse(self) -> None:
+        """The cattrs form is compared too: another payload under the key is refused."""
+        store = InMemoryIdempotencyStore()
+        legacy = IdempotencyMiddleware(store).legacy_fingerprint_of(Envelope(ChargeCard(9)))
+        claimed = await store.claim("charge", "order-42", legacy, 60.0)
+        assert isinstance(claimed, Claimed)
+        await store.complete("charge", "order-42", claimed.token, '{"amount": 77}', 60.0)
+        bus, charges = payments(store)
+        with pytest.raises(IdempotencyKeyReused, match="order-42"):
+            await bus.send(ChargeCard(5), idempotency_key="order-42")
+        assert charges == []
+
+
 class TestFailures:
     """Failures release the claim; crashed holders expire; in-progress duplicates wait."""
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 
 import attrs
 
 from messagebus._errors import InvalidArgumentError
-from messagebus._ids import new_message_id
 from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
 
 __all__ = ["InMemoryIdempotencyStore"]
@@ -37,13 +37,16 @@ class InMemoryIdempotencyStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._records: dict[tuple[str, str], _Record] = {}
         self._clock = clock
+        # A token needs to differ from this store's other tokens only: a counter does,
+        # for a twentieth of a UUIDv7's cost.
+        self._tokens = itertools.count(1)
 
     async def claim(self, scope: str, key: str, fingerprint: str, lease: float) -> ClaimOutcome:
         """Claim ``key`` in ``scope`` for ``lease`` seconds, or report who has it."""
         now = self._clock()
         record = self._records.get((scope, key))
         if record is None or record.expires_at <= now:
-            token = new_message_id()
+            token = str(next(self._tokens))
             self._records[scope, key] = _Record(fingerprint, token, now + lease)
             return Claimed(token)
         return live_outcome(fingerprint, record.fingerprint, record.result, record.expires_at)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import anyio
 import attrs
 import cattrs
+import msgspec
 import structlog
 from cattrs.preconf.json import make_converter
 
@@ -22,11 +23,17 @@ from messagebus._handlers import HandlerInfo
 from messagebus._messages import Command, Message
 from messagebus._middleware import CallNext, Middleware
 from messagebus._sql import database_of
-from messagebus._unit_of_work import current_unit_of_work
+from messagebus._unit_of_work import UnitOfWork, current_unit_of_work
 from messagebus.extension import IdempotencyStore, InboxStore
-from messagebus.idempotency import Completed, InProgress, Mismatch
+from messagebus.idempotency import ClaimOutcome, Completed, InProgress, Mismatch
 
 __all__ = ["IdempotencyMiddleware", "default_key"]
+
+
+_FINGERPRINT = "2:"
+"""The prefix of fingerprints hashed from msgspec's deterministic JSON (see fingerprint_of)."""
+
+_ENCODER = msgspec.json.Encoder(order="deterministic", decimal_format="string")
 
 
 def default_key(envelope: Envelope[Message]) -> str:
@@ -101,7 +108,8 @@ class IdempotencyMiddleware:
         store: where records live (see :mod:`messagebus.idempotency`).
         key: the key of an envelope; None from it falls back to :func:`default_key`.
         fingerprint: what part of the message must match for a duplicate to be one
-            (default: the whole message); its JSON is hashed with SHA-256.
+            (default: the whole message); its JSON is hashed with SHA-256 (see
+            :meth:`fingerprint_of`).
         lease: seconds a claim holds before another caller may take it over.
         ttl: seconds a completed result is kept for duplicates.
         wait: seconds a duplicate waits for an in-progress run before giving up.
@@ -135,7 +143,7 @@ class IdempotencyMiddleware:
         """Return the idempotency layer for ``handler``, scoped by its name."""
         scope = handler.name
         result_type = _result_type(handler.message_type)
-        store, converter, lease, ttl = self.store, self.converter, self.lease, self.ttl
+        store, converter, ttl = self.store, self.converter, self.ttl
         key_of = self.key
         log = structlog.get_logger("messagebus") if self.logger is None else self.logger
 
@@ -160,12 +168,7 @@ class IdempotencyMiddleware:
                     "database: database.idempotency() and database.outbox()"
                 )
             key = key_of(envelope) or default_key(envelope)
-            digest = self.fingerprint_of(envelope)
-            outcome = await unit.run(
-                lambda connection: inbox.claim_in(
-                    connection, scope, key, digest, lease, wait=self.wait
-                )
-            )
+            outcome = await self._claim_in(unit, inbox, scope, key, envelope)
             if isinstance(outcome, InProgress):
                 # Claimed outside inbox mode and committed: waiting here, in a transaction
                 # that may hold the record's lock (or the file's), would hold up its holder.
@@ -188,8 +191,7 @@ class IdempotencyMiddleware:
 
         async def deduplicate(envelope: Envelope[Message], call_next: CallNext) -> Any:
             key = key_of(envelope) or default_key(envelope)
-            digest = self.fingerprint_of(envelope)
-            outcome = await store.claim(scope, key, digest, lease)
+            outcome, digest = await self._claim(scope, key, envelope)
             if isinstance(outcome, InProgress):
                 outcome = await self._wait_for_holder(scope, key, digest)
             if isinstance(outcome, Completed):
@@ -212,8 +214,56 @@ class IdempotencyMiddleware:
 
         return in_unit_of_work if self.inbox else deduplicate
 
+    async def _claim(
+        self, scope: str, key: str, envelope: Envelope[Message]
+    ) -> tuple[ClaimOutcome, str]:
+        """Claim ``key``; return the outcome and the fingerprint it was compared with."""
+        digest = self.fingerprint_of(envelope)
+        outcome = await self.store.claim(scope, key, digest, self.lease)
+        if _by_an_earlier_version(outcome):
+            digest = self.legacy_fingerprint_of(envelope)
+            outcome = await self.store.claim(scope, key, digest, self.lease)
+        return outcome, digest
+
+    async def _claim_in(
+        self,
+        unit: UnitOfWork,
+        inbox: InboxStore,
+        scope: str,
+        key: str,
+        envelope: Envelope[Message],
+    ) -> ClaimOutcome:
+        """Claim ``key`` in ``unit``'s transaction (inbox mode), as :meth:`_claim` does."""
+        lease, wait = self.lease, self.wait
+        digest = self.fingerprint_of(envelope)
+        outcome = await unit.run(
+            lambda connection: inbox.claim_in(connection, scope, key, digest, lease, wait=wait)
+        )
+        if _by_an_earlier_version(outcome):
+            legacy = self.legacy_fingerprint_of(envelope)
+            outcome = await unit.run(
+                lambda connection: inbox.claim_in(connection, scope, key, legacy, lease, wait=wait)
+            )
+        return outcome
+
     def fingerprint_of(self, envelope: Envelope[Message]) -> str:
-        """Return the SHA-256 (hex) of the message's type, version and fingerprinted data."""
+        """Return ``"2:"`` and the SHA-256 (hex) of the type, version and fingerprinted data.
+
+        The data is encoded by msgspec as deterministic JSON (fields in order, dict keys
+        and set items sorted, Decimals as strings): a fifth of the cost of the cattrs
+        form :meth:`legacy_fingerprint_of` hashes, which is used instead for data msgspec
+        cannot encode, and to compare with records an earlier messagebus claimed.
+        """
+        message = envelope.message
+        subject = message if self.fingerprint is None else self.fingerprint(message)
+        try:
+            text = _ENCODER.encode((envelope.message_type, envelope.message_version, subject))
+        except (TypeError, ValueError):  # msgspec.EncodeError is a ValueError
+            return self.legacy_fingerprint_of(envelope)
+        return _FINGERPRINT + hashlib.sha256(text).hexdigest()
+
+    def legacy_fingerprint_of(self, envelope: Envelope[Message]) -> str:
+        """Return the SHA-256 (hex) of the type, version and data as cattrs' sorted JSON."""
         message = envelope.message
         subject = message if self.fingerprint is None else self.fingerprint(message)
         payload = [
@@ -246,6 +296,15 @@ class IdempotencyMiddleware:
         raise ArgumentTypeError(
             "IdempotencyMiddleware is bound per handler by the bus; do not call it"
         )
+
+
+def _by_an_earlier_version(outcome: ClaimOutcome) -> bool:
+    """Tell whether a mismatch is with a fingerprint of an earlier messagebus.
+
+    Those hashed cattrs' JSON (no ``"2:"`` prefix); their records live for their TTL
+    across an upgrade, so the claim is compared again in that form.
+    """
+    return isinstance(outcome, Mismatch) and not outcome.fingerprint.startswith(_FINGERPRINT)
 
 
 def _reused(key: str, scope: str) -> IdempotencyKeyReused:
