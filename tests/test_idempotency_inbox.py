@@ -84,7 +84,7 @@ class TestExactlyOnce:
         assert db.titles() == ["hello"]
         assert db.count(OUTBOX) == 1
         ((state, result),) = db.query(f"SELECT state, result FROM {RECORDS}")
-        assert (state, result) == ("completed", '{"value": 1}')
+        assert (state, result) == ("completed", '2:{"value":1}')  # msgspec JSON, prefixed
 
     async def test_a_failure_after_writing_leaves_neither_row_nor_record(
         self, db: InboxDatabase, store: Store
