@@ -2,10 +2,14 @@
 
 Contract of the function :func:`lambda_handler` returns, for one invocation:
 
-- It enters the bus (``async with bus``) for the invocation and leaves it before
-  returning, in a fresh event loop (``anyio.run``) each time: Lambda freezes the process
-  after the return, so nothing may be left running, and the bus's resources (a
-  transport's client, a database pool) belong to the loop that opened them.
+- The bus is entered once per execution environment, at the first invocation, in an
+  event loop of its own (an anyio blocking portal: a thread running the loop), and stays
+  entered across warm invocations, so a transport's clients and a database's pool are
+  made once, as Lambda advises for SDK clients; :meth:`LambdaFunction.close` leaves it.
+  Each invocation runs in that loop and returns only when its records, their follow-ups
+  and the outbox flush are done: nothing the invocation started is left running when
+  Lambda freezes the process. The bus's own background service (the outbox relay's
+  poll) idles in between; a row it had claimed when frozen is delivered after its lease.
 - Each record is decoded (see :mod:`messagebus.aws_lambda._records` for the shapes) and
   handed to :meth:`MessageBus.handle_delivered`, exactly as a
   :class:`~messagebus.Worker` hands a delivery: routing, middleware, idempotency, retry
@@ -46,12 +50,13 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import attrs
 import structlog
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from messagebus._errors import DecodeError, InvalidArgumentError, MessageBusError, TransportError
 from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
@@ -73,10 +78,6 @@ class LambdaContext(Protocol):
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before Lambda stops the invocation."""
         ...
-
-
-LambdaFunction = Callable[[Any, LambdaContext], "dict[str, Any] | None"]
-"""The function Lambda calls: ``handler(event, context)``."""
 
 
 class BatchFailedError(MessageBusError):
@@ -132,11 +133,29 @@ def lambda_handler(
             f"margin must be >= 0 and concurrency >= 1: {margin!r}, {concurrency!r}"
         )
     log = structlog.get_logger("messagebus.aws_lambda") if logger is None else logger
-    batch = _Batch(bus, margin, concurrency, log)
+    return LambdaFunction(_Batch(bus, margin, concurrency, log), raise_on_batch_failure, backend)
 
-    def handler(event: Any, context: LambdaContext) -> dict[str, Any] | None:
+
+class LambdaFunction:
+    """The function Lambda calls, ``handler(event, context)``; see the module.
+
+    Made by :func:`lambda_handler`. The first call enters the bus in an event loop of
+    its own that later calls reuse; :meth:`close` leaves the bus and stops that loop
+    (tests; Lambda simply ends the process).
+    """
+
+    def __init__(self, batch: _Batch, raise_on_batch_failure: bool, backend: Backend) -> None:
+        self._batch = batch
+        self._raise = raise_on_batch_failure
+        self._backend = backend
+        self._portal: AbstractContextManager[BlockingPortal] | None = None
+        self._call: BlockingPortal | None = None
+        self._bus: AbstractContextManager[Any] | None = None
+
+    def __call__(self, event: Any, context: LambdaContext) -> dict[str, Any] | None:
+        """Handle one invocation's ``event``; return the partial batch response for SQS."""
         is_sqs, records = records_of(event)
-        outcomes = anyio.run(batch.run, records, context, backend=backend)
+        outcomes = self._running().call(self._batch.run, records, context)
         failed = [
             record.item_id or "?"
             for record, done in zip(records, outcomes, strict=True)
@@ -146,11 +165,33 @@ def lambda_handler(
             if failed:
                 raise BatchFailedError(failed)
             return None
-        if failed and raise_on_batch_failure and len(failed) == len(records):
+        if failed and self._raise and len(failed) == len(records):
             raise BatchFailedError(failed)
         return {"batchItemFailures": [{"itemIdentifier": item} for item in failed]}
 
-    return handler
+    def close(self) -> None:
+        """Leave the bus and stop its event loop; the next call enters it again."""
+        bus, self._bus = self._bus, None
+        portal, self._portal = self._portal, None
+        self._call = None
+        try:
+            if bus is not None:
+                bus.__exit__(None, None, None)
+        finally:
+            if portal is not None:
+                portal.__exit__(None, None, None)
+
+    def _running(self) -> BlockingPortal:
+        if self._call is None:
+            self._portal = start_blocking_portal(self._backend)
+            self._call = self._portal.__enter__()
+            try:
+                self._bus = self._call.wrap_async_context_manager(self._batch.bus)
+                self._bus.__enter__()
+            except BaseException:
+                self.close()
+                raise
+        return self._call
 
 
 @attrs.define
@@ -169,20 +210,19 @@ class _Batch:
         for index, record in enumerate(records):
             lanes.setdefault(index if record.group is None else record.group, []).append(index)
         budget = context.get_remaining_time_in_millis() / 1000 - self.margin
-        async with self.bus:
-            with anyio.move_on_after(budget):
-                if self.concurrency == 1:
+        with anyio.move_on_after(budget):
+            if self.concurrency == 1:
+                for lane in lanes.values():
+                    await self._lane(lane, records, outcomes, context, None)
+            else:
+                limiter = anyio.CapacityLimiter(self.concurrency)
+                async with anyio.create_task_group() as tasks:
                     for lane in lanes.values():
-                        await self._lane(lane, records, outcomes, context, None)
-                else:
-                    limiter = anyio.CapacityLimiter(self.concurrency)
-                    async with anyio.create_task_group() as tasks:
-                        for lane in lanes.values():
-                            tasks.start_soon(self._lane, lane, records, outcomes, context, limiter)
-            relay = self.bus.relay
-            if relay is not None:
-                with anyio.move_on_after(context.get_remaining_time_in_millis() / 2000):
-                    await relay.flush()
+                        tasks.start_soon(self._lane, lane, records, outcomes, context, limiter)
+        relay = self.bus.relay
+        if relay is not None:
+            with anyio.move_on_after(context.get_remaining_time_in_millis() / 2000):
+                await relay.flush()
         return outcomes
 
     async def _lane(
