@@ -82,7 +82,7 @@ def deployed(anyio_backend: str) -> tuple[MemoryBroker, Blog, LambdaFunction, An
     blog = Blog()
     bus = build(InMemoryTransport(broker), blog)
     broker.provision(bus.topology())
-    return broker, blog, lambda_handler(bus, backend=anyio_backend), bus  # type: ignore[arg-type]
+    return broker, blog, lambda_handler(bus, backend=anyio_backend), bus
 
 
 class TestTheSameApplicationInLambda:
