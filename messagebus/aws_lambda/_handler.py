@@ -1,0 +1,297 @@
+"""The function Lambda calls: a batch of records through the application's bus.
+
+Contract of the function :func:`lambda_handler` returns, for one invocation:
+
+- The bus is entered once per execution environment, at the first invocation, in an
+  event loop of its own (an anyio blocking portal: a thread running the loop), and stays
+  entered across warm invocations, so a transport's clients and a database's pool are
+  made once, as Lambda advises for SDK clients; :meth:`LambdaFunction.close` leaves it.
+  Each invocation runs in that loop and returns only when its records, their follow-ups
+  and the outbox flush are done: nothing the invocation started is left running when
+  Lambda freezes the process. The bus's own background service (the outbox relay's
+  poll) idles in between; a row it had claimed when frozen is delivered after its lease.
+- Each record is decoded (see :mod:`messagebus.aws_lambda._records` for the shapes) and
+  handed to :meth:`MessageBus.handle_delivered`, exactly as a
+  :class:`~messagebus.Worker` hands a delivery: routing, middleware, idempotency, retry
+  policies, dead letters and follow-ups are the bus's. A record that can never succeed
+  (not JSON, not an envelope, an unknown type or version, a foreign record) is recorded
+  as a dead letter with the reason and counts as handled: it must not come back.
+- What a failure means here. A handler that fails is retried by its policy in the
+  invocation (short waits), then becomes a dead letter, as in a worker: the record is
+  handled. A retry whose delay is too long to wait out in the invocation (the retry
+  middleware's ``max_inline_delay``) is deferred: on a bus with a transport whose queue
+  takes delays, a delayed copy for the failed handler alone goes to the service's queue
+  (as a worker does) and the record is handled; otherwise the record is *failed*, and
+  SQS delivers it again after its visibility timeout (the delay is the queue's, and the
+  other subscribers of an event run again: make them idempotent). On a record received
+  more than once, the attempt number is raised by the receives before this one
+  (``ApproximateReceiveCount - 1``), so the policy gives up after its attempts, whichever
+  way they were spent, and the record ends as a dead letter rather than cycling. A record
+  whose follow-ups the transport did not take is failed too.
+- SQS batches return the partial batch response, ``{"batchItemFailures": [{"itemIdentifier":
+  messageId}, ...]}``, listing failed records only (the event source mapping must have
+  ``ReportBatchItemFailures``). With ``raise_on_batch_failure`` a batch in which every
+  record failed raises :class:`BatchFailedError` instead (Lambda then counts an error).
+  SNS and EventBridge invocations have no such response: a failed record raises
+  :class:`BatchFailedError`, so Lambda's asynchronous retries run the event again; they
+  return None otherwise. On those, with no queue to defer to, retries wait in-process.
+- FIFO queues (records with ``MessageGroupId``): the records of one group are handled in
+  order; once one fails, the later records of its group are not started and are failed,
+  while other groups carry on.
+- The deadline: a record is started only while ``context.get_remaining_time_in_millis()``
+  is above ``margin`` seconds; records not started are failed (they come back, nothing
+  is lost). Records still running when only ``margin`` remains (measured from the start)
+  are cancelled and failed. The margin pays for the outbox flush and the bus's exit.
+- Before returning, the outbox relay (a bus with an outbox) flushes what is claimable, so
+  messages committed by this invocation's handlers leave now, not at the next one.
+- ``concurrency`` above 1 runs that many records at once: records of a standard queue
+  each on their own, FIFO groups each in order.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import anyio
+import attrs
+import structlog
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from messagebus._errors import DecodeError, InvalidArgumentError, MessageBusError, TransportError
+from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
+from messagebus.aws_lambda._records import Record, records_of
+from messagebus.dead_letters import DeadLetter
+from messagebus.transports._routing import outgoing
+
+if TYPE_CHECKING:
+    from messagebus._bus import MessageBus
+
+__all__ = ["BatchFailedError", "LambdaContext", "LambdaFunction", "lambda_handler"]
+
+Backend = Literal["asyncio", "trio"]
+
+
+class LambdaContext(Protocol):
+    """What the entry point reads of Lambda's context object."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before Lambda stops the invocation."""
+        ...
+
+
+class BatchFailedError(MessageBusError):
+    """Records of an invocation failed, and the caller asked to hear it as an exception.
+
+    Raised for a direct (SNS or EventBridge) invocation whose record failed, and for an
+    SQS batch in which every record failed when ``raise_on_batch_failure`` is set.
+
+    Attributes:
+        failed: the failed records' identifiers (SQS message ids; ``"?"`` for direct
+            invocations, which have none).
+    """
+
+    def __init__(self, failed: list[str]) -> None:
+        self.failed = tuple(failed)
+        super().__init__(f"{len(failed)} record(s) failed: {', '.join(failed[:3])}")
+
+
+_DONE, _FAILED = True, False
+
+
+def lambda_handler(
+    bus: MessageBus,
+    *,
+    margin: float = 2.0,
+    concurrency: int = 1,
+    raise_on_batch_failure: bool = False,
+    backend: Backend = "asyncio",
+    logger: Any = None,
+) -> LambdaFunction:
+    """Return the function Lambda calls with ``(event, context)``; see the module.
+
+    Make it at import time, beside the bus: ``handler = lambda_handler(bus)``, and set
+    the function's handler to ``module.handler``.
+
+    Args:
+        bus: the application's bus, with its handlers registered (not entered: each
+            invocation enters it).
+        margin: seconds kept back from the deadline: no record starts with less left,
+            and records still running then are cancelled.
+        concurrency: records handled at once (FIFO groups stay in order).
+        raise_on_batch_failure: raise :class:`BatchFailedError` when every record of an
+            SQS batch failed, instead of reporting them all.
+        backend: the async library the invocation runs on: ``"asyncio"`` (the default,
+            and the only one the SQS transport runs on) or ``"trio"``.
+        logger: a structlog logger for the entry point's own lines.
+
+    Raises:
+        InvalidArgumentError: ``margin`` is negative or ``concurrency`` below 1.
+    """
+    if margin < 0 or concurrency < 1:
+        raise InvalidArgumentError(
+            f"margin must be >= 0 and concurrency >= 1: {margin!r}, {concurrency!r}"
+        )
+    log = structlog.get_logger("messagebus.aws_lambda") if logger is None else logger
+    return LambdaFunction(_Batch(bus, margin, concurrency, log), raise_on_batch_failure, backend)
+
+
+class LambdaFunction:
+    """The function Lambda calls, ``handler(event, context)``; see the module.
+
+    Made by :func:`lambda_handler`. The first call enters the bus in an event loop of
+    its own that later calls reuse; :meth:`close` leaves the bus and stops that loop
+    (tests; Lambda simply ends the process).
+    """
+
+    def __init__(self, batch: _Batch, raise_on_batch_failure: bool, backend: Backend) -> None:
+        self._batch = batch
+        self._raise = raise_on_batch_failure
+        self._backend = backend
+        self._portal: AbstractContextManager[BlockingPortal] | None = None
+        self._call: BlockingPortal | None = None
+        self._bus: AbstractContextManager[Any] | None = None
+
+    def __call__(self, event: Any, context: LambdaContext) -> dict[str, Any] | None:
+        """Handle one invocation's ``event``; return the partial batch response for SQS."""
+        is_sqs, records = records_of(event)
+        outcomes = self._running().call(self._batch.run, records, context)
+        failed = [
+            record.item_id or "?"
+            for record, done in zip(records, outcomes, strict=True)
+            if not done
+        ]
+        if not is_sqs:
+            if failed:
+                raise BatchFailedError(failed)
+            return None
+        if failed and self._raise and len(failed) == len(records):
+            raise BatchFailedError(failed)
+        return {"batchItemFailures": [{"itemIdentifier": item} for item in failed]}
+
+    def close(self) -> None:
+        """Leave the bus and stop its event loop; the next call enters it again."""
+        bus, self._bus = self._bus, None
+        portal, self._portal = self._portal, None
+        self._call = None
+        try:
+            if bus is not None:
+                bus.__exit__(None, None, None)
+        finally:
+            if portal is not None:
+                portal.__exit__(None, None, None)
+
+    def _running(self) -> BlockingPortal:
+        if self._call is None:
+            self._portal = start_blocking_portal(self._backend)
+            self._call = self._portal.__enter__()
+            try:
+                self._bus = self._call.wrap_async_context_manager(self._batch.bus)
+                self._bus.__enter__()
+            except BaseException:
+                self.close()
+                raise
+        return self._call
+
+
+@attrs.define
+class _Batch:
+    """One invocation's work on ``bus``: records in lanes, under the deadline."""
+
+    bus: MessageBus
+    margin: float
+    concurrency: int
+    log: Any
+
+    async def run(self, records: list[Record], context: LambdaContext) -> list[bool]:
+        outcomes = [_FAILED] * len(records)
+        # Records of one FIFO group share a lane, in order; any other record is alone.
+        lanes: dict[object, list[int]] = {}
+        for index, record in enumerate(records):
+            lanes.setdefault(index if record.group is None else record.group, []).append(index)
+        budget = context.get_remaining_time_in_millis() / 1000 - self.margin
+        with anyio.move_on_after(budget):
+            if self.concurrency == 1:
+                for lane in lanes.values():
+                    await self._lane(lane, records, outcomes, context, None)
+            else:
+                limiter = anyio.CapacityLimiter(self.concurrency)
+                async with anyio.create_task_group() as tasks:
+                    for lane in lanes.values():
+                        tasks.start_soon(self._lane, lane, records, outcomes, context, limiter)
+        relay = self.bus.relay
+        if relay is not None:
+            with anyio.move_on_after(context.get_remaining_time_in_millis() / 2000):
+                await relay.flush()
+        return outcomes
+
+    async def _lane(
+        self,
+        lane: list[int],
+        records: list[Record],
+        outcomes: list[bool],
+        context: LambdaContext,
+        limiter: anyio.CapacityLimiter | None,
+    ) -> None:
+        """Handle ``lane``'s records in order; stop at the first failure or the deadline."""
+        for index in lane:
+            if context.get_remaining_time_in_millis() <= self.margin * 1000:
+                return  # not started: failed, it comes back
+            if limiter is None:
+                outcomes[index] = await self._one(records[index])
+            else:
+                async with limiter:
+                    outcomes[index] = await self._one(records[index])
+            if not outcomes[index]:
+                return  # the later records of a FIFO group wait behind this one
+
+    async def _one(self, record: Record) -> bool:
+        """Handle one record; True when it must not come back."""
+        bus = self.bus
+        try:
+            envelope = record.envelope(bus.codec)
+        except DecodeError as error:
+            letter = DeadLetter.from_undecodable(record.text().encode(), record.queue, error)
+            await bus.record_dead_letter(letter)
+            return _DONE
+        if record.receive_count > 1:
+            envelope = envelope.replace(attempt=envelope.attempt + record.receive_count - 1)
+        copies = self._can_copy()
+        try:
+            # An SQS record can always come back (failed); a direct invocation only
+            # through a delayed copy, else its retries wait here.
+            with collecting(enabled=copies or record.source == "sqs") as redeliveries:
+                await bus.handle_delivered(envelope)
+            if redeliveries:
+                if not copies:
+                    return _FAILED
+                await self._redeliver(redeliveries)
+        except TransportError as error:
+            self.log.warning(
+                "follow-ups not handed on; record failed",
+                queue=record.queue,
+                error=f"{type(error).__qualname__}: {error}",
+            )
+            return _FAILED
+        return _DONE
+
+    def _can_copy(self) -> bool:
+        """Whether deferred retries can go back to the service's queue as delayed copies."""
+        transport = self.bus.transport
+        if transport is None:
+            return False
+        return not self.bus.router.queue.fifo or transport.capabilities.fifo_delay
+
+    async def _redeliver(self, redeliveries: list[Redelivery]) -> None:
+        """Put a delayed copy of each deferred retry on the service's queue, for its handler."""
+        transport = self.bus.running_transport()
+        limit = transport.capabilities.max_delay
+        copies = []
+        for redelivery in redeliveries:
+            envelope = redelivery.envelope
+            marked = envelope.replace(
+                headers={**envelope.headers, HANDLER_HEADER: redelivery.handler}
+            )
+            copy = outgoing(self.bus.codec, marked)
+            copies.append(attrs.evolve(copy, delay=min(redelivery.delay, limit)))
+        await transport.send(self.bus.router.service, copies)

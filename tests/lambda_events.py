@@ -1,0 +1,158 @@
+"""Lambda events as AWS delivers them, and a Lambda context with a clock the test turns.
+
+The field names and layouts follow AWS's documented sample events (the Lambda developer
+guide's SQS, SNS and EventBridge examples, the SNS notification JSON format that an
+SQS subscription with raw message delivery off receives, and the SQS FIFO attributes
+``MessageGroupId``, ``MessageDeduplicationId`` and ``SequenceNumber``); the values are
+made up in the same style.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import uuid
+from typing import Any
+
+import attrs
+
+ACCOUNT = "123456789012"
+REGION = "us-east-2"
+_sequence = itertools.count(18849496460467696128)
+
+
+def sqs_record(
+    body: str,
+    *,
+    queue: str = "blog",
+    message_id: str | None = None,
+    receive_count: int = 1,
+    group: str | None = None,
+    attributes: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One record of an SQS batch; ``group`` makes it a FIFO queue's record."""
+    record_attributes = {
+        "ApproximateReceiveCount": str(receive_count),
+        "SentTimestamp": "1545082649183",
+        "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+        "ApproximateFirstReceiveTimestamp": "1545082649185",
+    }
+    if group is not None:
+        queue = queue if queue.endswith(".fifo") else f"{queue}.fifo"
+        record_attributes |= {
+            "MessageGroupId": group,
+            "MessageDeduplicationId": uuid.uuid4().hex,
+            "SequenceNumber": str(next(_sequence)),
+        }
+    return {
+        "messageId": message_id or str(uuid.uuid4()),
+        "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a...",
+        "body": body,
+        "attributes": record_attributes,
+        "messageAttributes": attributes
+        if attributes is not None
+        else {
+            "tenant": {
+                "stringValue": "acme",
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": "String",
+            }
+        },
+        "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}",
+        "awsRegion": REGION,
+    }
+
+
+def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:
+    """An SQS batch as the event source mapping hands it to the function."""
+    return {"Records": list(records)}
+
+
+def sns_notification(message: str, *, topic: str = "blogapp-post-published") -> str:
+    """The body SQS receives from an SNS subscription with raw message delivery off."""
+    import json
+
+    return json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": str(uuid.uuid4()),
+            "TopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic}",
+            "Message": message,
+            "Timestamp": "2019-01-02T12:45:07.000Z",
+            "SignatureVersion": "1",
+            "Signature": "tcc6faL2yUC6dgZdmrwh1Y4cGa/ebXEkAi6RibDsvpi+tE/1+82j...65r==",
+            "SigningCertURL": "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-ac565b8b1a6c5d002d285f9598aa1d9b.pem",
+            "UnsubscribeURL": "https://sns.us-east-2.amazonaws.com/?Action=Unsubscribe&SubscriptionArn="
+            f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic}:c9135db0-26c4-47ec-8998-413945fb5a96",
+            "MessageAttributes": {"tenant": {"Type": "String", "Value": "acme"}},
+        }
+    )
+
+
+def sns_event(message: str, *, topic: str = "blogapp-post-published") -> dict[str, Any]:
+    """A direct SNS invocation (the function subscribed to the topic)."""
+    arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic}"
+    return {
+        "Records": [
+            {
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": f"{arn}:8a2c5bb2-6a3f-4ad4-b0e7-0d2c4e8d6a21",
+                "EventSource": "aws:sns",
+                "Sns": {
+                    "SignatureVersion": "1",
+                    "Timestamp": "2019-01-02T12:45:07.000Z",
+                    "Signature": "tcc6faL2yUC6dgZdmrwh1Y4cGa/ebXEkAi6RibDsvpi+tE/1+82j...65r==",
+                    "SigningCertUrl": "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-ac565b8b1a6c5d002d285f9598aa1d9b.pem",
+                    "MessageId": str(uuid.uuid4()),
+                    "Message": message,
+                    "MessageAttributes": {"tenant": {"Type": "String", "Value": "acme"}},
+                    "Type": "Notification",
+                    "UnsubscribeUrl": f"https://sns.us-east-2.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={arn}",
+                    "TopicArn": arn,
+                    "Subject": None,
+                },
+            }
+        ]
+    }
+
+
+def eventbridge_event(
+    detail: object, *, detail_type: str = "blogapp.post.published", source: str = "/blog"
+) -> dict[str, Any]:
+    """An EventBridge event: the direct invocation's event, or an SQS target's body."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT,
+        "time": "2017-12-22T18:43:48Z",
+        "region": REGION,
+        "resources": [],
+        "detail": detail,
+    }
+
+
+@attrs.define
+class FakeContext:
+    """A Lambda context whose clock moves only when the test (or a handler) says so."""
+
+    timeout_ms: int = 30_000
+    elapsed_ms: int = 0
+    function_name: str = "blog-consumer"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:blog-consumer"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/blog-consumer"
+    log_stream_name: str = "2024/01/01/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.timeout_ms - self.elapsed_ms)
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of the invocation pass."""
+        self.elapsed_ms += int(seconds * 1000)
