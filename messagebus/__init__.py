@@ -26,6 +26,7 @@ from messagebus._dispatch._run import add_message_context, current_envelope
 from messagebus._envelope import Envelope
 from messagebus._errors import (
     ArgumentTypeError,
+    BatchFailedError,
     BusStateError,
     CommandRejected,
     ConfigurationError,
@@ -66,6 +67,7 @@ from messagebus._worker import Worker, serve
 
 __all__ = [
     "ArgumentTypeError",
+    "BatchFailedError",
     "BusStateError",
     "Command",
     "CommandRejected",

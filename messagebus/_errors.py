@@ -27,6 +27,7 @@ The tree::
     │   ├── EncodeError               a message field has no JSON form
     │   └── DecodeError               not a registered type's CloudEvents JSON, or a bad header
     ├── RetriesExhausted              a retry policy gave up; the last error is its __cause__
+    ├── BatchFailedError              records of a Lambda invocation failed, raised on request
     ├── DeadLetterNotFoundError       no dead letter has the id asked for (also a LookupError)
     ├── IdempotencyError              the idempotency layer would not run the handler
     │   ├── IdempotencyKeyReused      the key was used before for a different payload
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArgumentTypeError",
+    "BatchFailedError",
     "BusStateError",
     "CommandRejected",
     "ConfigurationError",
@@ -317,6 +319,22 @@ class DecodeError(SerializationError):
     Also raised for a header the library reads whose value it cannot parse (the
     ordering sequence header).
     """
+
+
+class BatchFailedError(MessageBusError):
+    """Records of an invocation failed, and the caller asked to hear it as an exception.
+
+    Raised for a direct (SNS or EventBridge) invocation whose record failed, and for an
+    SQS batch in which every record failed when ``raise_on_batch_failure`` is set.
+
+    Attributes:
+        failed: the failed records' identifiers (SQS message ids; ``"?"`` for direct
+            invocations, which have none).
+    """
+
+    def __init__(self, failed: list[str]) -> None:
+        self.failed = tuple(failed)
+        super().__init__(f"{len(failed)} record(s) failed: {', '.join(failed[:3])}")
 
 
 class RetriesExhausted(MessageBusError):

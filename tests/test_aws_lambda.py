@@ -17,8 +17,8 @@ import anyio
 import attrs
 import pytest
 
-from messagebus import Command, Context, Envelope, Event, MessageBus
-from messagebus.aws_lambda import BatchFailedError, LambdaFunction
+from messagebus import BatchFailedError, Command, Context, Envelope, Event, MessageBus
+from messagebus.aws_lambda import LambdaFunction
 from messagebus.aws_lambda import lambda_handler as make_function
 from messagebus.middleware import RetryMiddleware
 from messagebus.retry import FixedBackoff, RetryPolicy
@@ -424,11 +424,6 @@ async def _depth(broker: MemoryBroker, queue: str) -> Any:
 class TestInProgressDuplicates:
     """A duplicate of a run still in progress elsewhere is a retryable failure of its record."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="needs the core to defer a DuplicateInProgressError instead of dead-lettering "
-        "it (Dispatcher._record_failure: defer when collecting); see the Lambda report",
-    )
     def test_the_record_comes_back_and_is_no_dead_letter(self, backend: Any) -> None:
         """Another invocation holds the key: this record is failed, not dead-lettered."""
         from messagebus.idempotency import InMemoryIdempotencyStore

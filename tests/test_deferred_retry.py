@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from messagebus import Context, MessageBus, Worker
-from messagebus.middleware import RetryMiddleware
+from messagebus import Context, Envelope, MessageBus, Worker
+from messagebus.idempotency import Claimed, InMemoryIdempotencyStore
+from messagebus.middleware import IdempotencyMiddleware, RetryMiddleware
 from messagebus.retry import FixedBackoff, RetryPolicy
-from messagebus.transports import QueueSpec
+from messagebus.transports import Outgoing, QueueSpec
 from messagebus.transports.memory import InMemoryTransport
 from tests.messages import FollowersNotified, IndexPost, PostPublished
 
@@ -144,3 +145,36 @@ class TestDeferredRetries:
         await bus.publish(PostPublished(1, "x"))
         assert notified == []
         assert list(await bus.dead_letters.list()) == []
+
+
+class TestInProgressDuplicates:
+    """A run that meets its idempotency key in progress elsewhere waits in the queue."""
+
+    async def test_it_goes_back_to_the_queue_and_is_no_dead_letter(self) -> None:
+        """Another delivery holds the key: a delayed copy for this subscriber, no letter."""
+        transport = InMemoryTransport()
+        store = InMemoryIdempotencyStore()
+        idempotency = IdempotencyMiddleware(store, wait=0)
+        bus = MessageBus(transport=transport, service="blog", middleware=[idempotency])
+        seen: list[PostPublished] = []
+
+        @bus.subscriber(PostPublished, name="index")
+        async def index(event: PostPublished) -> None:
+            seen.append(event)
+
+        envelope = Envelope(PostPublished(1, "x"))
+        digest = idempotency.fingerprint_of(envelope)
+        assert isinstance(await store.claim("index", envelope.message_id, digest, 300.0), Claimed)
+        async with bus:
+            await bus.provision()
+            async with working(bus) as worker:
+                body = bus.codec.encode(envelope)
+                await transport.send("blog", [Outgoing(body, envelope.message_id)])
+                with anyio.fail_after(10):
+                    while worker.acked < 1:
+                        await anyio.wait_all_tasks_blocked()
+                depth = await transport.depth("blog")
+        assert seen == []
+        assert list(await bus.dead_letters.list()) == []
+        # The original was acked; its copy, for "index" only, waits out its delay.
+        assert (depth.visible, depth.in_flight, depth.delayed) == (0, 0, 1)

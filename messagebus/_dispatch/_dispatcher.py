@@ -32,12 +32,17 @@ from messagebus._codec import WireCodec
 from messagebus._context import Context
 from messagebus._dispatch._run import Run, current_run, envelope_of, last_envelope
 from messagebus._envelope import Envelope, lazy_envelope
-from messagebus._errors import DeadLetterNotFoundError, NoHandlerError
+from messagebus._errors import (
+    DeadLetterNotFoundError,
+    DuplicateInProgressError,
+    NoHandlerError,
+    RetriesExhausted,
+)
 from messagebus._handlers import HandlerInfo
 from messagebus._messages import Command, Event, Message
 from messagebus._middleware import CallNext
 from messagebus._outlets import Outlet
-from messagebus._redelivery import HANDLER_HEADER
+from messagebus._redelivery import HANDLER_HEADER, defer
 from messagebus._registration import HandlerTable, Route
 from messagebus.dead_letters import DeadLetter
 from messagebus.extension import DeadLetterStore
@@ -106,6 +111,17 @@ def _enter(route: Route, run: Run) -> Awaitable[Any]:
         envelope = run[2] = lazy_envelope(run[0], None if parent is None else envelope_of(parent))
     first = route.first
     return route.then(envelope) if first is None else first(envelope, route.then)
+
+
+_IN_PROGRESS_DELAY = 1.0
+"""Seconds before a run that met its key in progress elsewhere is delivered again."""
+
+
+def _in_progress_elsewhere(error: Exception) -> bool:
+    """Tell whether a run failed only because another delivery holds its idempotency key."""
+    if isinstance(error, RetriesExhausted):
+        error = error.__cause__  # type: ignore[assignment]
+    return isinstance(error, DuplicateInProgressError)
 
 
 class Dispatcher:
@@ -465,6 +481,12 @@ class Dispatcher:
 
     async def _record_failure(self, handler: HandlerInfo, run: Run, exc: Exception) -> None:
         envelope = last_envelope(run)
+        if _in_progress_elsewhere(exc) and defer(
+            handler.name, envelope.replace(attempt=envelope.attempt + 1), _IN_PROGRESS_DELAY
+        ):
+            # Not poison: another delivery holds the idempotency key. Back to the queue
+            # for this handler (from a worker or Lambda), to find the result later.
+            return
         await self.record_dead_letter(
             DeadLetter.from_failure(self.codec, envelope, handler.name, exc),
             causation_id=envelope.causation_id,

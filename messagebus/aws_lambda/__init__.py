@@ -11,10 +11,9 @@ The same application module runs in a :class:`~messagebus.Worker` and here, unch
 """
 
 from messagebus.aws_lambda._handler import (
-    BatchFailedError,
     LambdaContext,
     LambdaFunction,
     lambda_handler,
 )
 
-__all__ = ["BatchFailedError", "LambdaContext", "LambdaFunction", "lambda_handler"]
+__all__ = ["LambdaContext", "LambdaFunction", "lambda_handler"]

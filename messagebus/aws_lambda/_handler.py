@@ -31,9 +31,9 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
 - SQS batches return the partial batch response, ``{"batchItemFailures": [{"itemIdentifier":
   messageId}, ...]}``, listing failed records only (the event source mapping must have
   ``ReportBatchItemFailures``). With ``raise_on_batch_failure`` a batch in which every
-  record failed raises :class:`BatchFailedError` instead (Lambda then counts an error).
+  record failed raises :class:`~messagebus.BatchFailedError` instead (Lambda then counts an error).
   SNS and EventBridge invocations have no such response: a failed record raises
-  :class:`BatchFailedError`, so Lambda's asynchronous retries run the event again; they
+  :class:`~messagebus.BatchFailedError`, so Lambda's asynchronous retries run the event again; they
   return None otherwise. On those, with no queue to defer to, retries wait in-process.
 - FIFO queues (records with ``MessageGroupId``): the records of one group are handled in
   order; once one fails, the later records of its group are not started and are failed,
@@ -58,7 +58,7 @@ import attrs
 import structlog
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from messagebus._errors import DecodeError, InvalidArgumentError, MessageBusError, TransportError
+from messagebus._errors import BatchFailedError, DecodeError, InvalidArgumentError, TransportError
 from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
 from messagebus.aws_lambda._records import Record, records_of
 from messagebus.dead_letters import DeadLetter
@@ -67,7 +67,7 @@ from messagebus.transports._routing import outgoing
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
 
-__all__ = ["BatchFailedError", "LambdaContext", "LambdaFunction", "lambda_handler"]
+__all__ = ["LambdaContext", "LambdaFunction", "lambda_handler"]
 
 Backend = Literal["asyncio", "trio"]
 
@@ -78,22 +78,6 @@ class LambdaContext(Protocol):
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before Lambda stops the invocation."""
         ...
-
-
-class BatchFailedError(MessageBusError):
-    """Records of an invocation failed, and the caller asked to hear it as an exception.
-
-    Raised for a direct (SNS or EventBridge) invocation whose record failed, and for an
-    SQS batch in which every record failed when ``raise_on_batch_failure`` is set.
-
-    Attributes:
-        failed: the failed records' identifiers (SQS message ids; ``"?"`` for direct
-            invocations, which have none).
-    """
-
-    def __init__(self, failed: list[str]) -> None:
-        self.failed = tuple(failed)
-        super().__init__(f"{len(failed)} record(s) failed: {', '.join(failed[:3])}")
 
 
 _DONE, _FAILED = True, False
@@ -119,7 +103,7 @@ def lambda_handler(
         margin: seconds kept back from the deadline: no record starts with less left,
             and records still running then are cancelled.
         concurrency: records handled at once (FIFO groups stay in order).
-        raise_on_batch_failure: raise :class:`BatchFailedError` when every record of an
+        raise_on_batch_failure: raise :class:`~messagebus.BatchFailedError` when every record of an
             SQS batch failed, instead of reporting them all.
         backend: the async library the invocation runs on: ``"asyncio"`` (the default,
             and the only one the SQS transport runs on) or ``"trio"``.
