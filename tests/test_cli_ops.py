@@ -314,4 +314,4 @@ class TestJsonAndCheck:
         anyio.run(make, True)
         status, out, err = cli("outbox", "status", "--store", str(path), "--check", "--json")
         assert (status, json.loads(out)["dead"]) == (3, 1)
-        assert err == "check failed: 1 dead row(s)\n"
+        assert err == "Error: check failed: 1 dead row(s)\n"

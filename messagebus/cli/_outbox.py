@@ -27,8 +27,11 @@ STORE = click.option(
 )
 JSON = click.option("--json", "as_json", is_flag=True, help="JSON instead of text")
 
-DEAD_ROWS = 3
-"""``status --check``'s exit status when dead rows exist (1 and 2 mean errors)."""
+
+class _CheckFailed(click.ClickException):
+    """``status --check`` found dead rows: exit status 3 (1 and 2 mean errors)."""
+
+    exit_code = 3
 
 
 def _with_store(
@@ -67,8 +70,7 @@ def status(url: str, as_json: bool, check: bool) -> None:
         click.echo(f"sent: {counts.sent}")
         click.echo("oldest pending: " + ("none" if age is None else f"{age:.1f} s ago"))
     if check and counts.dead:
-        click.echo(f"check failed: {counts.dead} dead row(s)", err=True)
-        raise SystemExit(DEAD_ROWS)
+        raise _CheckFailed(f"check failed: {counts.dead} dead row(s)")
 
 
 @outbox.command("list")
