@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import anyio
 import anyio.abc
-import structlog
 
 from messagebus._codec import WireCodec
 from messagebus._dispatch._dispatcher import Dispatcher
 from messagebus._envelope import Envelope
 from messagebus._errors import BusStateError, InvalidArgumentError
+from messagebus._log import get_logger
 from messagebus._messages import Command, Event, Message
 from messagebus._outlets import (
     Departure,
@@ -79,8 +79,10 @@ class MessageBus(Dispatcher):
             Either way each subscriber is isolated: its failure is logged and recorded
             as a dead letter, and the others and the publisher carry on.
         dead_letters: where failed subscriber runs are recorded; in memory by default.
-        logger: a structlog logger for the bus's own log lines (``structlog.get_logger
-            ("messagebus")`` by default). The bus never configures structlog.
+        logger: a structlog-style logger for the bus's own log lines; by default the
+            application's structlog if it configured structlog, else the standard
+            ``logging`` logger ``messagebus`` (see :mod:`messagebus._log`). The bus
+            configures neither.
         source: the CloudEvents ``source`` of the messages this service produces, such
             as ``"/blog"``; used by :attr:`codec`.
         strict_names: refuse, at registration, message types whose names read as the
@@ -158,7 +160,7 @@ class MessageBus(Dispatcher):
             table,
             codec=WireCodec(self.registry, source=source),
             dead_letters=InMemoryDeadLetterStore() if dead_letters is None else dead_letters,
-            logger=structlog.get_logger("messagebus") if logger is None else logger,
+            logger=get_logger("messagebus") if logger is None else logger,
             concurrent=fanout == "concurrent",
             service=service,
         )

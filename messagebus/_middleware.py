@@ -69,7 +69,10 @@ class OnFailure:
         try:
             return await call_next(envelope)
         except Exception as error:  # noqa: BLE001  # recover decides what to do with it
-            return await self.recover(envelope, error, call_next)
+            failed = error
+        # Outside the except block: errors raised while recovering (a retry's) would
+        # otherwise chain this one as their context in every traceback.
+        return await self.recover(envelope, failed, call_next)
 
 
 @runtime_checkable

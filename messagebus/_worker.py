@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import attrs
-import structlog
 
 from messagebus._errors import (
     DecodeError,
@@ -52,6 +51,7 @@ from messagebus._errors import (
     MessageTooLargeError,
     TransportError,
 )
+from messagebus._log import get_logger
 from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
 from messagebus._retry_policy import ExponentialBackoff
 from messagebus.dead_letters import DeadLetter
@@ -115,7 +115,7 @@ class Worker:
         self.visibility_timeout = visibility_timeout
         self.backoff = ExponentialBackoff(0.1, 2.0, 30.0) if backoff is None else backoff
         self._sleep = sleep
-        self._log = structlog.get_logger("messagebus.worker") if logger is None else logger
+        self._log = get_logger("messagebus.worker") if logger is None else logger
         self._in_flight = 0
         self._changed = anyio.Event()
         self._receiving: anyio.CancelScope | None = None

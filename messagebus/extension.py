@@ -18,6 +18,9 @@ Middleware (see :mod:`messagebus.middleware` for the ones that ship):
   not dispatch them: a unit of work writes them to its outbox), :func:`discard_follow_ups`
   forgets them (a policy that gives up quietly), :func:`hold_follow_ups` adds envelopes
   (take, then hold changed copies: tracing stamps them).
+- A middleware that runs the rest of the chain again (a retry) calls
+  :func:`enter_attempt` with each new attempt's envelope, so that what is told about
+  the run afterwards (log lines, a dead letter) carries that attempt's number.
 
 Transports (see :mod:`messagebus.transports` for the data they exchange, and
 :mod:`messagebus.testing` for the conformance checks every one must pass):
@@ -31,6 +34,7 @@ Stores, each protocol's docstring stating its contract:
 
 from messagebus._dispatch._run import (
     discard_follow_ups,
+    enter_attempt,
     held_follow_ups,
     hold_follow_ups,
     take_follow_ups,
@@ -60,6 +64,7 @@ __all__ = [
     "Recover",
     "Transport",
     "discard_follow_ups",
+    "enter_attempt",
     "held_follow_ups",
     "hold_follow_ups",
     "take_follow_ups",

@@ -34,6 +34,7 @@ class TestWorkerProcess:
         process = subprocess.Popen(
             [
                 *COMMAND,
+                "--app",
                 "tests.worker_app:bus",
                 "--transport",
                 "memory://",
@@ -91,6 +92,7 @@ class TestWorkerCommand:
         """One line when ready, one when stopped."""
         status, out, _ = cli(
             "worker",
+            "--app",
             "tests.worker_app:make_bus",
             "--provision",
             "--ready-hook",
@@ -106,6 +108,7 @@ class TestWorkerCommand:
         """--transport memory://NAME: the bus runs on that named broker."""
         status, out, _ = cli(
             "worker",
+            "--app",
             "tests.worker_app:make_bus",
             "--transport",
             "memory://test-cli-worker",
@@ -132,24 +135,32 @@ class TestWorkerMistakes:
         ("argv", "message"),
         [
             (
-                ["tests.worker_app:make_bus", "--transport", "kafka://x"],
+                ["--app", "tests.worker_app:make_bus", "--transport", "kafka://x"],
                 "Invalid value for --transport: 'kafka://x': unknown transport 'kafka'",
             ),
             (
-                ["tests.no_env_app:bus", "--transport", "memory://"],
+                ["--app", "tests.no_env_app:bus", "--transport", "memory://"],
                 "--transport: tests.no_env_app:bus did not read MESSAGEBUS_TRANSPORT",
             ),
-            (["tests.no_env_app:in_process"], "has no transport, so no queue to consume"),
-            (["tests.worker_app"], "Invalid value for APP: 'tests.worker_app': expected"),
+            (["--app", "tests.no_env_app:in_process"], "has no transport, so no queue to consume"),
             (
-                ["tests.worker_app:make_bus", "--ready-hook", "tests.worker_app:not_a_function"],
+                ["--app", "tests.worker_app"],
+                "Invalid value for --app: 'tests.worker_app': expected",
+            ),
+            (
+                [
+                    "--app",
+                    "tests.worker_app:make_bus",
+                    "--ready-hook",
+                    "tests.worker_app:not_a_function",
+                ],
                 "'tests.worker_app:not_a_function' is not callable",
             ),
             (
-                ["tests.worker_app:make_bus", "--ready-hook", "tests.worker_app:nope"],
+                ["--app", "tests.worker_app:make_bus", "--ready-hook", "tests.worker_app:nope"],
                 "Invalid value for --ready-hook: 'tests.worker_app:nope': no attribute 'nope'",
             ),
-            (["tests.worker_app:make_bus", "--concurrency", "0"], "--concurrency"),
+            (["--app", "tests.worker_app:make_bus", "--concurrency", "0"], "--concurrency"),
         ],
     )
     def test_usage_errors(self, cli: Cli, argv: list[str], message: str) -> None:

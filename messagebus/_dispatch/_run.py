@@ -43,10 +43,12 @@ __all__ = [
     "current_envelope",
     "current_run",
     "discard_follow_ups",
+    "enter_attempt",
     "envelope_of",
     "held_follow_ups",
     "hold_follow_ups",
     "last_envelope",
+    "latest_attempt",
     "take_follow_ups",
 ]
 
@@ -61,6 +63,10 @@ Run = list[Any]
 - ``handler``: the :class:`~messagebus.extension.HandlerInfo` running on it (None between the
   subscribers of an event).
 
+A sixth field appears only when a retry starts another attempt (:func:`enter_attempt`):
+``(handler, envelope)``, the attempt's envelope and the handler it is for (the
+subscribers of an event share a run, one after the other).
+
 A list, not a slotted class: one is made per dispatched message, and a list literal
 comes from CPython's free list, where an instance of a class (slotted, no ``__init__``)
 costs a type call and a heap type's deallocation: 616 instructions more per message,
@@ -69,8 +75,8 @@ stays private to this package: the dispatcher indexes it (its hot paths with lit
 indices), everything else goes through the functions of this module.
 """
 
-MESSAGE, PARENT, ENVELOPE, CONTEXT, HANDLER = range(5)
-"""The positions of a run's fields."""
+MESSAGE, PARENT, ENVELOPE, CONTEXT, HANDLER, ATTEMPT = range(6)
+"""The positions of a run's fields (``ATTEMPT`` only after :func:`enter_attempt`)."""
 
 
 current_run: ContextVar[Run | None] = ContextVar("messagebus.current_run", default=None)
@@ -88,9 +94,42 @@ def envelope_of(run: Run) -> Envelope[Message]:
 
 
 def last_envelope(run: Run) -> Envelope[Message]:
-    """Return the envelope the handler last saw: its context's (a retry's), else the run's."""
+    """Return the envelope the handler last saw: its latest attempt's, else the run's."""
     context: Context[Message] | None = run[CONTEXT]
-    return context.envelope if context is not None else envelope_of(run)
+    if context is not None:
+        return context.envelope
+    if len(run) > ATTEMPT:
+        handler, envelope = run[ATTEMPT]
+        if handler is run[HANDLER]:
+            return envelope  # type: ignore[no-any-return]
+    return envelope_of(run)
+
+
+def latest_attempt(envelope: Envelope[Message]) -> int:
+    """Return the number of the latest attempt of the handler run in progress.
+
+    For code around a handler, told ``envelope`` when the run began: a retry inside it
+    may have run more attempts since. Outside handler runs, ``envelope.attempt``.
+    """
+    run = current_run.get()
+    return envelope.attempt if run is None else last_envelope(run).attempt
+
+
+def enter_attempt(envelope: Envelope[Message]) -> None:
+    """Record that the handler run in progress starts another attempt, on ``envelope``.
+
+    A retrying middleware calls it before each new attempt, so that what is told about
+    the run afterwards (the log lines around it, a dead letter, :func:`add_message_context`)
+    carries that attempt's number, whether the handler takes a ``ctx`` or not.
+
+    Raises:
+        BusStateError: no handler runs in this task.
+    """
+    run = _running()
+    if len(run) > ATTEMPT:
+        run[ATTEMPT] = (run[HANDLER], envelope)
+    else:
+        run.append((run[HANDLER], envelope))
 
 
 def current_envelope() -> Envelope[Message] | None:

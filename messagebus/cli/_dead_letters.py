@@ -11,6 +11,7 @@ import anyio
 import click
 
 from messagebus.cli._app import APP, load_bus
+from messagebus.cli._moments import moment_option
 from messagebus.cli._stores import open_dead_letter_store
 from messagebus.dead_letters import DeadLetter
 from messagebus.extension import DeadLetterStore
@@ -28,24 +29,19 @@ STORE = click.option(
 )
 
 
-def _with_store(url: str, work: Callable[[DeadLetterStore], Awaitable[T]]) -> T:
+def _with_store(
+    url: str, work: Callable[[DeadLetterStore], Awaitable[T]], *, read_only: bool = False
+) -> T:
+    store = open_dead_letter_store(url, read_only=read_only)
+
     async def run() -> T:
-        async with open_dead_letter_store(url) as store:
+        async with store:
             return await work(store)
 
     return anyio.run(run)
 
 
-def _when(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from exc
-    if moment.utcoffset() is None:
-        raise click.BadParameter(f"{value!r} needs a time zone, such as +00:00 or Z")
-    return moment
+JSON = click.option("--json", "as_json", is_flag=True, help="JSON instead of text")
 
 
 @click.group("dead-letters")
@@ -57,8 +53,12 @@ def dead_letters() -> None:
 @STORE
 @click.option("--type", "message_type", help="only this message type (wire name)")
 @click.option("--handler", help="only this handler or subscriber")
-@click.option("--since", help="last failure at or after this ISO time")
-@click.option("--until", help="last failure before this ISO time")
+@moment_option(
+    "--since",
+    "last failure at or after this time: ISO (2026-12-01T09:30Z), a date "
+    "(2026-12-01, UTC) or a time ago (90s, 15m, 1h, 2d, 1w)",
+)
+@moment_option("--until", "last failure before this time (as --since)")
 @click.option("--limit", type=click.IntRange(min=0), help="at most this many")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 def list_letters(  # click passes options by name
@@ -66,8 +66,8 @@ def list_letters(  # click passes options by name
     url: str,
     message_type: str | None,
     handler: str | None,
-    since: str | None,
-    until: str | None,
+    since: datetime | None,
+    until: datetime | None,
     limit: int | None,
     as_json: bool,
 ) -> None:
@@ -75,12 +75,9 @@ def list_letters(  # click passes options by name
     letters = _with_store(
         url,
         lambda store: store.list(
-            message_type=message_type,
-            handler=handler,
-            since=_when(since),
-            until=_when(until),
-            limit=limit,
+            message_type=message_type, handler=handler, since=since, until=until, limit=limit
         ),
+        read_only=True,
     )
     for letter in letters:
         if as_json:
@@ -98,11 +95,20 @@ def list_letters(  # click passes options by name
 @dead_letters.command()
 @STORE
 @click.argument("dead_letter_id")
-def show(url: str, dead_letter_id: str) -> None:
+@JSON
+def show(url: str, dead_letter_id: str, as_json: bool) -> None:
     """Show one dead letter: its message, its error and traceback."""
-    letter = _with_store(url, lambda store: store.get(dead_letter_id))
+    letter = _with_store(url, lambda store: store.get(dead_letter_id), read_only=True)
     if letter is None:
         raise click.ClickException(f"no dead letter has id {dead_letter_id!r}")
+    if as_json:
+        whole = {
+            **_summary(letter),
+            "message": json.loads(letter.body),
+            "traceback": letter.traceback,
+        }
+        click.echo(json.dumps(whole))
+        return
     for key, value in _summary(letter).items():
         click.echo(f"{key}: {value}")
     click.echo("message:")
@@ -130,17 +136,19 @@ def replay(url: str, dead_letter_id: str, app: str) -> None:
 @STORE
 @click.option("--type", "message_type", help="only this message type (wire name)")
 @click.option("--handler", help="only this handler or subscriber")
-@click.option("--until", help="only letters whose last failure is before this ISO time")
+@moment_option(
+    "--until", "only letters whose last failure is before this time: ISO, a date or a time ago"
+)
 @click.option("--yes", is_flag=True, help="do it without asking")
 def purge(
-    url: str, message_type: str | None, handler: str | None, until: str | None, yes: bool
+    url: str, message_type: str | None, handler: str | None, until: datetime | None, yes: bool
 ) -> None:
     """Delete dead letters matching every filter given (all of them without filters)."""
     if not yes:
         click.confirm("Delete the matching dead letters for good?", abort=True)
     count = _with_store(
         url,
-        lambda store: store.purge(message_type=message_type, handler=handler, until=_when(until)),
+        lambda store: store.purge(message_type=message_type, handler=handler, until=until),
     )
     click.echo(f"purged {count} dead letter(s)")
 

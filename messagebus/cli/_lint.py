@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from messagebus._naming import lint_names
@@ -17,14 +19,25 @@ __all__ = ["lint"]
     multiple=True,
     help="a class or wire name the heuristic gets wrong (repeatable)",
 )
-def lint(app: str, allow: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per finding")
+def lint(app: str, allow: tuple[str, ...], as_json: bool) -> None:
     """Check message names: events in the past tense, commands as imperatives.
 
     Exits 1 when a name reads as the wrong kind of message; each finding says why.
     """
     findings = lint_names(load_bus(app).registry, allow=allow)
     for finding in findings:
-        click.echo(str(finding))
+        if as_json:
+            row = {
+                "message_type": finding.message_type.__message_name__,
+                "class": finding.message_type.__qualname__,
+                "which": finding.which,
+                "name": finding.name,
+                "problem": finding.problem,
+            }
+            click.echo(json.dumps(row))
+        else:
+            click.echo(str(finding))
     if findings:
         raise click.ClickException(f"{len(findings)} naming finding(s)")
     click.echo("message names read right")

@@ -8,6 +8,7 @@ and exits with status 1 (2 for bad usage), never a traceback.
 from __future__ import annotations
 
 import sys
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,32 @@ from messagebus.transports import transport_from_url
 __all__ = ["cli", "main"]
 
 
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"messagebus {_version()}")
+    ctx.exit()
+
+
+def _version() -> str:
+    """Return the installed version, whatever the distribution that holds the package is named."""
+    for distribution in packages_distributions().get("messagebus", ["messagebus"]):
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            continue
+    return "unknown (not installed)"
+
+
 @click.group()
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """Commands to exactly one handler, events to every subscriber: tools for messagebus."""
 

@@ -28,9 +28,19 @@ STORE = click.option(
 JSON = click.option("--json", "as_json", is_flag=True, help="JSON instead of text")
 
 
-def _with_store(url: str, work: Callable[[OutboxStore], Awaitable[T]]) -> T:
+class _CheckFailed(click.ClickException):
+    """``status --check`` found dead rows: exit status 3 (1 and 2 mean errors)."""
+
+    exit_code = 3
+
+
+def _with_store(
+    url: str, work: Callable[[OutboxStore], Awaitable[T]], *, read_only: bool = False
+) -> T:
+    store = open_outbox_store(url, read_only=read_only)
+
     async def run() -> T:
-        async with open_outbox_store(url) as store:
+        async with store:
             return await work(store)
 
     return anyio.run(run)
@@ -44,18 +54,23 @@ def outbox() -> None:
 @outbox.command()
 @STORE
 @JSON
-def status(url: str, as_json: bool) -> None:
+@click.option(
+    "--check", is_flag=True, help="exit with status 3 when there are dead rows (for alerting)"
+)
+def status(url: str, as_json: bool, check: bool) -> None:
     """Count the rows: pending, in flight, dead, sent; and the oldest pending's age."""
-    counts = _with_store(url, lambda store: store.status())
+    counts = _with_store(url, lambda store: store.status(), read_only=True)
     if as_json:
         click.echo(json.dumps(_counts(counts)))
-        return
-    age = counts.oldest_pending_age
-    click.echo(f"pending: {counts.pending}")
-    click.echo(f"in flight: {counts.in_flight}")
-    click.echo(f"dead: {counts.dead}")
-    click.echo(f"sent: {counts.sent}")
-    click.echo("oldest pending: " + ("none" if age is None else f"{age:.1f} s ago"))
+    else:
+        age = counts.oldest_pending_age
+        click.echo(f"pending: {counts.pending}")
+        click.echo(f"in flight: {counts.in_flight}")
+        click.echo(f"dead: {counts.dead}")
+        click.echo(f"sent: {counts.sent}")
+        click.echo("oldest pending: " + ("none" if age is None else f"{age:.1f} s ago"))
+    if check and counts.dead:
+        raise _CheckFailed(f"check failed: {counts.dead} dead row(s)")
 
 
 @outbox.command("list")
@@ -66,7 +81,7 @@ def status(url: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 def list_dead(url: str, limit: int, as_json: bool) -> None:
     """List the dead (parked) rows, in commit order."""
-    entries = _with_store(url, lambda store: store.list("dead", limit=limit))
+    entries = _with_store(url, lambda store: store.list("dead", limit=limit), read_only=True)
     for entry in entries:
         row = _row(entry)
         if as_json:

@@ -28,21 +28,21 @@ import click
 from messagebus._bus import MessageBus
 from messagebus._errors import ConfigurationError
 from messagebus._worker import serve
-from messagebus.cli._app import load_bus, load_object
+from messagebus.cli._app import APP, load_bus, load_object
 from messagebus.transports._url import DEFAULT_VARIABLE, times_read, transport_from_url
 
 __all__ = ["worker"]
 
 
 @click.command()
-@click.argument("app")
+@APP
 @click.option(
     "--transport",
     "url",
     metavar="URL",
     help=(
-        f"memory://, memory://NAME or sqs://...: set as {DEFAULT_VARIABLE} before APP is "
-        "imported (APP must build its bus with transport_from_env())"
+        f"memory://, memory://NAME or sqs://...: set as {DEFAULT_VARIABLE} before the app "
+        "is imported (it must build its bus with transport_from_env())"
     ),
 )
 @click.option(
@@ -75,7 +75,7 @@ def worker(  # click passes options by name
     provision: bool,
     hook: str | None,
 ) -> None:
-    """Run APP's handlers (APP is module:attribute naming its MessageBus) on its queue.
+    """Run the app's handlers (--app module:attribute names its MessageBus) on its queue.
 
     Stops on SIGTERM or SIGINT: no new messages, in-flight handlers get --grace
     seconds, the rest go back to the queue.
@@ -87,7 +87,7 @@ def worker(  # click passes options by name
         except ConfigurationError as error:
             raise click.BadParameter(str(error), param_hint="--transport") from error
         os.environ[DEFAULT_VARIABLE] = url
-    bus = load_bus(app, "APP")
+    bus = load_bus(app)
     if url is not None and times_read() == reads:
         raise click.UsageError(
             f"--transport: {app} did not read {DEFAULT_VARIABLE} as it was imported (build "

@@ -13,13 +13,13 @@ import anyio
 import attrs
 import cattrs
 import msgspec
-import structlog
 from cattrs.preconf.json import make_converter
 
 from messagebus import InboxConfigurationError
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, DuplicateInProgressError, IdempotencyKeyReused
 from messagebus._handlers import HandlerInfo
+from messagebus._log import get_logger
 from messagebus._messages import Command, Message
 from messagebus._middleware import CallNext, Middleware
 from messagebus._sql import database_of
@@ -150,7 +150,7 @@ class IdempotencyMiddleware:
         result_type = _result_type(handler.message_type)
         store, ttl = self.store, self.ttl
         key_of = self.key
-        log = structlog.get_logger("messagebus") if self.logger is None else self.logger
+        log = get_logger("messagebus") if self.logger is None else self.logger
 
         results = _Results(result_type, self.converter)
         decode = results.decode

@@ -1,4 +1,4 @@
-"""Structured logging of every handler run, through structlog."""
+"""Structured logging of every handler run, through the library's logger."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from typing import Any
 
 import anyio
 import attrs
-import structlog
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from messagebus._dispatch._run import latest_attempt
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, CommandRejected
 from messagebus._handlers import HandlerInfo
+from messagebus._log import get_logger
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, Middleware
 
@@ -27,7 +28,8 @@ class LoggingMiddleware:
     One line per run: ``"message handled"`` (info), ``"command rejected"`` (info, with
     the reason), ``"handler failed"`` (error, with the traceback) or ``"handler
     cancelled"`` (warning). Each line carries ``message_id``, ``correlation_id``,
-    ``causation_id``, ``message_type``, ``handler``, ``attempt`` and ``duration_ms``.
+    ``causation_id``, ``message_type``, ``handler``, ``attempt`` (the attempt the run
+    ended on, when a retry layer inside ran it again) and ``duration_ms``.
 
     For the handler's *own* log lines to carry the ids too, add the processor
     :func:`messagebus.add_message_context` to your structlog configuration (it costs
@@ -37,14 +39,16 @@ class LoggingMiddleware:
     than the rest of a dispatch put together).
 
     The logger is resolved (``logger.bind()``) on each handler's first run and kept,
-    the way structlog's ``cache_logger_on_first_use`` does: configure structlog before
-    messages move. When the resolved logger filters out info (structlog's filtering
-    loggers, stdlib loggers), a successful run builds no log line at all, so no ids
-    are made for it. The middleware never configures structlog. Place it first
+    the way structlog's ``cache_logger_on_first_use`` does: configure logging (structlog
+    or the standard library) before messages move. When the resolved logger filters
+    out info (structlog's filtering loggers, stdlib loggers), a successful run builds
+    no log line at all, so no ids are made for it. The middleware configures no
+    logging. Place it first
     (outermost) to time and log everything inside.
 
     Args:
-        logger: the structlog logger to use; ``structlog.get_logger("messagebus")`` if None.
+        logger: the logger to use; if None, the library's (structlog when the application
+            configured it, else the standard logger ``messagebus``).
         bind_contextvars: bind the ids into structlog's context variables during the run.
     """
 
@@ -58,7 +62,7 @@ class LoggingMiddleware:
         resolved: list[tuple[Any, bool]] = []  # (logger, logs info), set on the first run
 
         def resolve() -> tuple[Any, bool]:
-            source = structlog.get_logger("messagebus") if self.logger is None else self.logger
+            source = get_logger("messagebus") if self.logger is None else self.logger
             log = source.bind()
             resolved.append((log, _logs_info(log)))
             return resolved[0]
@@ -116,7 +120,8 @@ def _fields(envelope: Envelope[Message], handler: str) -> dict[str, Any]:
         "correlation_id": envelope.correlation_id,
         "causation_id": envelope.causation_id,
         "handler": handler,
-        "attempt": envelope.attempt,
+        # A retry layer inside may have run more attempts than this envelope tells.
+        "attempt": latest_attempt(envelope),
     }
 
 

@@ -72,12 +72,12 @@ from typing import Any, Literal
 
 import anyio
 import attrs
-import structlog
 
 from messagebus import SequenceGapError
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, ConfigurationError, InvalidArgumentError
 from messagebus._handlers import HandlerInfo
+from messagebus._log import get_logger
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, Middleware
 from messagebus.eventlog import SEQUENCE_HEADER, InMemoryCheckpointStore
@@ -118,7 +118,7 @@ class OrderingMiddleware:
         max_held: the most runs of one stream waiting at once.
         start: where a stream with no checkpoint starts: ``"beginning"`` (sequence 1)
             or ``"first-seen"`` (the first sequence that arrives).
-        logger: a structlog logger (``structlog.get_logger("messagebus")``).
+        logger: a structlog logger; if None, the library's (see :mod:`messagebus._log`).
     """
 
     checkpoints: CheckpointStore = attrs.field(factory=InMemoryCheckpointStore)
@@ -191,7 +191,7 @@ class _Ordered:
         self._config = config
         self._handler = handler
         self._streams = streams
-        source = structlog.get_logger("messagebus") if config.logger is None else config.logger
+        source = get_logger("messagebus") if config.logger is None else config.logger
         self._log = source.bind(handler=handler)
 
     async def __call__(self, envelope: Envelope[Message], call_next: CallNext) -> Any:

@@ -11,12 +11,12 @@ from typing import Any
 
 import anyio
 import attrs
-import structlog
 
-from messagebus._dispatch._run import discard_follow_ups
+from messagebus._dispatch._run import discard_follow_ups, enter_attempt
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, RetriesExhausted
 from messagebus._handlers import HandlerInfo
+from messagebus._log import get_logger
 from messagebus._messages import Message
 from messagebus._middleware import CallNext, OnFailure, Recover
 from messagebus._redelivery import defer
@@ -115,7 +115,7 @@ def _protected(handler: HandlerInfo) -> bool:
 def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Recover:
     sleep, clock, uniform = config.sleep, config.clock, config.uniform
     max_inline_delay = config.max_inline_delay
-    source = structlog.get_logger("messagebus") if config.logger is None else config.logger
+    source = get_logger("messagebus") if config.logger is None else config.logger
 
     async def retry_failed_run(
         envelope: Envelope[Message], error: Exception, call_next: CallNext
@@ -155,9 +155,31 @@ def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Recove
             )
             await sleep(decision.delay)
             envelope = envelope.replace(attempt=envelope.attempt + 1)
+            enter_attempt(envelope)
             try:
                 return await call_next(envelope)
             except Exception as retry_error:  # noqa: BLE001  # the policy decides
+                _forget_earlier_attempts(retry_error, history)
                 history.append(Attempt(envelope.attempt, clock(), retry_error))
 
     return retry_failed_run
+
+
+def _forget_earlier_attempts(error: BaseException, history: list[Attempt]) -> None:
+    """Cut the implicit links from ``error``'s chain to the errors of earlier attempts.
+
+    The bus hands the first failure to this layer from inside its ``except`` block, so
+    Python makes that error the ``__context__`` of whatever a later attempt raises
+    ("During handling of the above exception, another exception occurred"): every
+    traceback would tell all the attempts before it as its cause. An attempt's error is
+    never caused by an earlier attempt's; only those links go, the handler's own
+    chaining (``raise ... from``, an error raised while handling another) stays.
+    """
+    earlier = {id(attempt.error) for attempt in history}
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if link.__context__ is not None and id(link.__context__) in earlier:
+            link.__context__ = None
+        link = link.__cause__ if link.__cause__ is not None else link.__context__

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import structlog
 
+from messagebus._log import get_logger
 from messagebus._retry_policy import ExponentialBackoff
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class CommitWatch:
         self._connect_with = connect_with
         self._channel = channel
         self._ignore = ignore
-        self._log = structlog.get_logger("messagebus")
+        self._log = get_logger("messagebus")
         # Its own limiter: the listener must not wait behind the pool's calls, nor take
         # one of anyio's shared thread tokens from them.
         self._limiter = anyio.CapacityLimiter(1)

@@ -34,6 +34,7 @@ import structlog
 
 from messagebus._errors import InvalidArgumentError
 from messagebus._ids import new_message_id
+from messagebus._log import get_logger
 from messagebus._retry_policy import ExponentialBackoff, FixedBackoff
 from messagebus.outbox._message import (
     DeliveryFailure,
@@ -99,7 +100,7 @@ class OutboxRelay:
         cleanup_interval: seconds between cleanups in :meth:`run`.
         cleanup_limit: rows one cleanup deletes at most.
         owner: the name the relay claims rows under (unique per relay; made up if None).
-        logger: a structlog logger; ``structlog.get_logger("messagebus")`` if None.
+        logger: a structlog logger; if None, the library's (see :mod:`messagebus._log`).
     """
 
     def __init__(
@@ -133,7 +134,7 @@ class OutboxRelay:
         self._cleanup_interval = cleanup_interval
         self._cleanup_limit = cleanup_limit
         self.owner = owner or f"relay-{new_message_id()}"
-        self._log = structlog.get_logger("messagebus") if logger is None else logger
+        self._log = get_logger("messagebus") if logger is None else logger
         self._notified: dict[str, None] = {}  # ordered set
         self._poll_due = False  # a commit elsewhere: flush everything now
         self._wake = anyio.Event()

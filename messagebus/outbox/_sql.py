@@ -7,8 +7,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 import anyio
-import structlog
 
+from messagebus._log import get_logger
 from messagebus._sql._database import SharedDatabase
 from messagebus._sql._transaction import HeldTransaction
 from messagebus.outbox._message import OutboxEntry, OutboxMessage
@@ -81,7 +81,7 @@ class CommitListeners:
             try:
                 listener(ids)
             except Exception:  # noqa: BLE001  # committed already: the relay's poll recovers
-                structlog.get_logger("messagebus").exception(
+                get_logger("messagebus").exception(
                     "outbox.listener_failed", listener=repr(listener), messages=len(ids)
                 )
 

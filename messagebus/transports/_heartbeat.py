@@ -24,16 +24,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
-import structlog
 
 from messagebus._errors import DeliveryExpiredError, InvalidArgumentError, TransportError
+from messagebus._log import get_logger
 from messagebus.transports._protocol import Delivery
 
 __all__ = ["MAX_LIFETIME", "keep_visible", "visibility_heartbeat"]
 
 MAX_LIFETIME = 12 * 3600.0
 
-_log = structlog.get_logger("messagebus.transports.heartbeat")
+_log = get_logger("messagebus.transports.heartbeat")
 
 
 @asynccontextmanager
