@@ -15,16 +15,19 @@ Outside :func:`collecting` (a ``send`` whose caller waits, an in-process publish
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 import attrs
 
+from messagebus._codec import WireCodec
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
+from messagebus.transports._protocol import Transport
+from messagebus.transports._routing import outgoing
 
-__all__ = ["HANDLER_HEADER", "Redelivery", "collecting", "defer"]
+__all__ = ["HANDLER_HEADER", "Redelivery", "collecting", "defer", "send_copies"]
 
 HANDLER_HEADER = "messagebus-handler"
 """Header naming the one handler a redelivered copy is for."""
@@ -64,3 +67,21 @@ def defer(handler: str, envelope: Envelope[Message], delay: float) -> bool:
         return False
     requests.append(Redelivery(handler, envelope, delay))
     return True
+
+
+async def send_copies(
+    transport: Transport, codec: WireCodec, queue: str, redeliveries: Sequence[Redelivery]
+) -> None:
+    """Put a delayed copy of each redelivery on ``queue``, marked for its handler only.
+
+    What the worker and the Lambda entry point do with what :func:`collecting` gathered.
+    A delay over the transport's ``max_delay`` is cut to it (the policy decides again
+    when the copy fails).
+    """
+    limit = transport.capabilities.max_delay
+    copies = []
+    for redelivery in redeliveries:
+        envelope = redelivery.envelope
+        marked = envelope.replace(headers={**envelope.headers, HANDLER_HEADER: redelivery.handler})
+        copies.append(attrs.evolve(outgoing(codec, marked), delay=min(redelivery.delay, limit)))
+    await transport.send(queue, copies)

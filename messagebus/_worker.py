@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-import attrs
 
 from messagebus._errors import (
     DecodeError,
@@ -52,12 +51,11 @@ from messagebus._errors import (
     TransportError,
 )
 from messagebus._log import get_logger
-from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
+from messagebus._redelivery import collecting, send_copies
 from messagebus._retry_policy import ExponentialBackoff
 from messagebus.dead_letters import DeadLetter
 from messagebus.transports._heartbeat import keep_visible
 from messagebus.transports._protocol import Delivery
-from messagebus.transports._routing import outgoing
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
@@ -239,7 +237,7 @@ class Worker:
                     finally:
                         beating.cancel()
                 if redeliveries:
-                    await self._redeliver(queue, redeliveries)
+                    await send_copies(bus.running_transport(), bus.codec, queue, redeliveries)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._return(delivery, 0.0)
@@ -270,20 +268,6 @@ class Worker:
     async def _beat(self, scope: anyio.CancelScope, delivery: Delivery, visibility: float) -> None:
         with scope:
             await keep_visible(delivery, visibility, sleep=self._sleep)
-
-    async def _redeliver(self, queue: str, redeliveries: list[Redelivery]) -> None:
-        """Put a delayed copy of each deferred retry on ``queue``, for its handler only."""
-        transport = self.bus.running_transport()
-        limit = transport.capabilities.max_delay
-        copies = []
-        for redelivery in redeliveries:
-            envelope = redelivery.envelope
-            marked = envelope.replace(
-                headers={**envelope.headers, HANDLER_HEADER: redelivery.handler}
-            )
-            copy = outgoing(self.bus.codec, marked)
-            copies.append(attrs.evolve(copy, delay=min(redelivery.delay, limit)))
-        await transport.send(queue, copies)
 
     async def _return(self, delivery: Delivery, delay: float) -> None:
         try:

@@ -59,10 +59,9 @@ import structlog
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from messagebus._errors import BatchFailedError, DecodeError, InvalidArgumentError, TransportError
-from messagebus._redelivery import HANDLER_HEADER, Redelivery, collecting
+from messagebus._redelivery import collecting, send_copies
 from messagebus.aws_lambda._records import Record, records_of
 from messagebus.dead_letters import DeadLetter
-from messagebus.transports._routing import outgoing
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
@@ -249,7 +248,9 @@ class _Batch:
             if redeliveries:
                 if not copies:
                     return _FAILED
-                await self._redeliver(redeliveries)
+                await send_copies(
+                    bus.running_transport(), bus.codec, bus.router.service, redeliveries
+                )
         except TransportError as error:
             self.log.warning(
                 "follow-ups not handed on; record failed",
@@ -265,17 +266,3 @@ class _Batch:
         if transport is None:
             return False
         return not self.bus.router.queue.fifo or transport.capabilities.fifo_delay
-
-    async def _redeliver(self, redeliveries: list[Redelivery]) -> None:
-        """Put a delayed copy of each deferred retry on the service's queue, for its handler."""
-        transport = self.bus.running_transport()
-        limit = transport.capabilities.max_delay
-        copies = []
-        for redelivery in redeliveries:
-            envelope = redelivery.envelope
-            marked = envelope.replace(
-                headers={**envelope.headers, HANDLER_HEADER: redelivery.handler}
-            )
-            copy = outgoing(self.bus.codec, marked)
-            copies.append(attrs.evolve(copy, delay=min(redelivery.delay, limit)))
-        await transport.send(self.bus.router.service, copies)
