@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from messagebus.cli import main
+from tests import lambda_events
 
 CliResult = tuple[int, str, str]
 Cli = Callable[..., CliResult]
@@ -33,3 +34,11 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
         return status, out, err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _close_lambda_functions() -> Iterator[None]:
+    """Stop the event loops of the Lambda functions a test made (tests/lambda_events.py)."""
+    yield
+    while lambda_events.made:
+        lambda_events.made.pop().close()

@@ -16,6 +16,9 @@ from typing import Any
 
 import attrs
 
+from messagebus.aws_lambda import LambdaFunction
+from messagebus.aws_lambda import lambda_handler as make_function
+
 ACCOUNT = "123456789012"
 REGION = "us-east-2"
 _sequence = itertools.count(18849496460467696128)
@@ -156,3 +159,14 @@ class FakeContext:
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` of the invocation pass."""
         self.elapsed_ms += int(seconds * 1000)
+
+
+made: list[LambdaFunction] = []
+"""The functions made by :func:`lambda_handler`; tests/conftest.py closes them after each test."""
+
+
+def lambda_handler(bus: Any, **options: Any) -> LambdaFunction:
+    """The entry point's lambda_handler, closed when the test ends (its loop stops)."""
+    function = make_function(bus, **options)
+    made.append(function)
+    return function

@@ -18,35 +18,18 @@ import attrs
 import pytest
 
 from messagebus import BatchFailedError, Command, Context, Envelope, Event, MessageBus
-from messagebus.aws_lambda import LambdaFunction
-from messagebus.aws_lambda import lambda_handler as make_function
 from messagebus.middleware import RetryMiddleware
 from messagebus.retry import FixedBackoff, RetryPolicy
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from tests.lambda_events import (
     FakeContext,
     eventbridge_event,
+    lambda_handler,
     sns_event,
     sns_notification,
     sqs_event,
     sqs_record,
 )
-
-_made: list[LambdaFunction] = []
-
-
-def lambda_handler(bus: Any, **options: Any) -> LambdaFunction:
-    """The entry point's lambda_handler, closed when the test ends (its loop stops)."""
-    function = make_function(bus, **options)
-    _made.append(function)
-    return function
-
-
-@pytest.fixture(autouse=True)
-def _close_functions() -> Any:
-    yield
-    while _made:
-        _made.pop().close()
 
 
 @attrs.frozen

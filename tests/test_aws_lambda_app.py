@@ -18,29 +18,11 @@ import anyio.to_thread
 import pytest
 
 from messagebus.aws_lambda import LambdaFunction
-from messagebus.aws_lambda import lambda_handler as make_function
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from tests.blog_app import Blog, PostPublished, PublishPost, build
-from tests.lambda_events import FakeContext, sqs_event, sqs_record
+from tests.lambda_events import FakeContext, lambda_handler, sqs_event, sqs_record
 
 pytestmark = pytest.mark.anyio
-
-
-_made: list[LambdaFunction] = []
-
-
-def lambda_handler(bus: Any, **options: Any) -> LambdaFunction:
-    """The entry point's lambda_handler, closed when the test ends (its loop stops)."""
-    function = make_function(bus, **options)
-    _made.append(function)
-    return function
-
-
-@pytest.fixture(autouse=True)
-def _close_functions() -> Any:
-    yield
-    while _made:
-        _made.pop().close()
 
 
 async def poll(broker: MemoryBroker, queue: str, function: LambdaFunction) -> int:
