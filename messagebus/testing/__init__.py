@@ -1,4 +1,11 @@
-"""Testing helpers that are public API: the transport and store conformance suites.
+"""Testing helpers that are public API: the application test kit, the conformance suites.
+
+For the tests of an application's own handlers (see the README's testing section):
+:class:`BusRecorder` records what leaves the handlers of a bus (:class:`Recorded`, with
+:func:`record_outgoing` as the bus's outgoing hook to see everything that leaves the
+process) and asserts on it; :func:`replace_handler` and :func:`replace_subscriber` swap a
+handler for one block; :func:`run_until_idle` runs a service on the memory transport
+until nothing is left to do (:class:`Idle`).
 
 Every transport must pass :data:`TRANSPORT_CHECKS` (each a ``check_*`` coroutine taking
 a :class:`TransportHarness`). Nothing here imports a test framework; with pytest::
@@ -77,6 +84,7 @@ from messagebus.testing._idempotency_checks import (
     check_idempotency_store,
     check_idempotency_ttl_expiry,
 )
+from messagebus.testing._idle import Idle, run_until_idle
 from messagebus.testing._outbox_checks import (
     OUTBOX_CHECKS,
     OutboxCheck,
@@ -95,6 +103,8 @@ from messagebus.testing._outbox_checks import (
     check_outbox_status,
     check_outbox_store,
 )
+from messagebus.testing._recorder import BusRecorder, Recorded, record_outgoing
+from messagebus.testing._replace import replace_handler, replace_subscriber
 from messagebus.testing._transport_checks import (
     TRANSPORT_CHECKS,
     TransportCheck,
@@ -125,16 +135,19 @@ __all__ = [
     "LOG_CODEC",
     "OUTBOX_CHECKS",
     "TRANSPORT_CHECKS",
+    "BusRecorder",
     "DeadLetterCheck",
     "DeadLetterHarness",
     "EventLogCheck",
     "EventLogHarness",
     "IdempotencyCheck",
     "IdempotencyHarness",
+    "Idle",
     "NotApplicable",
     "OutboxCheck",
     "OutboxHarness",
     "Probe",
+    "Recorded",
     "TransportCheck",
     "TransportHarness",
     "check_close_loses_nothing",
@@ -196,4 +209,8 @@ __all__ = [
     "check_topic_fan_out",
     "check_transport",
     "check_visibility_timeout",
+    "record_outgoing",
+    "replace_handler",
+    "replace_subscriber",
+    "run_until_idle",
 ]
