@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
-from messagebus import Context, Envelope, MessageBus, NoHandlerError
+from messagebus import Context, Envelope, InvalidArgumentError, MessageBus, NoHandlerError
 from messagebus.demo import Blog, build_bus
 from messagebus.demo import PublishPost as DemoPublishPost
 from messagebus.extension import CallNext
@@ -273,6 +273,17 @@ class TestRunUntilIdle:
         assert blog.inboxes == {"grace": ["ada: Hello queues"]}
         assert blog.search_index == {"hello": post_id, "queues": post_id}
         assert (status.pending, status.in_flight, status.sent) == (0, 0, 1)
+
+    async def test_the_memory_transport_only(self) -> None:
+        """Another transport is refused: only the memory broker can be watched to idle."""
+
+        class Elsewhere:
+            """Not a memory transport (the bus enters nothing it cannot)."""
+
+        bus = MessageBus(transport=Elsewhere())  # type: ignore[arg-type]
+        async with bus:
+            with pytest.raises(InvalidArgumentError, match="memory transport only, not"):
+                await run_until_idle(bus)
 
     async def test_stuck_says_what_is_left(self) -> None:
         """A handler that never returns: an assertion naming the message in flight."""

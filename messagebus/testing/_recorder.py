@@ -20,7 +20,8 @@ It sees through two public doors, because neither alone sees everything:
   nothing on a bus that keeps everything in the process (no transport, no outbox),
   and it cannot tell which handler sent what.
 
-An envelope seen through both is recorded once (by message id), with the handler's name.
+An envelope seen through both is recorded once (by message id): the middleware sees it
+first, with the handler's name.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class BusRecorder:
     def __init__(self, bus: MessageBus) -> None:
         self.bus = bus
         self.records: list[Recorded] = []
-        self._seen: dict[str, int] = {}
+        self._seen: set[str] = set()
 
     def __enter__(self) -> BusRecorder:
         _tap_of(self.bus).recorders.append(self)
@@ -173,16 +174,12 @@ class BusRecorder:
 
     def _add(self, envelopes: Sequence[Envelope[Message]], handler: str | None) -> None:
         for envelope in envelopes:
-            index = self._seen.get(envelope.message_id)
-            if index is not None:
-                # Seen before (held, then leaving): keep one record, and the handler.
-                if self.records[index].handler is None and handler is not None:
-                    self.records[index] = attrs.evolve(self.records[index], handler=handler)
-                continue
+            if envelope.message_id in self._seen:
+                continue  # held (with the handler's name), then seen leaving the process
             kind: Literal["published", "sent"] = (
                 "published" if isinstance(envelope.message, Event) else "sent"
             )
-            self._seen[envelope.message_id] = len(self.records)
+            self._seen.add(envelope.message_id)
             self.records.append(Recorded(envelope, kind, handler))
 
 
