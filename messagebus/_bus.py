@@ -317,6 +317,21 @@ class MessageBus(Dispatcher):
         """
         self._table.add_middleware(middleware)
 
+    def replace_handler(
+        self, message_type: type[Message], fn: Callable[..., Any], *, name: str | None = None
+    ) -> Callable[[], None]:
+        """Run ``fn`` instead of a registered handler; return the function that restores it.
+
+        For tests (:func:`messagebus.testing.replace_handler` wraps it in a ``with``):
+        ``fn`` keeps the original's name and middleware. For an event type, ``name`` is
+        the registered name of the subscriber to replace.
+
+        Raises:
+            NoHandlerError: nothing of that type (and name) is registered.
+            InvalidHandlerError: ``fn`` cannot be called as a handler.
+        """
+        return self._table.replace(message_type, fn, name=name)
+
     def declare(self, *message_types: type[Message]) -> None:
         """Make message types known that this service publishes or sends but does not handle.
 

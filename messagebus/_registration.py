@@ -188,6 +188,46 @@ class HandlerTable:
             self._check_names(message_type)
             self.registry.add(message_type)
 
+    def replace(
+        self, message_type: type[Message], fn: Callable[..., Any], *, name: str | None = None
+    ) -> Callable[[], None]:
+        """Run ``fn`` instead of a registered handler; return the function that restores it.
+
+        ``fn`` keeps the original's name, idempotency declaration and middleware: its
+        chain is composed as registration composes one. For an event type, ``name``
+        names the subscriber to replace (the others keep running, in their order).
+
+        Raises:
+            NoHandlerError: nothing of that type (and name) is registered.
+            InvalidHandlerError: ``fn`` cannot be called as a handler.
+        """
+        command_route = self.commands.get(message_type)
+        if command_route is not None:
+            original = command_route
+        else:
+            names = [route.handler.name for route in self.events.get(message_type, ())]
+            if name not in names:
+                raise NoHandlerError(
+                    f"{message_type.__qualname__} has no handler or subscriber named "
+                    f"{name!r} to replace; registered: {names}"
+                )
+            original = self.route_named(message_type, name)
+        info = original.handler
+        stand_in = self._route(
+            inspect_handler(fn, message_type, info.kind, info.name, idempotent=info.idempotent),
+            original.middleware,
+        )
+        self._put(message_type, original, stand_in)
+        return lambda: self._put(message_type, stand_in, original)
+
+    def _put(self, message_type: type[Message], old: Route, new: Route) -> None:
+        if self.commands.get(message_type) is old:
+            self.commands[message_type] = new
+        else:
+            self.events[message_type] = tuple(
+                new if route is old else route for route in self.events[message_type]
+            )
+
     def route_named(self, message_type: type[Message], name: str) -> Route:
         """Return the route of the handler ``name`` of ``message_type``.
 

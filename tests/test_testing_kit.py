@@ -222,7 +222,7 @@ class TestReplace:
             pass
 
         with (
-            pytest.raises(NoHandlerError, match="no subscriber named 'x'"),
+            pytest.raises(NoHandlerError, match="no handler or subscriber named 'x'"),
             replace_subscriber(bus, PostPublished, "x", fake),
         ):
             pass  # pragma: no cover
