@@ -20,6 +20,7 @@ from messagebus import (
     MessageTooLargeError,
     SendError,
     TransportError,
+    TransportUnavailableError,
 )
 from messagebus.extension import Transport
 from messagebus.transports import Outgoing, QueueSpec, TopicSpec, TopicSubscription, Topology
@@ -29,6 +30,7 @@ from messagebus.transports.eventbridge import (
     MemoryEventBridge,
     unwrap_event,
 )
+from messagebus.transports.eventbridge._errors import translated
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from tests.messages import PostPublished
 from tests.test_transport_bus import quiet, working
@@ -365,3 +367,44 @@ async def test_two_services_through_eventbridge_with_a_worker() -> None:
         assert worker.acked == 1
     assert seen == [PostPublished(1, "Hello")]
     assert bridge.put_events_calls == 1
+
+
+class TestErrors:
+    """Client exceptions become the library's errors, read by shape (no botocore import)."""
+
+    @pytest.mark.parametrize(
+        ("code", "status", "expected"),
+        [
+            ("ResourceNotFoundException", 400, DestinationNotFoundError),
+            ("ThrottlingException", 400, TransportUnavailableError),
+            ("Whatever", 503, TransportUnavailableError),
+            ("AccessDeniedException", 403, TransportError),
+        ],
+    )
+    def test_answers_by_code_and_status(
+        self, code: str, status: int, expected: type[TransportError]
+    ) -> None:
+        """Not found, worth retrying later, or refused."""
+        error = EventBridgeClientError(code, "no")
+        error.response["ResponseMetadata"] = {"HTTPStatusCode": status}
+        with pytest.raises(TransportError) as caught, translated("bus"):
+            raise error
+        assert type(caught.value) is expected
+        assert caught.value.__cause__ is error
+
+    def test_failures_below_the_answer(self) -> None:
+        """A vendor's connection failure is unavailable; another vendor failure an error."""
+        connection = type("EndpointConnectionError", (Exception,), {"__module__": "botocore.x"})
+        other = type("ParamValidationError", (Exception,), {"__module__": "botocore.x"})
+        with pytest.raises(TransportUnavailableError), translated("bus"):
+            raise connection("down")
+        with pytest.raises(TransportError) as caught, translated("bus"):
+            raise other("bad")
+        assert type(caught.value) is TransportError
+
+    def test_our_errors_and_programming_errors_pass_through(self) -> None:
+        """Only vendor exceptions are translated."""
+        with pytest.raises(SendError), translated("bus"):
+            raise SendError([("m", "x")])
+        with pytest.raises(KeyError), translated("bus"):
+            raise KeyError("bug")

@@ -58,7 +58,7 @@ class EventBridgeClientError(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
-        self.response = {"Error": {"Code": code, "Message": message}}
+        self.response: dict[str, Any] = {"Error": {"Code": code, "Message": message}}
 
 
 @attrs.define
