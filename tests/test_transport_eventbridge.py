@@ -81,9 +81,7 @@ def bridge(broker: MemoryBroker) -> MemoryEventBridge:
 async def transport(
     broker: MemoryBroker, bridge: MemoryEventBridge
 ) -> AsyncIterator[EventBridgeTransport]:
-    made = EventBridgeTransport(
-        InMemoryTransport(broker), bridge, bus="app", queue_arn=bridge.queue_arn, retry_delay=0
-    )
+    made = EventBridgeTransport(InMemoryTransport(broker), bridge, bus="app", retry_delay=0)
     async with made:
         yield made
 
@@ -348,7 +346,7 @@ async def test_two_services_through_eventbridge_with_a_worker() -> None:
 
     def on_bridge(service: str) -> MessageBus:
         queues = InMemoryTransport(broker)
-        transport = EventBridgeTransport(queues, bridge, bus="app", queue_arn=bridge.queue_arn)
+        transport = EventBridgeTransport(queues, bridge, bus="app")
         return MessageBus(transport=transport, service=service)
 
     seen: list[PostPublished] = []

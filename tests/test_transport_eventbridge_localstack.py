@@ -46,7 +46,6 @@ def on_localstack(endpoint: str, events: Any, prefix: str) -> EventBridgeTranspo
         sqs_transport(endpoint, prefix=prefix),
         events,
         bus=f"{prefix}bus",
-        region=REGION,
         prefix=prefix,
         retry_delay=0,
     )

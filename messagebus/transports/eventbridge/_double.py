@@ -109,6 +109,12 @@ class MemoryEventBridge:
         self._buses[Name] = {}
         return {"EventBusArn": self._bus_arn(Name)}
 
+    async def describe_event_bus(self, *, Name: str = "default", **_: object) -> dict[str, Any]:
+        """Return the bus's name and ARN; an unknown one is a ``ResourceNotFoundException``."""
+        await anyio.lowlevel.checkpoint()
+        self._bus(Name)
+        return {"Name": Name, "Arn": self._bus_arn(Name)}
+
     async def put_rule(
         self,
         *,

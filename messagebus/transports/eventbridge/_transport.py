@@ -70,6 +70,8 @@ class EventsClient(Protocol):
 
     async def create_event_bus(self, *, Name: str) -> Any: ...
 
+    async def describe_event_bus(self, *, Name: str) -> Any: ...
+
     async def put_rule(self, *, Name: str, EventPattern: str, EventBusName: str) -> Any: ...
 
     async def put_targets(self, *, Rule: str, Targets: Any, EventBusName: str) -> Any: ...
@@ -134,9 +136,10 @@ class EventBridgeTransport:
             (the caller opens and closes it).
         bus: the event bus's name or ARN.
         queue_arn: the ARN of a logical queue, for rule targets; by default
-            ``arn:aws:sqs:<region>:<account>:<prefix><queue>``.
-        region, account, prefix: for the default ``queue_arn``; ``prefix`` also goes
-            before rule names (use the queue transport's).
+            ``arn:aws:sqs:<region>:<account>:<prefix><queue>``, the region and account
+            read from the bus's ARN (DescribeEventBus) when provisioning.
+        prefix: put before queue names in the default ``queue_arn`` and before rule
+            names (use the queue transport's).
         max_attempts: PutEvents attempts per entry failed on AWS's side, in all.
         retry_delay: seconds before the first retry (doubling after each).
         max_entry_bytes, max_request_bytes: AWS's limits (256 KiB on LocalStack and
@@ -150,8 +153,6 @@ class EventBridgeTransport:
         *,
         bus: str = "default",
         queue_arn: Callable[[str], str] | None = None,
-        region: str = "us-east-1",
-        account: str = "000000000000",
         prefix: str = "",
         max_attempts: int = 3,
         retry_delay: float = 0.05,
@@ -163,9 +164,7 @@ class EventBridgeTransport:
         self.queues = queues
         self.events = events
         self.bus = bus
-        self._queue_arn = queue_arn or (
-            lambda queue: f"arn:aws:sqs:{region}:{account}:{prefix}{queue}"
-        )
+        self._queue_arn = queue_arn
         self._prefix = prefix
         self._max_attempts = max_attempts
         self._retry_delay = retry_delay
@@ -206,8 +205,11 @@ class EventBridgeTransport:
                 )
             wanted.setdefault(subscription.queue, set()).update(types)
         await self.queues.provision(Topology(queues=topology.queues))
-        if self.bus != "default" and wanted:
+        if not wanted:
+            return
+        if self.bus != "default":
             await self._create_bus()
+        queue_arn = self._queue_arn or await self._queue_arns()
         for queue, wire_types in sorted(wanted.items()):
             rule = f"{self._prefix}{queue}-events"
             with translated(f"rule {rule!r}"):
@@ -219,10 +221,18 @@ class EventBridgeTransport:
                 answer = await self.events.put_targets(
                     Rule=rule,
                     EventBusName=self.bus,
-                    Targets=[{"Id": "queue", "Arn": self._queue_arn(queue)}],
+                    Targets=[{"Id": "queue", "Arn": queue_arn(queue)}],
                 )
             if answer.get("FailedEntryCount"):
                 raise TransportError(f"rule {rule!r}: target refused: {answer['FailedEntries']}")
+
+    async def _queue_arns(self) -> Callable[[str], str]:
+        """Return the default ``queue_arn``: the bus's region and account, standard queues."""
+        with translated(f"event bus {self.bus!r}"):
+            answer = await self.events.describe_event_bus(Name=self.bus)
+        # arn:aws:events:<region>:<account>:event-bus/<name>
+        _, partition, _, region, account, _ = str(answer["Arn"]).split(":", 5)
+        return lambda queue: f"arn:{partition}:sqs:{region}:{account}:{self._prefix}{queue}"
 
     async def _create_bus(self) -> None:
         try:
