@@ -7,6 +7,7 @@ reply. The queue side is an :class:`InMemoryTransport` on the same broker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -267,18 +268,16 @@ class TestPublish:
             with pytest.raises(SendError, match="ResourceNotFound"):
                 await made.publish("t", [envelope(1)])
 
-    async def test_a_refused_call_is_the_librarys_error(
-        self, transport: EventBridgeTransport
-    ) -> None:
+    async def test_a_refused_call_is_the_librarys_error(self) -> None:
         """A client exception leaves the transport as a TransportError, its cause kept."""
 
         class Refusing(MemoryEventBridge):
             async def put_events(self, *, Entries: Any) -> dict[str, Any]:
                 raise EventBridgeClientError("ResourceNotFoundException", "gone")
 
-        transport.events = Refusing(MemoryBroker())
-        with pytest.raises(DestinationNotFoundError) as caught:
-            await transport.publish("t", [envelope(1)])
+        async with EventBridgeTransport(InMemoryTransport(), Refusing(MemoryBroker())) as refusing:
+            with pytest.raises(DestinationNotFoundError) as caught:
+                await refusing.publish("t", [envelope(1)])
         assert isinstance(caught.value.__cause__, EventBridgeClientError)
         assert isinstance(caught.value, TransportError)
 
@@ -406,3 +405,24 @@ class TestErrors:
             raise SendError([("m", "x")])
         with pytest.raises(KeyError), translated("bus"):
             raise KeyError("bug")
+
+
+async def test_a_client_it_opens_lives_as_long_as_the_transport() -> None:
+    """open_events: entered with the transport, left with it; one of the two is required."""
+    broker = MemoryBroker()
+    opened: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def open_events() -> AsyncIterator[MemoryEventBridge]:
+        opened.append("open")
+        yield MemoryEventBridge(broker)
+        opened.append("closed")
+
+    transport = EventBridgeTransport(InMemoryTransport(broker), open_events=open_events)
+    with pytest.raises(TransportError, match="not open"):
+        transport.events  # noqa: B018 - the property raises
+    async with transport:
+        assert isinstance(transport.events, MemoryEventBridge)
+    assert opened == ["open", "closed"]
+    with pytest.raises(InvalidArgumentError):
+        EventBridgeTransport(InMemoryTransport())

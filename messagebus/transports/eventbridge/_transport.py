@@ -35,6 +35,7 @@ targets, the ``eventbridge://`` URL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -133,7 +134,9 @@ class EventBridgeTransport:
     Args:
         queues: the queue transport (entered and left with this one).
         events: the EventBridge client, open for as long as this transport is used
-            (the caller opens and closes it).
+            (the caller opens and closes it); or else
+        open_events: opens the client when the transport is entered, closed when it is
+            left (``eventbridge://`` URLs use this).
         bus: the event bus's name or ARN.
         queue_arn: the ARN of a logical queue, for rule targets; by default
             ``arn:aws:sqs:<region>:<account>:<prefix><queue>``, the region and account
@@ -149,11 +152,13 @@ class EventBridgeTransport:
     def __init__(
         self,
         queues: Transport,
-        events: EventsClient,
+        events: EventsClient | None = None,
         *,
         bus: str = "default",
         queue_arn: Callable[[str], str] | None = None,
         prefix: str = "",
+        open_events: Callable[[], contextlib.AbstractAsyncContextManager[EventsClient]]
+        | None = None,
         max_attempts: int = 3,
         retry_delay: float = 0.05,
         max_entry_bytes: int = DEFAULT_MAX_BYTES,
@@ -162,7 +167,11 @@ class EventBridgeTransport:
         if max_attempts < 1:
             raise InvalidArgumentError(f"max_attempts must be at least 1: {max_attempts}")
         self.queues = queues
-        self.events = events
+        if (events is None) == (open_events is None):
+            raise InvalidArgumentError("give the events client or open_events, one of them")
+        self._events = events
+        self._open_events = open_events
+        self._stack: contextlib.AsyncExitStack | None = None
         self.bus = bus
         self._queue_arn = queue_arn
         self._prefix = prefix
@@ -181,12 +190,30 @@ class EventBridgeTransport:
             max_message_bytes=min(inner.max_message_bytes, self._max_entry_bytes),
         )
 
+    @property
+    def events(self) -> EventsClient:
+        """The EventBridge client in use.
+
+        Raises:
+            TransportError: the transport opens its client, and is not open.
+        """
+        if self._events is None:
+            raise TransportError("EventBridgeTransport is not open: use it in 'async with'")
+        return self._events
+
     async def __aenter__(self) -> EventBridgeTransport:
-        await self.queues.__aenter__()
+        async with contextlib.AsyncExitStack() as stack:
+            if self._open_events is not None:
+                self._events = await stack.enter_async_context(self._open_events())
+                stack.callback(setattr, self, "_events", None)
+            await stack.enter_async_context(self.queues)
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.queues.__aexit__(*exc_info)
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
 
     async def provision(self, topology: Topology) -> None:
         """Create the queues, the bus and one rule per subscribing queue; see the module.
