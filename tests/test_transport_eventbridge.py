@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from messagebus import (
+    ConfigurationError,
     DestinationNotFoundError,
     InvalidArgumentError,
     MessageBus,
@@ -24,7 +25,15 @@ from messagebus import (
     TransportUnavailableError,
 )
 from messagebus.extension import Transport
-from messagebus.transports import Outgoing, QueueSpec, TopicSpec, TopicSubscription, Topology
+from messagebus.transports import (
+    Outgoing,
+    QueueSpec,
+    SQSSettings,
+    TopicSpec,
+    TopicSubscription,
+    Topology,
+    transport_from_url,
+)
 from messagebus.transports.eventbridge import (
     EventBridgeClientError,
     EventBridgeTransport,
@@ -426,3 +435,37 @@ async def test_a_client_it_opens_lives_as_long_as_the_transport() -> None:
     assert opened == ["open", "closed"]
     with pytest.raises(InvalidArgumentError):
         EventBridgeTransport(InMemoryTransport())
+
+
+class TestURL:
+    """eventbridge://REGION?bus=...: EventBridge for events, SQS (the rest of the URL) else."""
+
+    def test_the_url_makes_the_transport_on_the_sqs_settings(self) -> None:
+        """bus goes to EventBridge; every other parameter to the SQS transport."""
+        given: list[SQSSettings] = []
+
+        def sqs(settings: SQSSettings) -> Transport:
+            given.append(settings)
+            return InMemoryTransport()
+
+        made = transport_from_url("eventbridge://eu-west-1?bus=app&prefix=p-", sqs=sqs)
+        assert isinstance(made, EventBridgeTransport)
+        assert made.bus == "app"
+        assert isinstance(made.queues, InMemoryTransport)
+        assert given == [SQSSettings(region="eu-west-1", prefix="p-")]
+        default = transport_from_url("eventbridge://eu-west-1", sqs=sqs)
+        assert isinstance(default, EventBridgeTransport)
+        assert default.bus == "default"
+
+    @pytest.mark.parametrize(
+        ("url", "reason"),
+        [
+            ("eventbridge://eu-west-1?bus=a%20b", "bus must be"),
+            ("eventbridge://eu-west-1?colour=red", "unknown parameter"),
+            ("eventbridge://eu-west-1?bus=a&bus=b", "twice"),
+        ],
+    )
+    def test_a_bad_url_says_why(self, url: str, reason: str) -> None:
+        """ConfigurationError, nothing made."""
+        with pytest.raises(ConfigurationError, match=reason):
+            transport_from_url(url, sqs=lambda settings: InMemoryTransport())

@@ -18,7 +18,14 @@ import pytest
 from aiobotocore.session import get_session
 
 from messagebus import MessageBus, SendError
-from messagebus.transports import Outgoing, QueueSpec, TopicSpec, TopicSubscription, Topology
+from messagebus.transports import (
+    Outgoing,
+    QueueSpec,
+    TopicSpec,
+    TopicSubscription,
+    Topology,
+    transport_from_url,
+)
 from messagebus.transports.eventbridge import EventBridgeTransport
 from tests.messages import PostPublished
 from tests.test_transport_bus import working
@@ -127,3 +134,27 @@ async def test_the_blog_event_crosses_to_another_service(
             with anyio.fail_after(15):
                 await arrived.wait()
     assert seen == [PostPublished(1, "Hello")]
+
+
+async def test_the_url_names_the_same_setup(
+    localstack_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eventbridge://REGION?bus=...&endpoint_url=...: configuration only, no client code."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    prefix = f"e{secrets.token_hex(4)}-"
+    url = (
+        f"eventbridge://{REGION}?bus={prefix}bus&prefix={prefix}&endpoint_url={localstack_endpoint}"
+    )
+    transport = transport_from_url(url)
+    async with transport:
+        await transport.provision(
+            Topology(
+                queues=(QueueSpec("a"),),
+                topics=(TopicSpec("p", message_types=(PUBLISHED,)),),
+                subscriptions=(TopicSubscription("p", "a"),),
+            )
+        )
+        await transport.publish("p", [envelope(1)])
+        assert isinstance(transport, EventBridgeTransport)
+        assert await received_ids(transport, "a", 1) == ["m1"]

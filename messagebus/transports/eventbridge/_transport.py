@@ -30,7 +30,7 @@
 
 Not yet: publishes of concurrent tasks sharing calls (the SQS transport's coalescing),
 FIFO queues as targets (EventBridge keeps no order within a call), direct Lambda
-targets, the ``eventbridge://`` URL.
+targets.
 """
 
 from __future__ import annotations
