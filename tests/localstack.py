@@ -43,7 +43,7 @@ LOCALSTACK_VERSION = "2026.3.0"
 PINS = ("cbor2<6", "pyopenssl<25", "cryptography<45", "service_identity<25")
 URL_ENV = "MESSAGEBUS_TEST_LOCALSTACK_URL"
 PYTHON_ENV = "MESSAGEBUS_LOCALSTACK_PYTHON"
-SERVICES = ("sqs", "sns")
+SERVICES = ("sqs", "sns", "events")
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0
 

@@ -73,6 +73,7 @@ class TestPublicSurface:
             "messagebus.sqlite",
             "messagebus.testing",
             "messagebus.transports",
+            "messagebus.transports.eventbridge",
             "messagebus.transports.memory",
             "messagebus.transports.sqs",
         ]

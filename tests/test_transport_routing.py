@@ -8,7 +8,7 @@ import pytest
 
 from messagebus import ConfigurationError, Envelope, NoHandlerError
 from messagebus._errors import ArgumentTypeError, InvalidArgumentError
-from messagebus.transports import Destination, QueueSpec, Router, topic_name
+from messagebus.transports import Destination, QueueSpec, Router, TopicSpec, topic_name
 from tests.messages import IndexPost, PostPublished, PublishPost
 
 
@@ -72,3 +72,15 @@ class TestRouterConfiguration:
             Router("blog", {PostPublished: "search"})  # type: ignore[dict-item]
         assert isinstance(caught.value, ConfigurationError)
         assert isinstance(caught.value, TypeError)
+
+
+class TestRouterTopology:
+    """What a service needs provisioned, topics carrying their wire types."""
+
+    def test_topics_carry_their_wire_types_but_compare_by_name(self) -> None:
+        """EventBridge rules match wire types; specs still compare by name and kind."""
+        topology = Router("blog", {}).topology(subscribed=[PostPublished], published=[])
+        (topic,) = topology.topics
+        assert topic.name == "blog-post-published"
+        assert topic.message_types == ("blog.post.published",)
+        assert topic == TopicSpec("blog-post-published")

@@ -13,6 +13,9 @@
 - :mod:`messagebus.transports.sqs`: :class:`SQSTransport`, AWS SQS with SNS topics for
   events (``pip install messagebus[sqs]``; asyncio only). Importing it imports
   aiobotocore; this package does not.
+- :mod:`messagebus.transports.eventbridge`: :class:`EventBridgeTransport`, events
+  through EventBridge rules into the queues of a queue transport, and
+  :class:`MemoryEventBridge`, its in-memory double.
 - :func:`visibility_heartbeat`: keeps a delivery invisible while a long handler runs;
   any transport's.
 - :func:`transport_from_url` / :func:`transport_from_env`: a transport from

@@ -97,10 +97,16 @@ class QueueSpec:
 
 @attrs.frozen
 class TopicSpec:
-    """A topic to provision; ``fifo`` topics keep order per group into FIFO queues."""
+    """A topic to provision; ``fifo`` topics keep order per group into FIFO queues.
+
+    ``message_types`` are the wire types published to it, when known (the router fills
+    them in): a transport routing by type rather than by topic (EventBridge rules match
+    ``detail-type``) needs them. They take no part in comparing specs.
+    """
 
     name: str
     fifo: bool = False
+    message_types: tuple[str, ...] = attrs.field(default=(), eq=False)
 
 
 @attrs.frozen

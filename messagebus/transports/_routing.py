@@ -144,11 +144,17 @@ class Router:
         self, *, subscribed: Iterable[type[Message]], published: Iterable[type[Message]]
     ) -> Topology:
         """Return what this service needs: its queue, its topics, its subscriptions."""
+        subscribed = list(subscribed)
         subscribed_topics = sorted({topic_name(event) for event in subscribed})
-        topics = sorted({*subscribed_topics, *(topic_name(event) for event in published)})
+        types: dict[str, set[str]] = {}
+        for event in [*subscribed, *published]:
+            types.setdefault(topic_name(event), set()).add(event.__message_name__)
         return Topology(
             queues=(self.queue,),
-            topics=tuple(TopicSpec(topic, fifo=self.queue.fifo) for topic in topics),
+            topics=tuple(
+                TopicSpec(topic, fifo=self.queue.fifo, message_types=tuple(sorted(names)))
+                for topic, names in sorted(types.items())
+            ),
             subscriptions=tuple(
                 TopicSubscription(topic, self.service) for topic in subscribed_topics
             ),

@@ -29,6 +29,12 @@ URLs:
   ``max_attempts``, ``connect_timeout``, ``max_pool_connections``, ``ack_window``,
   ``topic_max_bytes``   as :class:`~messagebus.transports.sqs.SQSTransport` documents them.
 
+- ``eventbridge://[REGION][?bus=NAME&name=value&...]``: events through the EventBridge
+  bus ``NAME`` (``default`` if not given), commands and receiving through SQS: an
+  :class:`~messagebus.transports.eventbridge.EventBridgeTransport` on the SQS transport
+  the same URL's other parameters (those of ``sqs://``) make, its ``events`` client
+  made with the same region, endpoint and profile.
+
   Credentials never go in the URL (``sqs://key:secret@...`` is refused, and the secret
   is not echoed): botocore's standard chain (environment, profile, instance role) finds
   them.
@@ -46,7 +52,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 import attrs
 
@@ -59,6 +65,7 @@ __all__ = ["SQSSettings", "transport_from_env", "transport_from_url"]
 DEFAULT_VARIABLE = "MESSAGEBUS_TRANSPORT"
 
 _BROKER_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_BUS_NAME = re.compile(r"[A-Za-z0-9._/-]{1,256}")
 _BROKERS: dict[str, MemoryBroker] = {}
 # How often each variable was read by transport_from_env: the command line checks that
 # an application read the URL it was given (see ``messagebus worker --transport``).
@@ -143,8 +150,11 @@ def transport_from_url(url: str, *, sqs: SQSFactory | None = None) -> Transport:
         return _memory(url, parts)
     if parts.scheme == "sqs":
         return (_sqs_transport if sqs is None else sqs)(parse_sqs_url(url))
+    if parts.scheme == "eventbridge":
+        return _eventbridge(url, parts, sqs)
     raise ConfigurationError(
-        f"{_shown(url, parts)}: unknown transport {parts.scheme!r}; use memory:// or sqs://"
+        f"{_shown(url, parts)}: unknown transport {parts.scheme!r}; use memory:// or sqs:// "
+        "(events on EventBridge: eventbridge://)"
     )
 
 
@@ -306,6 +316,36 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _eventbridge(url: str, parts: SplitResult, sqs: SQSFactory | None) -> Transport:
+    """Make the EventBridge transport on the SQS transport the rest of the URL names."""
+    shown = _shown(url, parts)
+    query = _query(shown, parts.query)
+    bus = query.pop("bus", "") or "default"
+    if _BUS_NAME.fullmatch(bus) is None:
+        raise ConfigurationError(f"{shown}: bus must be 1-256 of A-Z a-z 0-9 . - _ /: {bus!r}")
+    try:
+        settings = parse_sqs_url(parts._replace(scheme="sqs", query=urlencode(query)).geturl())
+    except ConfigurationError as error:
+        raise ConfigurationError(f"eventbridge://: {error}") from error
+    queues = (_sqs_transport if sqs is None else sqs)(settings)
+    try:
+        from aiobotocore.session import AioSession, get_session  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+    except ImportError as error:
+        raise ConfigurationError(f"eventbridge:// needs {_INSTALL} ({error})") from error
+
+    from messagebus.transports.eventbridge import EventBridgeTransport  # noqa: PLC0415
+
+    session = AioSession(profile=settings.profile) if settings.profile else get_session()
+    region = settings.region or session.get_config_variable("region")
+
+    def open_events() -> Any:
+        return session.create_client(
+            "events", region_name=region, endpoint_url=settings.endpoint_url
+        )
+
+    return EventBridgeTransport(queues, bus=bus, prefix=settings.prefix, open_events=open_events)
 
 
 def _sqs_transport(settings: SQSSettings) -> Transport:

@@ -1,0 +1,374 @@
+"""Events through EventBridge, everything else through a queue transport.
+
+:class:`EventBridgeTransport` is a :class:`~messagebus.extension.Transport` made of two:
+
+- ``publish`` puts events on an EventBridge bus with PutEvents, through an ``events``
+  client (aiobotocore's, or the in-memory :class:`MemoryEventBridge`; any object with
+  the methods of :class:`EventsClient`). Each message is one entry: ``Detail`` is our
+  CloudEvents envelope JSON, ``DetailType`` its ``type`` (the wire type), ``Source`` its
+  ``source`` (the service), ``EventBusName`` the bus. A call carries at most 10 entries
+  and ``max_request_bytes``; an entry over ``max_entry_bytes`` (sized as AWS counts) is
+  refused before anything is sent (:class:`~messagebus.MessageTooLargeError`). Entries
+  AWS fails on its side (``InternalFailure``, throttling) are sent again, alone, up to
+  ``max_attempts`` in all; what is still not sent then, or was refused, raises
+  :class:`~messagebus.SendError` listing each message and its reason, after the others
+  were sent. EventBridge cannot delay: a delay is an
+  :class:`~messagebus.InvalidArgumentError`.
+- ``send``, ``receive`` and the queues of ``provision`` are the queue transport's (SQS,
+  or in memory): commands still go point to point, and events arrive in each
+  subscribing service's queue through a rule whose target is that queue. A delivery
+  whose body is an AWS event (``detail-type``, ``detail``) is handed on with our
+  envelope from ``detail`` as its body, so the worker reads it like any other.
+- ``provision`` creates the queues (queue transport), the bus unless it is
+  ``default``, and per subscribing queue one rule ``<prefix><queue>-events`` matching
+  ``detail-type`` against the wire types of the topics it subscribes to (from
+  :attr:`~messagebus.transports.TopicSpec.message_types`), targeting the queue. A
+  service's topology names all its subscriptions, so the rule is replaced, not merged.
+  It does not set the SQS queue policy that lets EventBridge send to a queue on AWS:
+  infrastructure code does (``events.amazonaws.com``, ``sqs:SendMessage``, condition
+  ``aws:SourceArn`` = the rule's ARN).
+
+Not yet: publishes of concurrent tasks sharing calls (the SQS transport's coalescing),
+FIFO queues as targets (EventBridge keeps no order within a call), direct Lambda
+targets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import anyio
+import attrs
+
+from messagebus._errors import (
+    InvalidArgumentError,
+    MessageTooLargeError,
+    SendError,
+    TransportError,
+)
+from messagebus.transports._protocol import (
+    Capabilities,
+    Delivery,
+    Outgoing,
+    Topology,
+    Transport,
+)
+from messagebus.transports.eventbridge._double import MAX_ENTRIES, entry_size
+from messagebus.transports.eventbridge._errors import RETRYABLE_ENTRY_CODES, translated
+
+__all__ = ["EventBridgeDelivery", "EventBridgeTransport", "EventsClient", "unwrap_event"]
+
+DEFAULT_MAX_BYTES = 256 * 1024
+
+
+class EventsClient(Protocol):
+    """The calls the transport makes on an EventBridge client (aiobotocore's names)."""
+
+    async def put_events(self, *, Entries: Any) -> Any: ...
+
+    async def create_event_bus(self, *, Name: str) -> Any: ...
+
+    async def describe_event_bus(self, *, Name: str) -> Any: ...
+
+    async def put_rule(self, *, Name: str, EventPattern: str, EventBusName: str) -> Any: ...
+
+    async def put_targets(self, *, Rule: str, Targets: Any, EventBusName: str) -> Any: ...
+
+
+def unwrap_event(body: bytes) -> bytes:
+    """Return our envelope from an AWS event body (its ``detail``); other bodies as they are."""
+    if b'"detail-type"' not in body:
+        return body
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return body  # the worker's decoder says what is wrong with it
+    if isinstance(event, dict) and "detail-type" in event and isinstance(event.get("detail"), dict):
+        return json.dumps(event["detail"], ensure_ascii=False, separators=(",", ":")).encode()
+    return body
+
+
+@attrs.frozen(eq=False)
+class EventBridgeDelivery:
+    """A delivery of the queue transport, its body unwrapped from an AWS event if it was one."""
+
+    body: bytes
+    _inner: Delivery = attrs.field(alias="inner")
+
+    @property
+    def queue(self) -> str:
+        """The logical name of the queue it came from."""
+        return self._inner.queue
+
+    @property
+    def receive_count(self) -> int:
+        """The queue transport's receive count."""
+        return self._inner.receive_count
+
+    async def ack(self) -> None:
+        """Remove the message for good."""
+        await self._inner.ack()
+
+    async def nack(self, delay: float = 0.0) -> None:
+        """Make the message visible again after ``delay`` seconds."""
+        await self._inner.nack(delay)
+
+    async def extend(self, visibility: float) -> None:
+        """Keep the message invisible for ``visibility`` more seconds."""
+        await self._inner.extend(visibility)
+
+
+@attrs.frozen
+class _Entry:
+    index: int
+    entry: dict[str, Any]
+    size: int
+
+
+class EventBridgeTransport:
+    """Events on EventBridge, commands and receiving on a queue transport; see the module.
+
+    Args:
+        queues: the queue transport (entered and left with this one).
+        events: the EventBridge client, open for as long as this transport is used
+            (the caller opens and closes it); or else
+        open_events: opens the client when the transport is entered, closed when it is
+            left (``eventbridge://`` URLs use this).
+        bus: the event bus's name or ARN.
+        queue_arn: the ARN of a logical queue, for rule targets; by default
+            ``arn:aws:sqs:<region>:<account>:<prefix><queue>``, the region and account
+            read from the bus's ARN (DescribeEventBus) when provisioning.
+        prefix: put before queue names in the default ``queue_arn`` and before rule
+            names (use the queue transport's).
+        max_attempts: PutEvents attempts per entry failed on AWS's side, in all.
+        retry_delay: seconds before the first retry (doubling after each).
+        max_entry_bytes, max_request_bytes: AWS's limits (256 KiB on LocalStack and
+            before 2026; AWS takes 1 MB per entry since).
+    """
+
+    def __init__(
+        self,
+        queues: Transport,
+        events: EventsClient | None = None,
+        *,
+        bus: str = "default",
+        queue_arn: Callable[[str], str] | None = None,
+        prefix: str = "",
+        open_events: Callable[[], contextlib.AbstractAsyncContextManager[EventsClient]]
+        | None = None,
+        max_attempts: int = 3,
+        retry_delay: float = 0.05,
+        max_entry_bytes: int = DEFAULT_MAX_BYTES,
+        max_request_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        if max_attempts < 1:
+            raise InvalidArgumentError(f"max_attempts must be at least 1: {max_attempts}")
+        self.queues = queues
+        if (events is None) == (open_events is None):
+            raise InvalidArgumentError("give the events client or open_events, one of them")
+        self._events = events
+        self._open_events = open_events
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.bus = bus
+        self._queue_arn = queue_arn
+        self._prefix = prefix
+        self._max_attempts = max_attempts
+        self._retry_delay = retry_delay
+        self._max_entry_bytes = max_entry_bytes
+        self._max_request_bytes = max_request_bytes
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The queue transport's, with EventBridge's size limit for any message."""
+        inner = self.queues.capabilities
+        return attrs.evolve(
+            inner,
+            fan_out=True,
+            max_message_bytes=min(inner.max_message_bytes, self._max_entry_bytes),
+        )
+
+    @property
+    def events(self) -> EventsClient:
+        """The EventBridge client in use.
+
+        Raises:
+            TransportError: the transport opens its client, and is not open.
+        """
+        if self._events is None:
+            raise TransportError("EventBridgeTransport is not open: use it in 'async with'")
+        return self._events
+
+    async def __aenter__(self) -> EventBridgeTransport:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._open_events is not None:
+                self._events = await stack.enter_async_context(self._open_events())
+                stack.callback(setattr, self, "_events", None)
+            await stack.enter_async_context(self.queues)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def provision(self, topology: Topology) -> None:
+        """Create the queues, the bus and one rule per subscribing queue; see the module.
+
+        Raises:
+            InvalidArgumentError: a subscribed topic whose message types are unknown.
+        """
+        types_of = {topic.name: topic.message_types for topic in topology.topics}
+        wanted: dict[str, set[str]] = {}
+        for subscription in topology.subscriptions:
+            types = types_of.get(subscription.topic)
+            if not types:
+                raise InvalidArgumentError(
+                    f"topic {subscription.topic!r}: EventBridge rules match wire types, and "
+                    "this topology does not say which (TopicSpec.message_types)"
+                )
+            wanted.setdefault(subscription.queue, set()).update(types)
+        await self.queues.provision(Topology(queues=topology.queues))
+        if not wanted:
+            return
+        if self.bus != "default":
+            await self._create_bus()
+        queue_arn = self._queue_arn or await self._queue_arns()
+        for queue, wire_types in sorted(wanted.items()):
+            rule = f"{self._prefix}{queue}-events"
+            with translated(f"rule {rule!r}"):
+                await self.events.put_rule(
+                    Name=rule,
+                    EventPattern=json.dumps({"detail-type": sorted(wire_types)}),
+                    EventBusName=self.bus,
+                )
+                answer = await self.events.put_targets(
+                    Rule=rule,
+                    EventBusName=self.bus,
+                    Targets=[{"Id": "queue", "Arn": queue_arn(queue)}],
+                )
+            if answer.get("FailedEntryCount"):
+                raise TransportError(f"rule {rule!r}: target refused: {answer['FailedEntries']}")
+
+    async def _queue_arns(self) -> Callable[[str], str]:
+        """Return the default ``queue_arn``: the bus's region and account, standard queues."""
+        with translated(f"event bus {self.bus!r}"):
+            answer = await self.events.describe_event_bus(Name=self.bus)
+        # arn:aws:events:<region>:<account>:event-bus/<name>
+        _, partition, _, region, account, _ = str(answer["Arn"]).split(":", 5)
+        return lambda queue: f"arn:{partition}:sqs:{region}:{account}:{self._prefix}{queue}"
+
+    async def _create_bus(self) -> None:
+        try:
+            with translated(f"event bus {self.bus!r}"):
+                await self.events.create_event_bus(Name=self.bus)
+        except TransportError as error:
+            cause = getattr(error.__cause__, "response", {})
+            if cause.get("Error", {}).get("Code") != "ResourceAlreadyExistsException":
+                raise
+
+    async def send(self, queue: str, messages: Sequence[Outgoing]) -> None:
+        """Send to a queue of the queue transport."""
+        await self.queues.send(queue, messages)
+
+    async def receive(
+        self,
+        queue: str,
+        *,
+        max_messages: int = 10,
+        wait: float = 20.0,
+        visibility_timeout: float | None = None,
+    ) -> Sequence[EventBridgeDelivery]:
+        """Receive from the queue transport; AWS event bodies unwrapped to our envelope."""
+        deliveries = await self.queues.receive(
+            queue, max_messages=max_messages, wait=wait, visibility_timeout=visibility_timeout
+        )
+        return [EventBridgeDelivery(unwrap_event(each.body), inner=each) for each in deliveries]
+
+    async def publish(self, topic: str, messages: Sequence[Outgoing]) -> None:
+        """Put ``messages`` on the bus with PutEvents; see the module.
+
+        ``topic`` is not used: rules route by ``detail-type``, the wire type.
+        """
+        if not messages:
+            return
+        entries = [self._entry(index, message) for index, message in enumerate(messages)]
+        failed: list[tuple[str, str]] = []
+        sent_any = False
+        for chunk in self._chunks(entries):
+            try:
+                failures = await self._put(chunk)
+            except TransportError as error:
+                if not sent_any:
+                    raise
+                failures = {entry.index: str(error) for entry in chunk}
+            sent_any = sent_any or len(failures) < len(chunk)
+            failed.extend((messages[index].message_id, why) for index, why in failures.items())
+        if failed:
+            raise SendError(failed)
+
+    def _entry(self, index: int, message: Outgoing) -> _Entry:
+        if message.delay:
+            raise InvalidArgumentError("EventBridge cannot delay an event: send it to a queue")
+        try:
+            envelope = json.loads(message.body)
+            wire_type, source = str(envelope["type"]), str(envelope["source"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidArgumentError(
+                f"message {message.message_id}: not a CloudEvents envelope ({exc})"
+            ) from exc
+        entry = {
+            "Source": source,
+            "DetailType": wire_type,
+            "Detail": message.body.decode(),
+            "EventBusName": self.bus,
+        }
+        size = entry_size(entry)
+        if size > self._max_entry_bytes:
+            raise MessageTooLargeError(message.message_id, size, self._max_entry_bytes)
+        return _Entry(index, entry, size)
+
+    def _chunks(self, entries: Sequence[_Entry]) -> list[list[_Entry]]:
+        chunks: list[list[_Entry]] = []
+        current: list[_Entry] = []
+        size = 0
+        for entry in entries:
+            if current and (
+                len(current) == MAX_ENTRIES or size + entry.size > self._max_request_bytes
+            ):
+                chunks.append(current)
+                current, size = [], 0
+            current.append(entry)
+            size += entry.size
+        chunks.append(current)
+        return chunks
+
+    async def _put(self, chunk: list[_Entry]) -> dict[int, str]:
+        """Send ``chunk``, retrying entries failed on AWS's side; return what failed."""
+        pending = chunk
+        failed: dict[int, str] = {}
+        delay = self._retry_delay
+        for attempt in range(1, self._max_attempts + 1):
+            with translated(f"event bus {self.bus!r}"):
+                answer = await self.events.put_events(Entries=[each.entry for each in pending])
+            if not answer.get("FailedEntryCount"):
+                return failed
+            retry: list[_Entry] = []
+            for entry, result in zip(pending, answer.get("Entries", []), strict=True):
+                code = result.get("ErrorCode")
+                if not code:
+                    continue
+                why = f"{code}: {result.get('ErrorMessage', '')}"
+                if code in RETRYABLE_ENTRY_CODES and attempt < self._max_attempts:
+                    retry.append(entry)
+                else:
+                    failed[entry.index] = why
+            if not retry:
+                return failed
+            pending = retry
+            await anyio.sleep(delay)  # AWS asks for a backoff before sending again
+            delay *= 2
+        return failed
