@@ -39,7 +39,9 @@ class OutboxOutlet:
         inner: where messages go outside units of work, and where the relay's rows go
             (the dispatcher here, or a :class:`TransportOutlet`).
         departure: hooks, destination and encoding of each row.
-        transport: returns the running transport; None when messages stay here.
+        transport: returns the running transport (raises
+            :class:`~messagebus.BusStateError` on a bus without one, which a row for a
+            queue or topic then fails with).
         handle: runs this service's handlers on a decoded ``local`` row.
     """
 
@@ -48,7 +50,7 @@ class OutboxOutlet:
         inner: Outlet,
         departure: Departure,
         *,
-        transport: Callable[[], Transport] | None,
+        transport: Callable[[], Transport],
         handle: Callable[[Envelope[Message]], Awaitable[None]],
     ) -> None:
         self._inner = inner
@@ -127,9 +129,6 @@ class OutboxOutlet:
     ) -> list[DeliveryFailure]:
         if not rows:
             return []
-        if self._transport is None:
-            # Rows written by a bus on a transport, relayed by one without: keep them.
-            return [DeliveryFailure(row.id, "this bus has no transport") for row in rows]
         transport = self._transport()
         outgoing = [
             Outgoing(
