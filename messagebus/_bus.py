@@ -201,7 +201,7 @@ class MessageBus(Dispatcher):
                 require_same_database(outbox, log)
                 # An SQL event log on the outbox's database object: it has append_in.
                 staged = cast(TransactionalLog, log)
-                self._staging = outlet = StagingEventLogOutlet(log, staged, self._staging)
+                self._staging = outlet = StagingEventLogOutlet(staged, self._staging)
         return outlet
 
     # -- registration -------------------------------------------------------------------

@@ -8,25 +8,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
 from messagebus._outlets._protocol import Outlet, StagingOutlet
+from messagebus.eventlog._store import EventLog
 
 if TYPE_CHECKING:
     from messagebus._unit_of_work import UnitOfWork
     from messagebus.eventlog import LogRecord
-    from messagebus.extension import EventLog
 
 __all__ = ["EventLogOutlet", "StagingEventLogOutlet", "TransactionalLog"]
 
 
-class TransactionalLog(Protocol):
-    """An event log that can append on the caller's connection (the SQL logs)."""
+class TransactionalLog(EventLog, Protocol):
+    """An event log that can also append on the caller's connection (the SQL logs)."""
 
     def append_in(
         self, connection: Any, envelopes: Sequence[Envelope[Message]]
     ) -> Sequence[LogRecord]:
         """Append ``envelopes`` in the caller's transaction (blocking: a worker thread)."""
-
-    def notify_appended(self) -> None:
-        """Wake the log's subscriptions (after the caller's commit)."""
 
 
 class EventLogOutlet:
@@ -59,9 +56,9 @@ class StagingEventLogOutlet(EventLogOutlet):
     log's subscriptions after the commit.
     """
 
-    def __init__(self, log: EventLog, staged: TransactionalLog, inner: StagingOutlet) -> None:
+    def __init__(self, log: TransactionalLog, inner: StagingOutlet) -> None:
         super().__init__(log, inner)
-        self._staged = staged
+        self._staged = log
         self._staging = inner
 
     async def stage(self, unit: UnitOfWork, envelopes: Sequence[Envelope[Message]]) -> None:
