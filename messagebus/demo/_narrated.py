@@ -81,7 +81,7 @@ class NarratedTransport:
         max_messages: int = 10,
         wait: float = 20.0,
         visibility_timeout: float | None = None,
-    ) -> list[Delivery]:
+    ) -> Sequence[Delivery]:
         """Receive, saying what the worker took off the queue."""
         deliveries = await self.inner.receive(
             queue, max_messages=max_messages, wait=wait, visibility_timeout=visibility_timeout
