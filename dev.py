@@ -2,7 +2,8 @@
 """Set up and run the project with nothing but Python >= 3.11 installed.
 
     python3 dev.py demo     # the demo service on the embedded defaults
-    python3 dev.py test     # every check CI runs: ruff, mypy --strict, pytest + coverage
+    python3 dev.py test     # every check CI runs: ruff, mypy --strict, the docs site
+                            # built strictly, pytest + coverage
     python3 dev.py bench    # the dispatch benchmark, with the peers installed
 
 Each command first makes ``.venv`` (once) and installs the project into it in editable
@@ -15,6 +16,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -52,8 +54,22 @@ def test(pytest_args: list[str]) -> None:
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
     run(BIN / "mypy")
+    build_docs()
     run(PYTHON, "-m", "coverage", "run", "-m", "pytest", *pytest_args)
     run(PYTHON, "-m", "coverage", "report")
+
+
+def build_docs() -> None:
+    """Build the documentation site with every warning an error (into a scratch folder)."""
+    with tempfile.TemporaryDirectory() as site:
+        completed = subprocess.run(
+            [str(BIN / "mkdocs"), "build", "--strict", "--quiet", "--site-dir", site],
+            cwd=ROOT,
+            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+            check=False,
+        )
+    if completed.returncode:
+        sys.exit(completed.returncode)
 
 
 def demo(args: list[str]) -> None:

@@ -51,6 +51,7 @@ from messagebus._errors import (
     TransportError,
 )
 from messagebus._log import get_logger
+from messagebus._received import Received, receiving
 from messagebus._redelivery import collecting, send_copies
 from messagebus._retry_policy import ExponentialBackoff
 from messagebus.dead_letters import DeadLetter
@@ -119,6 +120,7 @@ class Worker:
         self._receiving: anyio.CancelScope | None = None
         self._stopping = False
         self._can_delay = True
+        self._system = "messagebus"
         self.received = 0
         """Messages received so far."""
         self.acked = 0
@@ -145,6 +147,7 @@ class Worker:
         queue = self.bus.router.service
         # A FIFO queue that takes no per-message delay keeps retries in-process.
         self._can_delay = not self.bus.router.queue.fifo or transport.capabilities.fifo_delay
+        self._system = transport.capabilities.system
         visibility = (
             self.bus.router.queue.visibility_timeout
             if self.visibility_timeout is None
@@ -227,7 +230,8 @@ class Worker:
                     beating = anyio.CancelScope()
                     handlers.start_soon(self._beat, beating, delivery, visibility)
                     try:
-                        await bus.handle_delivered(envelope)
+                        with receiving(Received(queue, self._system, delivery.receive_count)):
+                            await bus.handle_delivered(envelope)
                     except _NEVER_SENDABLE as error:
                         # Redelivery would repeat the handlers' side effects and fail the
                         # same way: record why, once, and settle the delivery.

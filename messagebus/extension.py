@@ -18,6 +18,9 @@ Middleware (see :mod:`messagebus.middleware` for the ones that ship):
   not dispatch them: a unit of work writes them to its outbox), :func:`discard_follow_ups`
   forgets them (a policy that gives up quietly), :func:`hold_follow_ups` adds envelopes
   (take, then hold changed copies: tracing stamps them).
+- :func:`received_from` tells where the message being handled came from (its queue,
+  the transport's messaging system, the receive count), as a :class:`Received`; None
+  for a message dispatched in-process.
 - A middleware that runs the rest of the chain again (a retry) calls
   :func:`enter_attempt` with each new attempt's envelope, so that what is told about
   the run afterwards (log lines, a dead letter) carries that attempt's number.
@@ -41,6 +44,7 @@ from messagebus._dispatch._run import (
 )
 from messagebus._handlers import HandlerInfo
 from messagebus._middleware import CallNext, HandlerAwareMiddleware, Middleware, OnFailure, Recover
+from messagebus._received import Received, received_from
 from messagebus.dead_letters._store import DeadLetterStore
 from messagebus.eventlog._store import CheckpointStore, EventLog
 from messagebus.idempotency._store import IdempotencyStore, InboxStore
@@ -61,11 +65,13 @@ __all__ = [
     "OnFailure",
     "OutboxStore",
     "OutboxTransaction",
+    "Received",
     "Recover",
     "Transport",
     "discard_follow_ups",
     "enter_attempt",
     "held_follow_ups",
     "hold_follow_ups",
+    "received_from",
     "take_follow_ups",
 ]

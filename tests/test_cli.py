@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -229,7 +232,27 @@ class TestDemo:
         assert status == 0
         assert out.rstrip().endswith("done")
         assert "welcome, grace <grace@example.org>" in out
-        assert (tmp_path / "demo.sqlite3").is_file()
+        # The file it names is kept, with the story's posts in it.
+        path = tmp_path / "demo.sqlite3"
+        assert f"path={path}" in out
+        with closing(sqlite3.connect(path)) as connection:
+            assert connection.execute("SELECT count(*) FROM posts").fetchone() == (2,)
+        # A story, not a dump: short ids, failures on one line, the hops visible.
+        assert "Traceback" not in out
+        assert "error='SearchUnavailableError: search cluster timed out'" in out
+        assert re.search(r"message_id=\.\.\.[0-9a-f]{8} ", out)
+        assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", out)  # no whole UUID
+        assert "relay -> transport: published after the commit" in out
+        assert "worker <- queue: received" in out
+
+    def test_without_a_database_it_says_the_scratch_file_is_gone(self, cli: Cli) -> None:
+        try:
+            status, out, _ = cli("demo")
+        finally:
+            structlog.reset_defaults()
+        assert status == 0
+        assert "removed now: keep them with --database PATH" in out
+        assert "path=" not in out
 
 
 class TestStoreUrls:

@@ -56,6 +56,11 @@ class TestDemo:
         replayed = next(line for line in logs if line["event"] == "   replayed")
         assert replayed["dead_letters"] == 0
         assert "facts" in replayed["words"]
+        relayed = [line for line in logs if line["event"].startswith("   relay -> transport")]
+        assert relayed[0]["topic"] == "blog-post-published"
+        assert relayed[0]["types"] == ["blog.post.published"]
+        received = [line for line in logs if line["event"].startswith("   worker <- queue")]
+        assert {line["queue"] for line in received} == {"blog"}
         handled = [line for line in logs if line["event"] == "message handled"]
         publish, notify = handled[0], handled[1]
         assert notify["causation_id"] == publish["message_id"]

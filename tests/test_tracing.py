@@ -104,6 +104,9 @@ class TestHandlerSpans:
             "messaging.destination.name": "blog.post.publish",
             "messaging.message.id": seen[0].message_id,
             "messaging.message.conversation_id": seen[0].correlation_id,
+            "cloudevents.event_id": seen[0].message_id,
+            "cloudevents.event_type": "blog.post.publish",
+            "cloudevents.event_spec_version": "1.0",
             "messagebus.handler": "blog.publish",
             "messagebus.message.kind": "command",
             "messagebus.attempt": 1,
@@ -445,10 +448,27 @@ class TestOneTraceAcrossOutboxAndTransport:
         by_name = {span.name: span for span in finished}
         request = by_name["request"]
         sent = by_name["send blog.post.publish"]
-        handled = by_name["process blog.post.publish"]
         published = by_name["publish blog.post.published"]
-        subscribers = [span for span in finished if span.name == "process blog.post.published"]
+        # Received from the queue "blog": the process spans are named after it.
+        processed = [span for span in finished if span.name == "process blog"]
+        handled = next(
+            span
+            for span in processed
+            if span.attributes is not None
+            and span.attributes["messagebus.handler"] not in {"index", "notify"}
+        )
+        subscribers = [span for span in processed if span is not handled]
         assert len(finished) == 6
+        for span in processed:
+            assert span.attributes is not None
+            assert span.attributes["messaging.destination.name"] == "blog"
+            assert span.attributes["messaging.system"] == "messagebus_memory"
+        # Each process span links to its message's creation context (the conventions'
+        # SHOULD) besides being its child.
+        assert [link.context.span_id for link in handled.links] == [span_id(sent)]
+        assert [[link.context.span_id for link in span.links] for span in subscribers] == [
+            [span_id(published)]
+        ] * 2
         assert (sent.kind, published.kind) == (SpanKind.PRODUCER, SpanKind.PRODUCER)
         assert parent_of(sent) == span_id(request)
         assert parent_of(handled) == span_id(sent)

@@ -129,7 +129,7 @@ def build_bus(
         source="/blog",
     )
 
-    @bus.handler(PublishPost, middleware=[UnitOfWorkMiddleware(bus)])
+    @bus.handler(PublishPost, name="publish-post", middleware=[UnitOfWorkMiddleware(bus)])
     async def publish_post(command: PublishPost, ctx: Context[PublishPost]) -> int:
         if not command.title.strip():
             raise CommandRejected("a post needs a title")
@@ -157,7 +157,7 @@ def build_bus(
         for word in event.title.lower().split():
             blog.search_index[word] = event.post_id
 
-    @bus.handler(RegisterUser)
+    @bus.handler(RegisterUser, name="register-user")
     async def register_user(command: RegisterUser, ctx: Context[RegisterUser]) -> None:
         blog.users[command.name] = command.email
         ctx.publish(UserRegistered(command.name, command.email))

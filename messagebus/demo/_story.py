@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,47 @@ from messagebus.demo._app import (
     RegisterUser,
     build_bus,
 )
+from messagebus.demo._narrated import NarratedTransport
 from messagebus.extension import Transport
 from messagebus.idempotency import SQLiteIdempotencyStore
 from messagebus.outbox import SQLiteOutbox
 from messagebus.transports.memory import InMemoryTransport
+
+ID_FIELDS = frozenset({"message_id", "correlation_id", "causation_id", "dead_letter_id"})
+
+
+def short_ids(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Shorten ids to their last 8 characters, and leave out ids that are None.
+
+    Ids are UUIDv7: the start is the time, the end is random, so the end tells two
+    messages apart in a short story. A service logs them whole.
+    """
+    for field in ID_FIELDS & event_dict.keys():
+        value = event_dict[field]
+        if value is None:
+            del event_dict[field]
+        elif isinstance(value, str) and len(value) > 8:
+            event_dict[field] = "..." + value[-8:]
+    return event_dict
+
+
+def one_line_errors(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Put an exception on its line as ``error=Type: message`` instead of a traceback.
+
+    The story's failures are expected; their tracebacks would bury it. A service keeps
+    them (``structlog.processors.dict_tracebacks`` in JSON).
+    """
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info is None or exc_info is False:
+        return event_dict
+    error = sys.exc_info()[1] if exc_info is True else exc_info
+    if isinstance(error, tuple):
+        error = error[1]
+    if isinstance(error, BaseException):
+        # The retry layer's own error says how it gave up; its cause says why.
+        cause = error.__cause__ or error
+        event_dict.setdefault("error", f"{type(cause).__name__}: {cause}")
+    return event_dict
 
 
 def configure_logging() -> None:
@@ -33,6 +70,8 @@ def configure_logging() -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            short_ids,
+            one_line_errors,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
             structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()),
@@ -53,6 +92,7 @@ async def main(database: Path | None = None, transport: Transport | None = None)
     say = structlog.get_logger("demo").info
     with tempfile.TemporaryDirectory() as scratch:
         path = database or Path(scratch) / "blog.sqlite3"
+        chosen = InMemoryTransport() if transport is None else transport
         async with (
             SQLiteDeadLetterStore(path) as dead_letters,
             SQLiteIdempotencyStore(path) as idempotency,
@@ -61,12 +101,16 @@ async def main(database: Path | None = None, transport: Transport | None = None)
             bus = build_bus(
                 blog,
                 outbox=SQLiteOutbox(path),
-                transport=InMemoryTransport() if transport is None else transport,
+                transport=NarratedTransport(chosen, say),
                 dead_letters=dead_letters,
                 idempotency=idempotency,
             )
             await tell(say, blog, bus)
-            say("posts, outbox, dead letters and idempotency records are in SQLite", path=str(path))
+        if database is None:
+            say("posts, outbox, dead letters and idempotency records were in a scratch file,")
+            say("   removed now: keep them with --database PATH")
+    if database is not None:
+        say("posts, outbox, dead letters and idempotency records are in SQLite", path=str(path))
     say("done")
 
 

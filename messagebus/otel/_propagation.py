@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context as OtelContext
@@ -10,7 +12,14 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from messagebus._envelope import Envelope
 from messagebus._messages import Message
 
-__all__ = ["carried_context", "create_span", "has_trace_context", "with_trace_context"]
+__all__ = [
+    "carried_context",
+    "context_of_headers",
+    "create_span",
+    "creation_context",
+    "has_trace_context",
+    "with_trace_context",
+]
 
 SYSTEM = "messaging.system"
 OPERATION_TYPE = "messaging.operation.type"
@@ -39,14 +48,33 @@ def carried_context(
     return _propagator(propagator).extract(envelope.headers, context=current)
 
 
+def creation_context(
+    envelope: Envelope[Message], propagator: TextMapPropagator | None = None
+) -> trace.SpanContext | None:
+    """Return the creation context the envelope's headers carry, or None without one.
+
+    The creation context is the span context its producer injected (the create span's),
+    which the messaging conventions have every process, receive and send span link to.
+    """
+    if not envelope.headers:
+        return None
+    return context_of_headers(envelope.headers, propagator)
+
+
+def context_of_headers(
+    headers: Mapping[str, str], propagator: TextMapPropagator | None = None
+) -> trace.SpanContext | None:
+    """Return the valid span context ``headers`` carry (``traceparent``), or None."""
+    extracted = _propagator(propagator).extract(headers)
+    span_context = trace.get_current_span(extracted).get_span_context()
+    return span_context if span_context.is_valid else None
+
+
 def has_trace_context(
     envelope: Envelope[Message], propagator: TextMapPropagator | None = None
 ) -> bool:
     """Tell whether ``envelope``'s headers carry a valid trace context."""
-    if not envelope.headers:
-        return False
-    extracted = _propagator(propagator).extract(envelope.headers)
-    return trace.get_current_span(extracted).get_span_context().is_valid
+    return creation_context(envelope, propagator) is not None
 
 
 def with_trace_context(

@@ -58,6 +58,10 @@ class Capabilities:
             (SQS standard queues: 900; FIFO queues accept none, see ``fifo_delay``).
         max_visibility: the longest visibility timeout, in seconds (SQS: 12 h).
         fifo_delay: FIFO queues accept a per-message delay.
+        system: the ``messaging.system`` of its queues, as OpenTelemetry's messaging
+            conventions name it (``"aws_sqs"``); tracing reads it.
+        topic_system: the ``messaging.system`` of its topics (``"aws_sns"``), when
+            publishing goes through another service than the queues; None: ``system``.
     """
 
     ordered_groups: bool
@@ -68,6 +72,8 @@ class Capabilities:
     max_delay: float
     max_visibility: float
     fifo_delay: bool
+    system: str = "messagebus"
+    topic_system: str | None = None
 
 
 @attrs.frozen

@@ -188,6 +188,7 @@ class EventBridgeTransport:
             inner,
             fan_out=True,
             max_message_bytes=min(inner.max_message_bytes, self._max_entry_bytes),
+            topic_system="aws_eventbridge",
         )
 
     @property

@@ -69,6 +69,7 @@ MEMORY_CAPABILITIES = Capabilities(
     max_delay=900.0,
     max_visibility=43_200.0,
     fifo_delay=False,
+    system="messagebus_memory",
 )
 """The in-memory transport's capabilities: SQS's limits, so that code tested here fits."""
 

@@ -108,6 +108,8 @@ SQS_CAPABILITIES = Capabilities(
     max_delay=MAX_DELAY,
     max_visibility=MAX_VISIBILITY,
     fifo_delay=False,
+    system="aws_sqs",
+    topic_system="aws_sns",
 )
 
 
