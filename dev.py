@@ -33,7 +33,7 @@ def ensure_venv(extras: str) -> None:
     stamp = VENV / f".installed-{extras}"
     if stamp.exists() and stamp.read_text() == digest:
         return
-    print(f"dev.py: installing messagebus[{extras}] into {VENV.name}/", flush=True)
+    print(f"dev.py: installing anyio-messagebus[{extras}] into {VENV.name}/", flush=True)
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     run(PYTHON, "-m", "pip", "install", "--quiet", "--editable", f".[{extras}]")
     stamp.write_text(digest)
