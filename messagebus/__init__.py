@@ -47,6 +47,7 @@ from messagebus._errors import (
     InvalidArgumentError,
     InvalidHandlerError,
     InvalidMessageTypeError,
+    InvalidURLError,
     MessageBusError,
     MessageKindError,
     MessageTooLargeError,
@@ -63,6 +64,7 @@ from messagebus._errors import (
 from messagebus._messages import Command, Event, Message, wire_name, wire_version
 from messagebus._registry import MessageRegistry, Upcaster
 from messagebus._unit_of_work import UnitOfWork, current_unit_of_work
+from messagebus._version import __version__ as __version__
 from messagebus._worker import Worker, serve
 
 __all__ = [
@@ -93,6 +95,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidHandlerError",
     "InvalidMessageTypeError",
+    "InvalidURLError",
     "Message",
     "MessageBus",
     "MessageBusError",

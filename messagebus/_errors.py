@@ -18,7 +18,8 @@ The tree::
     │   ├── SchemaVersionError        a table's schema is newer than this messagebus knows
     │   ├── InvalidArgumentError      an argument a call cannot take (also a ValueError)
     │   ├── ArgumentTypeError         a value of the wrong type for its use (also a TypeError)
-    │   └── DatabaseMismatchError     stores that share transactions made from two databases
+    │   ├── DatabaseMismatchError     stores that share transactions made from two databases
+    │   └── InvalidURLError           a transport or database URL, naming the part that is wrong
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   ├── MessageKindError          an event sent, a command published, or not a message
@@ -57,7 +58,7 @@ Outside the tree, on purpose:
   :class:`StopAsyncIteration` from an async iterator;
 - :class:`AssertionError` from the checks in :mod:`messagebus.testing` (a failed check
   is a failed assertion, as pytest reports it);
-- :class:`ImportError` when an optional extra (``messagebus[otel]``) is not installed.
+- :class:`ImportError` when an optional extra (``anyio-messagebus[otel]``) is not installed.
 
 ``tests/test_error_tree.py`` holds the package to this: it fails on any new ``raise`` of
 a built-in exception in library code.
@@ -96,6 +97,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidHandlerError",
     "InvalidMessageTypeError",
+    "InvalidURLError",
     "MessageBusError",
     "MessageKindError",
     "MessageTooLargeError",
@@ -196,6 +198,30 @@ class DatabaseMismatchError(ConfigurationError):
     :class:`messagebus.postgres.PostgresDatabase` (an in-memory log, or two database
     objects, even on one file: two connections are two transactions).
     """
+
+
+class InvalidURLError(ConfigurationError):
+    """A transport or database URL is malformed or names nothing known; nothing connected.
+
+    ``str(error)`` is one line: where the URL came from (an environment variable), the
+    URL with any credentials left out, the part that is wrong and why, such as
+    ``MESSAGEBUS_DATABASE: 'sqlite:/x.db': path: ...``.
+
+    Attributes:
+        url: the URL as shown (credentials replaced by ``***``).
+        part: the part that is wrong: ``scheme``, ``host``, ``port``, ``path``,
+            ``query``, or ``parameter NAME``.
+        reason: what is wrong with it, and what would be right.
+        variable: the environment variable the URL was read from, if any.
+    """
+
+    def __init__(self, url: str, part: str, reason: str, *, variable: str | None = None) -> None:
+        self.url = url
+        self.part = part
+        self.reason = reason
+        self.variable = variable
+        prefix = "" if variable is None else f"{variable}: "
+        super().__init__(f"{prefix}{url}: {part}: {reason}")
 
 
 class DispatchError(MessageBusError):

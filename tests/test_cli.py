@@ -9,6 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 import anyio
+import click
 import pytest
 import structlog
 from structlog.testing import capture_logs
@@ -88,7 +89,7 @@ class TestDeadLetters:
         status, out, _ = cli("dead-letters", "list", "--store", str(store_path), "--limit", "1")
         assert len(out.splitlines()) == 1
         status, out, _ = cli(
-            "dead-letters", "list", "--store", f"sqlite:{store_path}", "--type", "nope"
+            "dead-letters", "list", "--store", f"sqlite:///{store_path}", "--type", "nope"
         )
         assert out == ""
 
@@ -177,7 +178,7 @@ class TestMistakes:
         ("store", "message"),
         [
             ("/no/such/file.sqlite3", "no SQLite database at /no/such/file.sqlite3"),
-            ("mysql://db/x", "use postgresql://... or an SQLite path"),
+            ("mysql://db/x", "unknown database 'mysql'"),
         ],
     )
     def test_bad_store(self, cli: Cli, store: str, message: str) -> None:
@@ -264,9 +265,27 @@ class TestStoreUrls:
         url = scheme + postgres_dsn.partition("://")[2]
         assert isinstance(open_dead_letter_store(url), PostgresDeadLetterStore)
 
-    def test_sqlite_forms(self, tmp_path: Path) -> None:
-        """A path, sqlite:path and sqlite:///path all name the SQLite file."""
+    def test_sqlite_forms(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A path, sqlite:///relative and sqlite:////absolute name the SQLite file."""
         path = tmp_path / "x.sqlite3"
         path.touch()
-        for url in (str(path), f"sqlite:{path}", f"sqlite://{path}"):
-            assert isinstance(open_dead_letter_store(url), SQLiteDeadLetterStore)
+        monkeypatch.chdir(tmp_path)
+        for url in (str(path), "x.sqlite3", "sqlite:///x.sqlite3", f"sqlite:///{path}"):
+            store = open_dead_letter_store(url)
+            assert isinstance(store, SQLiteDeadLetterStore)
+            assert Path(store.database._path).resolve() == path  # the file it will open
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            ("sqlite:x.sqlite3", "scheme: not a URL; use sqlite:///relative.db"),
+            ("sqlite://", "in-memory database: nothing to inspect"),
+            ("sqlite://host/x.sqlite3", "host: an SQLite URL has no host"),
+            ("mysql://h/db", "scheme: unknown database 'mysql'"),
+            ("postgresql://h:port/db", "port: 'port' is not a port number"),
+        ],
+    )
+    def test_bad_store_urls(self, url: str, message: str) -> None:
+        """Each mistake names the option and the part of the URL that is wrong."""
+        with pytest.raises(click.BadParameter, match=message):
+            open_dead_letter_store(url)

@@ -76,7 +76,7 @@ class TestBenchMistakes:
         monkeypatch.setitem(sys.modules, "matplotlib", None)
         status, out, err = cli(*TINY, "--chart", "x.png")
         assert status == 1
-        assert "--chart needs matplotlib: pip install 'messagebus[chart]'" in err
+        assert "--chart needs matplotlib: pip install 'anyio-messagebus[chart]'" in err
         assert out == ""
 
     def test_unknown_scenario(self, cli: Cli) -> None:

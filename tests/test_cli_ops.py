@@ -195,7 +195,7 @@ class TestPostgresErrors:
         status, _, err = cli("dead-letters", "list", "--store", "postgresql://h/db")
         assert status == 1
         assert err.startswith("error: ConfigurationError: a postgresql:// store needs the")
-        assert "pip install 'messagebus[postgres]'" in err
+        assert "pip install 'anyio-messagebus[postgres]'" in err
         assert len(err.strip().splitlines()) == 1
 
 

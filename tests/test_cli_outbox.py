@@ -89,7 +89,7 @@ class TestStatus:
                 await store.status()
 
         anyio.run(create)
-        status, out, _ = cli("outbox", "status", "--store", f"sqlite:{path}")
+        status, out, _ = cli("outbox", "status", "--store", f"sqlite:///{path}")
         assert (status, out.splitlines()[-1]) == (0, "oldest pending: none")
 
 
@@ -172,7 +172,7 @@ class TestMistakes:
         ("store", "message"),
         [
             ("/no/such/outbox.sqlite3", "no SQLite database at /no/such/outbox.sqlite3"),
-            ("mysql://db/x", "use postgresql://... or an SQLite path"),
+            ("mysql://db/x", "unknown database 'mysql'"),
         ],
     )
     def test_bad_store(self, cli: Cli, command: str, store: str, message: str) -> None:

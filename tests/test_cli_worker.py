@@ -136,13 +136,12 @@ class TestWorkerMistakes:
         [
             (
                 ["--app", "tests.worker_app:make_bus", "--transport", "kafka://x"],
-                "Invalid value for --transport: 'kafka://x': unknown transport 'kafka'",
+                "Invalid value for --transport: 'kafka://x': scheme: unknown transport 'kafka'",
             ),
             (
                 ["--app", "tests.no_env_app:bus", "--transport", "memory://"],
                 "--transport: tests.no_env_app:bus did not read MESSAGEBUS_TRANSPORT",
             ),
-            (["--app", "tests.no_env_app:in_process"], "has no transport, so no queue to consume"),
             (
                 ["--app", "tests.worker_app"],
                 "Invalid value for --app: 'tests.worker_app': expected",
@@ -169,3 +168,114 @@ class TestWorkerMistakes:
         assert status == 2
         assert message in " ".join(err.split())
         assert "Traceback" not in err
+
+
+class TestNoTransportChosen:
+    """No transport configured: the worker refuses in one line, unless memory was chosen."""
+
+    REFUSAL = (
+        "Error: no transport configured: MESSAGEBUS_TRANSPORT is unset, so "
+        "tests.worker_app:make_bus fell back to an in-memory queue no other process can "
+        "reach (its messages die with this worker); set MESSAGEBUS_TRANSPORT or "
+        "--transport (memory:// to run in memory on purpose)"
+    )
+
+    def test_refuses_the_fallback(self, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        """transport_from_env() without the variable: exit 1, one line, nothing served."""
+        monkeypatch.delenv("MESSAGEBUS_TRANSPORT")
+        status, out, err = cli(
+            "worker",
+            "--app",
+            "tests.worker_app:make_bus",
+            "--ready-hook",
+            "tests.worker_app:stop_at_once",
+        )
+        assert (status, out) == (1, "")
+        assert err.splitlines() == [self.REFUSAL]
+
+    def test_refuses_in_a_process(self) -> None:
+        """The same refusal from the installed command's code in a process of its own."""
+        env = {key: value for key, value in os.environ.items() if key != "MESSAGEBUS_TRANSPORT"}
+        completed = subprocess.run(
+            [*COMMAND, "--app", "tests.worker_app:make_bus"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**env, "PYTHONWARNINGS": "error"},
+            timeout=60,
+            check=False,
+        )
+        assert (completed.returncode, completed.stdout) == (1, "")
+        assert completed.stderr.splitlines() == [self.REFUSAL]
+
+    @pytest.mark.parametrize(
+        ("argv", "variable"),
+        [
+            (["--app", "tests.worker_app:make_bus", "--transport", "memory://"], None),
+            (["--app", "tests.worker_app:make_bus"], "memory://"),
+            (["--app", "tests.no_env_app:bus"], None),
+        ],
+        ids=["--transport memory://", "MESSAGEBUS_TRANSPORT=memory://", "a bus built on memory"],
+    )
+    def test_memory_chosen_explicitly_runs(
+        self, cli: Cli, monkeypatch: pytest.MonkeyPatch, argv: list[str], variable: str | None
+    ) -> None:
+        """--transport memory://, the variable set to it, or an app bus built on it."""
+        if variable is None:
+            monkeypatch.delenv("MESSAGEBUS_TRANSPORT")
+        else:
+            monkeypatch.setenv("MESSAGEBUS_TRANSPORT", variable)
+        status, out, err = cli("worker", *argv, "--ready-hook", "tests.worker_app:stop_at_once")
+        assert status == 0, err
+        assert out.splitlines()[-1] == "worker stopped: received 0, acked 0, returned 0"
+
+    def test_no_transport_at_all(self, cli: Cli) -> None:
+        """A bus without a transport has no queue to consume: one line, exit 1."""
+        status, _, err = cli("worker", "--app", "tests.no_env_app:in_process")
+        assert status == 1
+        assert err.splitlines() == [
+            "Error: tests.no_env_app:in_process has no transport, so no queue to consume: "
+            "give its MessageBus transport=transport_from_env() (or another transport)"
+        ]
+
+
+class TestWorkerEnvironment:
+    """MESSAGEBUS_APP and MESSAGEBUS_CONCURRENCY stand for --app and --concurrency."""
+
+    def test_app_and_concurrency_from_the_environment(
+        self, cli: Cli, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """No --app, no --concurrency: the variables give them."""
+        monkeypatch.setenv("MESSAGEBUS_APP", "tests.worker_app:make_bus")
+        monkeypatch.setenv("MESSAGEBUS_CONCURRENCY", "3")
+        status, out, err = cli("worker", "--ready-hook", "tests.worker_app:stop_at_once")
+        assert status == 0, err
+        assert out.splitlines()[0] == (
+            "worker ready: service cli-jobs, transport InMemoryTransport, concurrency 3"
+        )
+
+    def test_a_bad_concurrency_from_the_variable_is_refused(
+        self, cli: Cli, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Click's range check applies to the variable's value (click >= 8.2 names it too)."""
+        monkeypatch.setenv("MESSAGEBUS_CONCURRENCY", "0")
+        status, _, err = cli("worker", "--app", "tests.worker_app:make_bus")
+        assert status == 2
+        assert "Invalid value for '--concurrency'" in err
+        assert "0 is not in the range x>=1" in err
+
+    def test_the_options_win(self, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An option given on the command line overrides its variable."""
+        monkeypatch.setenv("MESSAGEBUS_APP", "tests.nowhere:bus")
+        monkeypatch.setenv("MESSAGEBUS_CONCURRENCY", "5")
+        status, out, err = cli(
+            "worker",
+            "--app",
+            "tests.worker_app:make_bus",
+            "--concurrency",
+            "2",
+            "--ready-hook",
+            "tests.worker_app:stop_at_once",
+        )
+        assert status == 0, err
+        assert "concurrency 2" in out.splitlines()[0]

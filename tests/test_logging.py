@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
 import pytest
 import structlog
-from structlog.testing import capture_logs
+from structlog.testing import LogCapture, capture_logs
 
 from messagebus import CommandRejected, Context, MessageBus, add_message_context
 from messagebus.middleware import LoggingMiddleware
@@ -236,6 +238,18 @@ class TestFilteredLevels:
         assert log.lines == ["message handled"]
 
 
+@contextmanager
+def capture_with_context() -> Iterator[list[MutableMapping[str, Any]]]:
+    """capture_logs with add_message_context first (its processors= needs structlog 25.5)."""
+    capture = LogCapture()
+    before = structlog.get_config()
+    structlog.configure(processors=[add_message_context, capture])
+    try:
+        yield capture.entries
+    finally:
+        structlog.configure(**before)
+
+
 class TestAddMessageContext:
     """The structlog processor adds the handled message's ids to any line."""
 
@@ -254,7 +268,7 @@ class TestAddMessageContext:
         async def notify(event: PostPublished) -> None:
             log.info("notifying", message_type="explicit wins")
 
-        with capture_logs(processors=[add_message_context]) as logs:
+        with capture_with_context() as logs:
             log.info("outside")
             await bus.send(ChargeCard(1), idempotency_key="k")
         outside, charging, notifying = logs
@@ -274,7 +288,7 @@ class TestAddMessageContext:
         log = structlog.get_logger("app")
         bus.subscriber(PostPublished, lambda event: log.info("a"), name="a")
         bus.subscriber(PostPublished, lambda event: log.info("b"), name="b")
-        with capture_logs(processors=[add_message_context]) as logs:
+        with capture_with_context() as logs:
             await bus.publish(PostPublished(1, "x"))
         assert [(line["event"], line["handler"]) for line in logs] == [("a", "a"), ("b", "b")]
         assert logs[0]["message_id"] == logs[1]["message_id"]

@@ -13,6 +13,7 @@ RUNNABLE = [
     "Unit of work and the transactional outbox",
     "One database for the outbox, the inbox and the event log",
     "Services, transports and the worker",
+    "Configuration",
 ]
 
 

@@ -498,5 +498,5 @@ class TestOptionalDependency:
         for name in [name for name in sys.modules if name.startswith("messagebus.otel")]:
             monkeypatch.delitem(sys.modules, name)
         monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
-        with pytest.raises(ImportError, match=r"pip install 'messagebus\[otel\]'"):
+        with pytest.raises(ImportError, match=r"pip install 'anyio-messagebus\[otel\]'"):
             importlib.import_module("messagebus.otel")

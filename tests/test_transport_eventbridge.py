@@ -460,7 +460,7 @@ class TestURL:
     @pytest.mark.parametrize(
         ("url", "reason"),
         [
-            ("eventbridge://eu-west-1?bus=a%20b", "bus must be"),
+            ("eventbridge://eu-west-1?bus=a%20b", "parameter bus: must be"),
             ("eventbridge://eu-west-1?colour=red", "unknown parameter"),
             ("eventbridge://eu-west-1?bus=a&bus=b", "twice"),
         ],

@@ -9,10 +9,11 @@ from typing import Any
 import attrs
 import pytest
 
-from messagebus import Command, ConfigurationError, MessageBus
+from messagebus import Command, ConfigurationError, InvalidURLError, MessageBus
 from messagebus.extension import Transport
 from messagebus.transports._url import (
     SQSSettings,
+    fell_back,
     parse_sqs_url,
     times_read,
     transport_from_env,
@@ -163,26 +164,44 @@ class TestSQSParsing:
         assert settings_of(f"{url}&allow_http=true").endpoint_url == "http://localstack:4566"
 
     @pytest.mark.parametrize(
-        ("url", "message"),
+        ("url", "part", "message"),
         [
-            ("sqs://", "no region: use sqs://REGION"),
-            ("sqs://eu-west-1?region=us-east-1", "two regions"),
-            ("sqs://eu-west-1?colour=blue&zone=a", "unknown parameter(s) colour, zone; known:"),
-            ("sqs://eu-west-1?prefix=a&prefix=b", "prefix given twice"),
-            ("sqs://eu-west-1?prefix", "the query is not name=value"),
-            ("sqs://eu-west-1/queues", "has no path"),
-            ("sqs://eu-west-1?max_attempts=many", "max_attempts must be an integer, not 'many'"),
-            ("sqs://eu-west-1?ack_window=-1", "ack_window must be a number >= 0"),
-            ("sqs://eu-west-1?allow_http=maybe", "allow_http must be true or false"),
-            ("sqs://eu-west-1?endpoint_url=ftp://h", "endpoint_url must be http(s)://HOST"),
-            ("sqs://eu-west-1?endpoint_url=http://[::1", "endpoint_url must be http(s)://HOST"),
+            ("sqs://", "host", "no region: use sqs://REGION"),
+            ("sqs://eu-west-1?region=us-east-1", "host", "two regions"),
+            (
+                "sqs://eu-west-1?colour=blue&zone=a",
+                "parameter colour, zone",
+                "unknown parameter(s) colour, zone; known:",
+            ),
+            ("sqs://eu-west-1?prefix=a&prefix=b", "parameter prefix", "given twice"),
+            ("sqs://eu-west-1?prefix", "query", "not name=value"),
+            ("sqs://eu-west-1/queues", "path", "sqs://[REGION][?name=value&...] has no path"),
+            (
+                "sqs://eu-west-1?max_attempts=many",
+                "parameter max_attempts",
+                "must be an integer, not 'many'",
+            ),
+            ("sqs://eu-west-1?ack_window=-1", "parameter ack_window", "must be a number >= 0"),
+            ("sqs://eu-west-1?allow_http=maybe", "parameter allow_http", "must be true or false"),
+            (
+                "sqs://eu-west-1?endpoint_url=ftp://h",
+                "parameter endpoint_url",
+                "must be http(s)://HOST",
+            ),
+            (
+                "sqs://eu-west-1?endpoint_url=http://[::1",
+                "parameter endpoint_url",
+                "must be http(s)://HOST",
+            ),
         ],
     )
-    def test_bad_sqs_urls(self, url: str, message: str) -> None:
-        """Each mistake is a ConfigurationError saying which."""
-        with pytest.raises(ConfigurationError) as raised:
+    def test_bad_sqs_urls(self, url: str, part: str, message: str) -> None:
+        """Each mistake is an InvalidURLError naming the part that is wrong, and why."""
+        with pytest.raises(InvalidURLError) as raised:
             transport_from_url(url, sqs=FakeSQS)
-        assert message in str(raised.value)
+        assert raised.value.part == part
+        assert message in raised.value.reason
+        assert f": {part}: {message}" in str(raised.value)
 
     def test_credentials_are_refused_and_not_echoed(self) -> None:
         """A key and secret in the URL are refused; the message does not repeat the secret."""
@@ -203,7 +222,7 @@ class TestSQSBuilding:
     def test_missing_extra(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without aiobotocore the error says what to install."""
         monkeypatch.setitem(sys.modules, "aiobotocore.session", None)
-        with pytest.raises(ConfigurationError, match=r"pip install 'messagebus\[sqs\]'"):
+        with pytest.raises(ConfigurationError, match=r"pip install 'anyio-messagebus\[sqs\]'"):
             transport_from_url("sqs://eu-west-1")
 
     def test_builds_the_sqs_transport(self) -> None:
@@ -232,19 +251,22 @@ class TestUnknownUrls:
     """Anything that is not a transport URL says what would be."""
 
     @pytest.mark.parametrize(
-        ("url", "message"),
+        ("url", "part", "message"),
         [
-            ("redis://localhost", "unknown transport 'redis'; use memory:// or sqs://"),
-            ("memory", "not a transport URL; use memory://"),
-            ("memory:jobs", "not a transport URL"),
-            ("", "not a transport URL"),
-            ("sqs://[::1", "not a transport URL: Invalid IPv6 URL"),
+            ("redis://localhost", "scheme", "unknown transport 'redis'; use memory://"),
+            ("memory", "scheme", "not a URL; use memory://"),
+            ("memory:jobs", "scheme", "not a URL"),
+            ("", "scheme", "not a URL"),
+            ("sqs://[::1", "host", "Invalid IPv6 URL"),
+            ("memory://jobs/x", "path", "take nothing else"),
+            ("memory://a b", "host", "a broker name is letters"),
         ],
     )
-    def test_unknown(self, url: str, message: str) -> None:
-        """A ConfigurationError naming the choices."""
-        with pytest.raises(ConfigurationError) as raised:
+    def test_unknown(self, url: str, part: str, message: str) -> None:
+        """An InvalidURLError naming the part and the choices."""
+        with pytest.raises(InvalidURLError) as raised:
             transport_from_url(url)
+        assert raised.value.part == part
         assert message in str(raised.value)
 
 
@@ -270,5 +292,23 @@ class TestFromEnv:
     def test_errors_name_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A bad URL in the variable says where it came from."""
         monkeypatch.setenv("MESSAGEBUS_TRANSPORT", "kafka://broker")
-        with pytest.raises(ConfigurationError, match=r"^MESSAGEBUS_TRANSPORT: 'kafka://broker'"):
+        with pytest.raises(
+            InvalidURLError, match=r"^MESSAGEBUS_TRANSPORT: 'kafka://broker': scheme: "
+        ) as raised:
             transport_from_env()
+        assert (raised.value.variable, raised.value.part) == ("MESSAGEBUS_TRANSPORT", "scheme")
+
+    def test_a_missing_extra_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Not a URL mistake, still said with the variable it came from."""
+        monkeypatch.setitem(sys.modules, "aiobotocore.session", None)
+        monkeypatch.setenv("MESSAGEBUS_TRANSPORT", "sqs://eu-west-1")
+        with pytest.raises(ConfigurationError, match=r"^MESSAGEBUS_TRANSPORT: sqs:// needs"):
+            transport_from_env()
+
+    def test_only_a_default_transport_fell_back(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """fell_back: the default was used because nobody set the variable."""
+        monkeypatch.delenv("MESSAGEBUS_TRANSPORT", raising=False)
+        assert fell_back(transport_from_env())
+        monkeypatch.setenv("MESSAGEBUS_TRANSPORT", "memory://")
+        assert not fell_back(transport_from_env())
+        assert not fell_back(transport_from_url("memory://"))

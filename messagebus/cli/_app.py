@@ -16,12 +16,15 @@ from typing import Any
 import click
 
 from messagebus._bus import MessageBus
+from messagebus._config import APP_VARIABLE
 
 __all__ = ["APP", "load_bus", "load_object"]
 
 APP = click.option(
     "--app",
     required=True,
+    envvar=APP_VARIABLE,
+    show_envvar=True,
     metavar="MODULE:ATTRIBUTE",
     help="the application's bus (a MessageBus, or a function returning one); the module "
     "is imported from the current directory first",

@@ -6,7 +6,7 @@ which are no business of the installed package. So the command needs a checkout:
 finds the script beside the package (an editable install) or in the current directory,
 loads it, and runs its scenarios one by one in this process (the figures are those
 ``python benchmarks/dispatch.py`` gives). ``--chart`` draws the ratios to the floor with
-matplotlib (``pip install 'messagebus[chart]'``).
+matplotlib (``pip install 'anyio-messagebus[chart]'``).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def _pyplot() -> Any:
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError as error:
         raise click.ClickException(
-            f"--chart needs matplotlib: pip install 'messagebus[chart]' ({error})"
+            f"--chart needs matplotlib: pip install 'anyio-messagebus[chart]' ({error})"
         ) from error
     return plt
 

@@ -23,9 +23,10 @@ T = TypeVar("T")
 STORE = click.option(
     "--store",
     "url",
-    envvar="MESSAGEBUS_DEAD_LETTERS",
+    envvar=["MESSAGEBUS_DEAD_LETTERS", "MESSAGEBUS_DATABASE"],
     required=True,
-    help="postgresql://... DSN or SQLite file path [env: MESSAGEBUS_DEAD_LETTERS]",
+    help="the database: postgresql://..., sqlite:///relative.db, sqlite:////absolute.db or "
+    "a file path [env: MESSAGEBUS_DEAD_LETTERS, else MESSAGEBUS_DATABASE]",
 )
 
 

@@ -8,7 +8,6 @@ and exits with status 1 (2 for bad usage), never a traceback.
 from __future__ import annotations
 
 import sys
-from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import anyio
 import click
 
 from messagebus._errors import MessageBusError
+from messagebus._version import __version__
 from messagebus.cli._bench import bench
 from messagebus.cli._dead_letters import dead_letters
 from messagebus.cli._lint import lint
@@ -32,18 +32,8 @@ __all__ = ["cli", "main"]
 def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    click.echo(f"messagebus {_version()}")
+    click.echo(f"messagebus {__version__}")
     ctx.exit()
-
-
-def _version() -> str:
-    """Return the installed version, whatever the distribution that holds the package is named."""
-    for distribution in packages_distributions().get("messagebus", ["messagebus"]):
-        try:
-            return version(distribution)
-        except PackageNotFoundError:
-            continue
-    return "unknown (not installed)"
 
 
 @click.group()

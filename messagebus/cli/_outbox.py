@@ -21,9 +21,10 @@ T = TypeVar("T")
 STORE = click.option(
     "--store",
     "url",
-    envvar="MESSAGEBUS_OUTBOX",
+    envvar=["MESSAGEBUS_OUTBOX", "MESSAGEBUS_DATABASE"],
     required=True,
-    help="postgresql://... DSN or SQLite file path [env: MESSAGEBUS_OUTBOX]",
+    help="the database: postgresql://..., sqlite:///relative.db, sqlite:////absolute.db or "
+    "a file path [env: MESSAGEBUS_OUTBOX, else MESSAGEBUS_DATABASE]",
 )
 JSON = click.option("--json", "as_json", is_flag=True, help="JSON instead of text")
 

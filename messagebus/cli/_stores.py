@@ -1,8 +1,11 @@
 """Store URLs for the command line: which database a subcommand works on, and how.
 
-``postgresql://...`` (or ``postgres://``) is a PostgreSQL DSN; ``sqlite:///abs/path``,
-``sqlite:relative/path`` or a plain file path is an SQLite file, which must exist (the
-command line inspects stores; it does not create them).
+Store URLs are the library's database URLs (:mod:`messagebus.config`, SQLAlchemy's
+meaning): ``postgresql://...`` (or ``postgres://``) is a PostgreSQL DSN;
+``sqlite:///relative/path`` (from the current directory), ``sqlite:////absolute/path``
+or a plain file path (no ``scheme://``) is an SQLite file, which must exist (the
+command line inspects stores; it does not create them). An in-memory SQLite URL is
+refused: there would be nothing to inspect.
 
 Contract:
 
@@ -27,8 +30,9 @@ from typing import Any
 
 import click
 
-from messagebus._errors import ConfigurationError
+from messagebus._errors import ConfigurationError, InvalidURLError
 from messagebus._sql._schema import VERSION_TABLE, SetUps, check_version
+from messagebus._urls import parse_database_url
 from messagebus.dead_letters import PostgresDeadLetterStore, SQLiteDeadLetterStore
 from messagebus.dead_letters._sql import SCHEMA_VERSION as DEAD_LETTERS_VERSION
 from messagebus.outbox import PostgresOutbox, SQLiteOutbox
@@ -39,7 +43,7 @@ __all__ = ["CONNECT_TIMEOUT", "open_dead_letter_store", "open_outbox_store"]
 CONNECT_TIMEOUT = 5
 """Seconds the first connection to a PostgreSQL DSN may take."""
 
-_INSTALL = "pip install 'messagebus[postgres]'"
+_INSTALL = "pip install 'anyio-messagebus[postgres]'"
 
 
 def _location(url: str) -> str | Path:
@@ -50,15 +54,19 @@ def _location(url: str) -> str | Path:
         ConfigurationError: a DSN, without the ``postgres`` extra installed.
         click.ClickException: the DSN's server cannot be reached or refuses it.
     """
-    if url.startswith(("postgresql://", "postgres://")):
-        _reach(url)
-        return url
-    if url.startswith("sqlite:"):
-        url = url.removeprefix("sqlite:").removeprefix("//")
-    elif "://" in url:
-        raise click.BadParameter(
-            f"{url!r}: use postgresql://... or an SQLite path", param_hint="--store"
-        )
+    if "://" in url or url.startswith("sqlite:"):
+        try:
+            parsed = parse_database_url(url)
+        except InvalidURLError as error:
+            raise click.BadParameter(str(error), param_hint="--store") from None
+        if parsed.dsn is not None:
+            _reach(parsed.dsn)
+            return parsed.dsn
+        if parsed.path is None:
+            raise click.BadParameter(
+                f"{url!r} is an in-memory database: nothing to inspect", param_hint="--store"
+            )
+        url = parsed.path
     path = Path(url)
     if not path.is_file():
         raise click.BadParameter(f"no SQLite database at {path}", param_hint="--store")

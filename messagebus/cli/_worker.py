@@ -7,6 +7,16 @@ that builds its bus with ``transport_from_env()`` reads ``MESSAGEBUS_TRANSPORT``
 ``--transport URL`` sets that variable before the module is imported. The command
 checks that the module did read it, rather than run on another transport than asked.
 
+The worker refuses to run on an in-memory transport nobody chose: one that
+``transport_from_env()`` fell back to because ``MESSAGEBUS_TRANSPORT`` was unset. In a
+deployed process that would consume a private queue no other process can reach, and
+lose its messages when it stops, without a trace. Memory chosen explicitly
+(``--transport memory://``, ``MESSAGEBUS_TRANSPORT=memory://``, or a bus constructed
+with an in-memory transport) runs.
+
+``--app`` and ``--concurrency`` default to ``MESSAGEBUS_APP`` and
+``MESSAGEBUS_CONCURRENCY``.
+
 ``--ready-hook module:function`` names a function called with the running bus once the
 worker receives (awaited if it returns an awaitable): the place for what must happen
 after start-up, such as telling a supervisor, or enqueueing a first job in
@@ -26,10 +36,12 @@ import anyio
 import click
 
 from messagebus._bus import MessageBus
+from messagebus._config import CONCURRENCY_VARIABLE
 from messagebus._errors import ConfigurationError
 from messagebus._worker import serve
 from messagebus.cli._app import APP, load_bus, load_object
-from messagebus.transports._url import DEFAULT_VARIABLE, times_read, transport_from_url
+from messagebus.transports._url import DEFAULT_VARIABLE, fell_back, times_read, transport_from_url
+from messagebus.transports.memory import InMemoryTransport
 
 __all__ = ["worker"]
 
@@ -50,6 +62,8 @@ __all__ = ["worker"]
     type=click.IntRange(min=1),
     default=16,
     show_default=True,
+    envvar=CONCURRENCY_VARIABLE,
+    show_envvar=True,
     help="messages handled at once, at most",
 )
 @click.option(
@@ -94,9 +108,16 @@ def worker(  # click passes options by name
             "its bus with transport=transport_from_env()), so the URL would be ignored"
         )
     if bus.transport is None:
-        raise click.UsageError(
+        raise click.ClickException(
             f"{app} has no transport, so no queue to consume: give its MessageBus "
             "transport=transport_from_env() (or another transport)"
+        )
+    if isinstance(bus.transport, InMemoryTransport) and fell_back(bus.transport):
+        raise click.ClickException(
+            f"no transport configured: {DEFAULT_VARIABLE} is unset, so {app} fell back to "
+            "an in-memory queue no other process can reach (its messages die with this "
+            f"worker); set {DEFAULT_VARIABLE} or --transport (memory:// to run in memory "
+            "on purpose)"
         )
     on_ready = None if hook is None else load_object(hook, "--ready-hook")
     if on_ready is not None and not callable(on_ready):

@@ -3,7 +3,7 @@
 Uses psycopg 3's *sync* API and a :class:`psycopg_pool.ConnectionPool`, called in worker
 threads through :func:`anyio.to_thread.run_sync` (:mod:`messagebus._sql._postgres`):
 psycopg's async API runs on asyncio only, and this store must run on trio too. Needs the
-``messagebus[postgres]`` extra; psycopg is imported when a store is made, so
+``anyio-messagebus[postgres]`` extra; psycopg is imported when a store is made, so
 ``import messagebus`` works without it.
 
 Table layout (created on first use, idempotently, in ``schema`` or else the first

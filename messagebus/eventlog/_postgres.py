@@ -1,7 +1,7 @@
 """The event log in PostgreSQL tables, shared by every store and process that uses them.
 
 Uses psycopg 3's *sync* API from worker threads (:mod:`messagebus._sql._postgres`), so
-it runs on asyncio and trio alike. Needs the ``messagebus[postgres]`` extra; psycopg is
+it runs on asyncio and trio alike. Needs the ``anyio-messagebus[postgres]`` extra; psycopg is
 imported when a log is made, so ``import messagebus`` works without it.
 
 Table layout (created on first use, idempotently, in ``schema`` or else the first

@@ -1,6 +1,6 @@
 """OpenTelemetry for messagebus: a span per handler run, trace context across transports.
 
-Needs the ``otel`` extra (``pip install 'messagebus[otel]'``, the OpenTelemetry API);
+Needs the ``otel`` extra (``pip install 'anyio-messagebus[otel]'``, the OpenTelemetry API);
 ``import messagebus`` never imports OpenTelemetry, only ``import messagebus.otel`` does.
 
 - :class:`TracingMiddleware`: a CONSUMER span ``"process <destination>"`` per handler
@@ -47,7 +47,7 @@ try:
     import opentelemetry.trace  # noqa: F401  # fail here, with the remedy, not deep inside
 except ImportError as exc:  # pragma: no cover - the message is tested with a stand-in
     raise ImportError(
-        "messagebus.otel needs OpenTelemetry: pip install 'messagebus[otel]'"
+        "messagebus.otel needs OpenTelemetry: pip install 'anyio-messagebus[otel]'"
     ) from exc
 
 from messagebus.otel._inject import TraceContextInjector, inject_trace_context

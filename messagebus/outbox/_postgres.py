@@ -2,7 +2,7 @@
 
 Uses psycopg 3's *sync* API and a :class:`psycopg_pool.ConnectionPool` in worker threads
 (:mod:`messagebus._sql._postgres`): psycopg's async API runs on asyncio only, and the
-outbox must run on trio too. Needs the ``messagebus[postgres]`` extra. A unit of work
+outbox must run on trio too. Needs the ``anyio-messagebus[postgres]`` extra. A unit of work
 holds one pooled connection in a transaction for its whole block (a pool made from a
 DSN has four connections by default: at most four units of work and store calls at
 once per pool, which the stores of one :class:`~messagebus.postgres.PostgresDatabase`

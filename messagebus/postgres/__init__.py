@@ -2,7 +2,7 @@
 
 Stores that must share transactions (the outbox, an idempotency store in inbox mode,
 the event log a unit of work appends to) share them because they are made from one
-:class:`PostgresDatabase`, on its one pool. Needs the ``messagebus[postgres]`` extra
+:class:`PostgresDatabase`, on its one pool. Needs the ``anyio-messagebus[postgres]`` extra
 (psycopg is imported when a database object is made, not at import).
 """
 

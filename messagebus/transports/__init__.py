@@ -11,7 +11,7 @@
 - :mod:`messagebus.transports.memory`: :class:`InMemoryTransport` on a
   :class:`MemoryBroker`, SQS semantics in one process, the default and the test double.
 - :mod:`messagebus.transports.sqs`: :class:`SQSTransport`, AWS SQS with SNS topics for
-  events (``pip install messagebus[sqs]``; asyncio only). Importing it imports
+  events (``pip install 'anyio-messagebus[sqs]'``; asyncio only). Importing it imports
   aiobotocore; this package does not.
 - :mod:`messagebus.transports.eventbridge`: :class:`EventBridgeTransport`, events
   through EventBridge rules into the queues of a queue transport, and

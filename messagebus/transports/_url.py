@@ -14,7 +14,7 @@ URLs:
   process: buses given the same URL in one process see the same queues. Nothing crosses
   processes.
 - ``sqs://[REGION][?name=value&...]``: an SQS transport (``pip install
-  'messagebus[sqs]'``; asyncio only), its constructor's arguments in the query:
+  'anyio-messagebus[sqs]'``; asyncio only), its constructor's arguments in the query:
 
   ``region``            the AWS region, if not the URL's host; else ``AWS_REGION``,
                         ``AWS_DEFAULT_REGION``, or the profile's region.
@@ -49,14 +49,18 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 import attrs
 
-from messagebus._errors import ConfigurationError, InvalidArgumentError
+from messagebus._errors import ConfigurationError, InvalidArgumentError, InvalidURLError
+from messagebus._urls import query as _query
+from messagebus._urls import shown as _shown
+from messagebus._urls import split
 from messagebus.transports._protocol import Transport
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 
@@ -70,8 +74,16 @@ _BROKERS: dict[str, MemoryBroker] = {}
 # How often each variable was read by transport_from_env: the command line checks that
 # an application read the URL it was given (see ``messagebus worker --transport``).
 _READS: Counter[str] = Counter()
+# Transports transport_from_env made from its default, the variable being unset: the
+# worker refuses an in-memory one (see fell_back).
+_FALLBACKS: weakref.WeakSet[Transport] = weakref.WeakSet()
 
-_INSTALL = "pip install 'messagebus[sqs]'"
+_INSTALL = "pip install 'anyio-messagebus[sqs]'"
+_TRANSPORTS = "memory://, memory://NAME, sqs://REGION?... or eventbridge://REGION?..."
+
+
+def _split(url: str) -> SplitResult:
+    return split(url, _TRANSPORTS)
 
 
 def _integer(text: str) -> int:
@@ -152,9 +164,8 @@ def transport_from_url(url: str, *, sqs: SQSFactory | None = None) -> Transport:
         return (_sqs_transport if sqs is None else sqs)(parse_sqs_url(url))
     if parts.scheme == "eventbridge":
         return _eventbridge(url, parts, sqs)
-    raise ConfigurationError(
-        f"{_shown(url, parts)}: unknown transport {parts.scheme!r}; use memory:// or sqs:// "
-        "(events on EventBridge: eventbridge://)"
+    raise InvalidURLError(
+        _shown(url, parts), "scheme", f"unknown transport {parts.scheme!r}; use {_TRANSPORTS}"
     )
 
 
@@ -169,14 +180,28 @@ def transport_from_env(
     _READS[variable] += 1
     url = os.environ.get(variable) or default
     try:
-        return transport_from_url(url, sqs=sqs)
+        transport = transport_from_url(url, sqs=sqs)
+    except InvalidURLError as error:
+        raise InvalidURLError(error.url, error.part, error.reason, variable=variable) from error
     except ConfigurationError as error:
         raise ConfigurationError(f"{variable}: {error}") from error
+    if not os.environ.get(variable):
+        _FALLBACKS.add(transport)
+    return transport
 
 
 def times_read(variable: str = DEFAULT_VARIABLE) -> int:
     """Return how often :func:`transport_from_env` has read ``variable`` in this process."""
     return _READS[variable]
+
+
+def fell_back(transport: Transport) -> bool:
+    """Return whether :func:`transport_from_env` made ``transport`` from its default.
+
+    True when the variable was unset or empty: nobody chose that transport for this
+    deployment (``messagebus worker`` refuses an in-memory one).
+    """
+    return transport in _FALLBACKS
 
 
 def parse_sqs_url(url: str) -> SQSSettings:
@@ -188,33 +213,36 @@ def parse_sqs_url(url: str) -> SQSSettings:
     parts = _split(url)
     shown = _shown(url, parts)
     if parts.scheme != "sqs":
-        raise ConfigurationError(f"{shown}: not an sqs:// URL")
+        raise InvalidURLError(shown, "scheme", "not an sqs:// URL")
     if "@" in parts.netloc:
-        raise ConfigurationError(
-            f"{shown}: credentials do not go in the URL; use the environment, a profile "
-            "(?profile=NAME) or an instance role"
+        raise InvalidURLError(
+            shown,
+            "host",
+            "credentials do not go in the URL; use the environment, a profile "
+            "(?profile=NAME) or an instance role",
         )
     if parts.path not in ("", "/") or parts.fragment:
-        raise ConfigurationError(f"{shown}: sqs://[REGION][?name=value&...] has no path")
+        raise InvalidURLError(shown, "path", "sqs://[REGION][?name=value&...] has no path")
     query = _query(shown, parts.query)
     unknown = sorted(set(query) - set(_SQS_PARAMETERS))
     if unknown:
-        raise ConfigurationError(
-            f"{shown}: unknown parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(_SQS_PARAMETERS)}"
+        raise InvalidURLError(
+            shown,
+            f"parameter {', '.join(unknown)}",
+            f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(_SQS_PARAMETERS)}",
         )
     region = query.get("region") or None
     if parts.netloc:
         if region is not None and region != parts.netloc:
-            raise ConfigurationError(
-                f"{shown}: two regions, {parts.netloc!r} and {region!r}; give one"
+            raise InvalidURLError(
+                shown, "host", f"two regions, {parts.netloc!r} and {region!r}; give one"
             )
         region = parts.netloc
     profile = query.get("profile") or None
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region is None and profile is None:
-        raise ConfigurationError(
-            f"{shown}: no region: use sqs://REGION, ?region=, AWS_REGION or a profile"
+        raise InvalidURLError(
+            shown, "host", "no region: use sqs://REGION, ?region=, AWS_REGION or a profile"
         )
     allow_http = _converted(shown, "allow_http", query.get("allow_http", "false"), _flag)
     endpoint = query.get("endpoint_url") or None
@@ -234,36 +262,15 @@ def parse_sqs_url(url: str) -> SQSSettings:
     )
 
 
-def _split(url: str) -> SplitResult:
-    try:
-        parts = urlsplit(url)
-    except ValueError as error:
-        raise ConfigurationError(f"not a transport URL: {error}") from None
-    if not parts.scheme or not url.lower().startswith(f"{parts.scheme}://"):
-        raise ConfigurationError(
-            f"{_shown(url, parts)}: not a transport URL; use memory://, memory://NAME or "
-            "sqs://REGION?..."
-        )
-    return parts
-
-
-def _shown(url: str, parts: SplitResult) -> str:
-    """Return ``url`` quoted for a message, with any credentials left out."""
-    if "@" not in parts.netloc:
-        return repr(url)
-    host = parts.netloc.rpartition("@")[2]
-    return repr(parts._replace(netloc=f"***@{host}", query="").geturl())
-
-
 def _memory(url: str, parts: SplitResult) -> InMemoryTransport:
     if parts.path or parts.query or parts.fragment:
-        raise ConfigurationError(f"{url!r}: memory:// and memory://NAME take nothing else")
+        raise InvalidURLError(repr(url), "path", "memory:// and memory://NAME take nothing else")
     name = parts.netloc
     if not name:
         return InMemoryTransport()
     if _BROKER_NAME.fullmatch(name) is None:
-        raise ConfigurationError(
-            f"{url!r}: a broker name is letters, digits, '.', '-' or '_'; not {name!r}"
+        raise InvalidURLError(
+            repr(url), "host", f"a broker name is letters, digits, '.', '-' or '_'; not {name!r}"
         )
     broker = _BROKERS.get(name)
     if broker is None:
@@ -271,25 +278,12 @@ def _memory(url: str, parts: SplitResult) -> InMemoryTransport:
     return InMemoryTransport(broker)
 
 
-def _query(shown: str, query: str) -> dict[str, str]:
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise ConfigurationError(f"{shown}: the query is not name=value&...") from None
-    found: dict[str, str] = {}
-    for name, value in pairs:
-        if name in found:
-            raise ConfigurationError(f"{shown}: {name} given twice")
-        found[name] = value
-    return found
-
-
 def _converted(shown: str, name: str, text: str, convert: Callable[[str], object]) -> object:
     try:
         return convert(text)
     except ValueError:
-        raise ConfigurationError(
-            f"{shown}: {name} must be {_KINDS[convert]}, not {text!r}"
+        raise InvalidURLError(
+            shown, f"parameter {name}", f"must be {_KINDS[convert]}, not {text!r}"
         ) from None
 
 
@@ -300,12 +294,14 @@ def _check_endpoint(shown: str, endpoint: str, *, allow_http: bool) -> None:
     except ValueError:
         host = None
     if host is None or parts.scheme not in ("http", "https"):
-        raise ConfigurationError(f"{shown}: endpoint_url must be http(s)://HOST[:PORT]")
+        raise InvalidURLError(shown, "parameter endpoint_url", "must be http(s)://HOST[:PORT]")
     if parts.scheme == "http" and not allow_http and not _is_loopback(host):
-        raise ConfigurationError(
-            f"{shown}: endpoint_url {endpoint!r} is plain http to a host that is not this "
-            "machine: messages would cross the network in clear; use https, or "
-            "allow_http=true if that is intended"
+        raise InvalidURLError(
+            shown,
+            "parameter endpoint_url",
+            f"{endpoint!r} is plain http to a host that is not this machine: messages "
+            "would cross the network in clear; use https, or allow_http=true if that is "
+            "intended",
         )
 
 
@@ -324,11 +320,13 @@ def _eventbridge(url: str, parts: SplitResult, sqs: SQSFactory | None) -> Transp
     query = _query(shown, parts.query)
     bus = query.pop("bus", "") or "default"
     if _BUS_NAME.fullmatch(bus) is None:
-        raise ConfigurationError(f"{shown}: bus must be 1-256 of A-Z a-z 0-9 . - _ /: {bus!r}")
+        raise InvalidURLError(
+            shown, "parameter bus", f"must be 1-256 of A-Z a-z 0-9 . - _ /: {bus!r}"
+        )
     try:
         settings = parse_sqs_url(parts._replace(scheme="sqs", query=urlencode(query)).geturl())
-    except ConfigurationError as error:
-        raise ConfigurationError(f"eventbridge://: {error}") from error
+    except InvalidURLError as error:
+        raise InvalidURLError(shown, error.part, error.reason) from error
     queues = (_sqs_transport if sqs is None else sqs)(settings)
     try:
         from aiobotocore.session import AioSession, get_session  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
@@ -351,7 +349,7 @@ def _eventbridge(url: str, parts: SplitResult, sqs: SQSFactory | None) -> Transp
 def _sqs_transport(settings: SQSSettings) -> Transport:
     """Make the SQS transport, importing it (and aiobotocore) only now."""
     try:
-        # The optional extra: neither is importable without ``messagebus[sqs]``.
+        # The optional extra: neither is importable without ``anyio-messagebus[sqs]``.
         from aiobotocore.session import AioSession  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
 
         from messagebus.transports.sqs import SQSTransport  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415

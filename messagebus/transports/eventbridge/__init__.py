@@ -4,7 +4,7 @@ Events are published to an EventBridge bus with PutEvents and routed by rules to
 subscribing service's queue; commands, and receiving, stay with a queue transport (SQS,
 or in memory for tests). This package imports no AWS library: give
 :class:`EventBridgeTransport` aiobotocore's ``events`` client (``pip install
-'messagebus[sqs]'``; asyncio only) or the in-memory :class:`MemoryEventBridge`.
+'anyio-messagebus[sqs]'``; asyncio only) or the in-memory :class:`MemoryEventBridge`.
 
 - :class:`EventBridgeTransport`: the transport (``_transport``); its deliveries are
   :class:`EventBridgeDelivery`, the client it needs :class:`EventsClient`;

@@ -1,6 +1,6 @@
 """The AWS transport: SQS queues, SNS topics fanning out to them (asyncio only).
 
-Needs the extra (``pip install 'messagebus[sqs]'``): importing this package imports
+Needs the extra (``pip install 'anyio-messagebus[sqs]'``): importing this package imports
 aiobotocore. :mod:`messagebus.transports` does not: it imports this package the first
 time :class:`SQSTransport` or :class:`SQSDelivery` is asked of it.
 
