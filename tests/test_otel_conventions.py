@@ -165,7 +165,7 @@ class TestProcessSpans:
         (span,) = named(exporter, "process blog.post.publish")
         assert span.instrumentation_scope is not None
         assert span.instrumentation_scope.name == "messagebus"
-        assert span.instrumentation_scope.version == metadata.version("messagebus")
+        assert span.instrumentation_scope.version == metadata.version("anyio-messagebus")
 
     async def test_a_configured_system_wins_over_the_transports(
         self, provider: TracerProvider, exporter: InMemorySpanExporter

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import metadata
-
 from opentelemetry import metrics
+
+from messagebus._version import __version__
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -20,10 +19,9 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 
 """The explicit bucket boundaries the messaging conventions advise for durations (s)."""
 
 
-@cache
 def package_version() -> str:
-    """Return the installed version of messagebus (its package metadata)."""
-    return metadata.version("messagebus")
+    """Return the installed version of messagebus (``messagebus.__version__``)."""
+    return __version__
 
 
 def _meter(meter_provider: metrics.MeterProvider | None) -> metrics.Meter:
