@@ -59,6 +59,7 @@ class TestPublicSurface:
             "messagebus",
             "messagebus.aws_lambda",
             "messagebus.cli",
+            "messagebus.contracts",
             "messagebus.dead_letters",
             "messagebus.demo",
             "messagebus.eventlog",
