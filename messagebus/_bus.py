@@ -345,6 +345,10 @@ class MessageBus(Dispatcher):
         """
         self._table.declare(message_types)
 
+    def handled_types(self) -> tuple[type[Message], ...]:
+        """Return the command types this service handles, then the event types it subscribes to."""
+        return (*self._table.commands, *self._table.events)
+
     def check_sendable(self, command: object) -> None:
         """Raise what :meth:`send` would raise before running ``command``'s handler.
 

@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 from messagebus._errors import ConfigurationError, DuplicateMessageTypeError
 from messagebus._messages import Message, message_kind
+from messagebus._wire_types import check_decodable
 
 __all__ = ["MessageRegistry", "Upcaster"]
 
@@ -40,11 +41,15 @@ class MessageRegistry:
         """Register ``message_type``; adding the same class again does nothing.
 
         Raises:
-            InvalidMessageTypeError: it is not a Command or Event subclass.
+            InvalidMessageTypeError: it is not a Command or Event subclass, or the codec
+                could never decode it (a field is a union of two attrs classes).
             DuplicateMessageTypeError: another class already has its name and version.
         """
         message_kind(message_type)
         key = (message_type.__message_name__, message_type.__message_version__)
+        if self._by_key.get(key) is message_type:
+            return
+        check_decodable(message_type)
         known = self._by_key.setdefault(key, message_type)
         if known is not message_type:
             raise DuplicateMessageTypeError(

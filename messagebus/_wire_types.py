@@ -22,19 +22,20 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_type_hints
 
 import attrs
 import msgspec
 import msgspec.inspect as mi
 
-from messagebus._errors import SerializationError
+from messagebus._errors import InvalidMessageTypeError, SerializationError
 
 __all__ = [
     "DECIMAL_PATTERN",
     "Check",
     "CustomType",
     "Refused",
+    "check_decodable",
     "check_untyped",
     "decode_check",
     "describe",
@@ -282,3 +283,45 @@ def describe(error: msgspec.ValidationError, root: str) -> str:
     what = what.replace("`", "")
     what = what[:1].lower() + what[1:]
     return f"{path}: {what}" if path else what
+
+
+_UNION_OF_CLASSES = "Type unions may not contain more than one"
+
+
+def _any_hook(python_type: type[Any], value: Any) -> Any:
+    return value  # never called: a decoder is only built, to learn whether it can be
+
+
+def _union_error(python_type: Any) -> TypeError | None:
+    """Return msgspec's refusal of a union in ``python_type``, or None (it can decode)."""
+    try:
+        msgspec.json.Decoder(python_type, dec_hook=_any_hook)
+    except TypeError as exc:
+        if str(exc).startswith(_UNION_OF_CLASSES):
+            return exc
+    except NameError:  # annotations that do not resolve yet: the codec reports them in use
+        pass
+    return None
+
+
+def check_decodable(message_type: type[Any]) -> None:
+    """Refuse a message type msgspec cannot decode at all, at registration, not per body.
+
+    msgspec tells the members of a union apart by their JSON type alone, so a union of
+    two attrs classes (``Card | Transfer``: both JSON objects) has no decoder.
+
+    Raises:
+        InvalidMessageTypeError: a field's type is such a union; the message names it.
+    """
+    error = _union_error(message_type)
+    if error is None:
+        return
+    # The type resolved for msgspec, so its hints resolve; the first failing field is it.
+    hints = get_type_hints(message_type)
+    field = next((f".{name}" for name, hint in hints.items() if _union_error(hint)), "")
+    raise InvalidMessageTypeError(
+        f"{message_type.__qualname__}{field} cannot be decoded: {error}. msgspec tells "
+        "union members apart by JSON type, and attrs classes are all objects: use one "
+        "class with an enum or Literal field saying which kind it is, or separate "
+        "message types"
+    ) from error

@@ -27,7 +27,8 @@ Middleware (see :mod:`messagebus.middleware` for the ones that ship):
 
 Transports (see :mod:`messagebus.transports` for the data they exchange, and
 :mod:`messagebus.testing` for the conformance checks every one must pass):
-:class:`Transport` and :class:`Delivery`.
+:class:`Transport` and :class:`Delivery`; :class:`NamedTransport`, optional, says what the
+broker calls a queue or topic (documents of a service show those names).
 
 Stores, each protocol's docstring stating its contract:
 :class:`IdempotencyStore` (and :class:`InboxStore` for inbox mode),
@@ -49,7 +50,7 @@ from messagebus.dead_letters._store import DeadLetterStore
 from messagebus.eventlog._store import CheckpointStore, EventLog
 from messagebus.idempotency._store import IdempotencyStore, InboxStore
 from messagebus.outbox._store import OutboxStore, OutboxTransaction
-from messagebus.transports._protocol import Delivery, Transport
+from messagebus.transports._protocol import Delivery, NamedTransport, Transport
 
 __all__ = [
     "CallNext",
@@ -62,6 +63,7 @@ __all__ = [
     "IdempotencyStore",
     "InboxStore",
     "Middleware",
+    "NamedTransport",
     "OnFailure",
     "OutboxStore",
     "OutboxTransaction",

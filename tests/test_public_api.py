@@ -60,6 +60,7 @@ class TestPublicSurface:
             "messagebus.aws_lambda",
             "messagebus.cli",
             "messagebus.config",
+            "messagebus.contracts",
             "messagebus.dead_letters",
             "messagebus.demo",
             "messagebus.eventlog",

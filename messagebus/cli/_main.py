@@ -20,7 +20,7 @@ from messagebus.cli._bench import bench
 from messagebus.cli._dead_letters import dead_letters
 from messagebus.cli._lint import lint
 from messagebus.cli._outbox import outbox
-from messagebus.cli._schema import schema
+from messagebus.cli._schema import asyncapi, schema
 from messagebus.cli._worker import worker
 from messagebus.demo import configure_logging
 from messagebus.demo import main as tell_the_story
@@ -71,6 +71,7 @@ def demo(database: Path | None, transport: str | None) -> None:
 cli.add_command(bench)
 cli.add_command(dead_letters)
 cli.add_command(schema)
+cli.add_command(asyncapi)
 cli.add_command(lint)
 cli.add_command(outbox)
 cli.add_command(worker)

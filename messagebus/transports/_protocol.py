@@ -35,6 +35,7 @@ import attrs
 __all__ = [
     "Capabilities",
     "Delivery",
+    "NamedTransport",
     "Outgoing",
     "QueueSpec",
     "TopicSpec",
@@ -250,3 +251,17 @@ class Transport(Protocol):
     async def __aenter__(self) -> Transport: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
+
+
+@runtime_checkable
+class NamedTransport(Protocol):
+    """A transport whose broker knows queues and topics by names of their own.
+
+    Optional beside :class:`Transport`: documents that describe a service (its AsyncAPI
+    document) show the broker's names where the transport says what they are, and the
+    logical names otherwise.
+    """
+
+    def address(self, name: str, *, fifo: bool) -> str:
+        """Return the broker's name of queue or topic ``name`` (SQS: prefix, ``.fifo``)."""
+        ...

@@ -119,6 +119,11 @@ class Router:
                 raise ArgumentTypeError(f"routes map Command types to queues, not {command_type!r}")
             self._routes[command_type] = owner
 
+    @property
+    def routes(self) -> Mapping[type[Message], str]:
+        """The queue (owning service) of each command type handled elsewhere."""
+        return dict(self._routes)
+
     def remote_queue(self, command_type: type[Message]) -> str | None:
         """Return the queue of a command type handled by another service, if routed."""
         return self._routes.get(command_type)

@@ -177,6 +177,10 @@ class SQSTransport:
             for topics whose MaximumMessageSize was left at SNS's default).
     """
 
+    def address(self, name: str, *, fifo: bool) -> str:
+        """Return the SQS or SNS name of queue or topic ``name``: ``<prefix><name>[.fifo]``."""
+        return self._names.physical(name, fifo=fifo)
+
     def __init__(
         self,
         *,
