@@ -327,8 +327,18 @@ class MessageBus(Dispatcher):
         """
         self._table.add_middleware(middleware)
 
+    @overload
     def replace_handler(
-        self, message_type: type[Message], fn: Callable[..., Any], *, name: str | None = None
+        self, message_type: CommandClass[C, R], fn: CommandHandler[C, R], *, name: None = None
+    ) -> Callable[[], None]: ...
+
+    @overload
+    def replace_handler(
+        self, message_type: type[E], fn: EventSubscriber[E], *, name: str
+    ) -> Callable[[], None]: ...
+
+    def replace_handler(
+        self, message_type: Any, fn: Callable[..., Any], *, name: str | None = None
     ) -> Callable[[], None]:
         """Run ``fn`` instead of a registered handler; return the function that restores it.
 
