@@ -24,12 +24,10 @@ is invariant), so a handler returning the wrong type is reported at its own argu
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, overload
+from typing import Any, Protocol, TypeAlias, TypeVar, overload
 
+from messagebus._context import Context
 from messagebus._messages import Command, Event
-
-if TYPE_CHECKING:
-    from messagebus._context import Context
 
 __all__ = [
     "CommandClass",
@@ -52,12 +50,14 @@ class CommandClass(Protocol[C, R]):
 
 
 CommandHandler: TypeAlias = (
-    "Callable[[C], Awaitable[R]] | Callable[[C, Context[C]], Awaitable[R]]"
-    " | Callable[[C], R] | Callable[[C, Context[C]], R]"
+    Callable[[C], Awaitable[R]]
+    | Callable[[C, Context[C]], Awaitable[R]]
+    | Callable[[C], R]
+    | Callable[[C, Context[C]], R]
 )
 """A handler of command type ``C`` whose result is ``R``: any of the four forms."""
 
-EventSubscriber: TypeAlias = "Callable[[E], object] | Callable[[E, Context[E]], object]"
+EventSubscriber: TypeAlias = Callable[[E], object] | Callable[[E, Context[E]], object]
 """A subscriber of event type ``E``, sync or async (its result is ignored)."""
 
 
