@@ -31,6 +31,13 @@ from messagebus._codec import WireCodec
 from messagebus._dispatch._dispatcher import Dispatcher
 from messagebus._envelope import Envelope
 from messagebus._errors import BusStateError, InvalidArgumentError
+from messagebus._handler_types import (
+    CommandClass,
+    CommandHandler,
+    EventSubscriber,
+    HandlerDecorator,
+    SubscriberDecorator,
+)
 from messagebus._log import get_logger
 from messagebus._messages import Command, Event, Message
 from messagebus._outlets import (
@@ -59,6 +66,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Fanout", "MessageBus"]
 
+C = TypeVar("C", bound=Command[Any])
+E = TypeVar("E", bound=Event)
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
 Fanout = Literal["sequential", "concurrent"]
@@ -209,34 +219,33 @@ class MessageBus(Dispatcher):
     @overload
     def handler(
         self,
-        command_type: type[Command[Any]],
-        fn: None = None,
+        command_type: CommandClass[C, R],
+        fn: CommandHandler[C, R],
         *,
         name: str | None = None,
         middleware: Iterable[AnyMiddleware] = (),
         idempotent: bool = False,
-    ) -> Callable[[F], F]: ...
+    ) -> CommandHandler[C, R]: ...
 
     @overload
     def handler(
         self,
-        command_type: type[Command[Any]],
-        fn: F,
+        command_type: CommandClass[C, R],
         *,
         name: str | None = None,
         middleware: Iterable[AnyMiddleware] = (),
         idempotent: bool = False,
-    ) -> F: ...
+    ) -> HandlerDecorator[C, R]: ...
 
     def handler(
         self,
-        command_type: type[Command[Any]],
-        fn: F | None = None,
+        command_type: CommandClass[C, R],
+        fn: CommandHandler[C, R] | None = None,
         *,
         name: str | None = None,
         middleware: Iterable[AnyMiddleware] = (),
         idempotent: bool = False,
-    ) -> F | Callable[[F], F]:
+    ) -> Any:
         """Register ``fn`` as the one handler of ``command_type``.
 
         Use as a decorator, ``@bus.handler(PublishPost)``, or call it,
@@ -252,10 +261,12 @@ class MessageBus(Dispatcher):
                 ``(message, ctx)``.
         """
         self._table.require_kind(command_type, Command, "handler", "subscriber")
+        # A command class: CommandClass is how type checkers see one (it exists for them).
+        message_type = cast("type[Command[Any]]", command_type)
 
         def register(fn: F) -> F:
             self._table.add_handler(
-                command_type, fn, name=name, middleware=middleware, idempotent=idempotent
+                message_type, fn, name=name, middleware=middleware, idempotent=idempotent
             )
             return fn
 
@@ -264,31 +275,30 @@ class MessageBus(Dispatcher):
     @overload
     def subscriber(
         self,
-        event_type: type[Event],
-        fn: None = None,
+        event_type: type[E],
         *,
         name: str | None = None,
         middleware: Iterable[AnyMiddleware] = (),
-    ) -> Callable[[F], F]: ...
+    ) -> SubscriberDecorator[E]: ...
 
     @overload
     def subscriber(
         self,
-        event_type: type[Event],
-        fn: F,
+        event_type: type[E],
+        fn: EventSubscriber[E],
         *,
         name: str | None = None,
         middleware: Iterable[AnyMiddleware] = (),
-    ) -> F: ...
+    ) -> EventSubscriber[E]: ...
 
     def subscriber(
         self,
-        event_type: type[Event],
-        fn: F | None = None,
+        event_type: type[E],
+        fn: EventSubscriber[E] | None = None,
         *,
         name: str | None = None,
         middleware: Iterable[AnyMiddleware] = (),
-    ) -> F | Callable[[F], F]:
+    ) -> Any:
         """Subscribe ``fn`` to ``event_type``; an event type may have any number.
 
         Use as a decorator, ``@bus.subscriber(PostPublished)``, or call it,
@@ -317,8 +327,18 @@ class MessageBus(Dispatcher):
         """
         self._table.add_middleware(middleware)
 
+    @overload
     def replace_handler(
-        self, message_type: type[Message], fn: Callable[..., Any], *, name: str | None = None
+        self, message_type: CommandClass[C, R], fn: CommandHandler[C, R], *, name: None = None
+    ) -> Callable[[], None]: ...
+
+    @overload
+    def replace_handler(
+        self, message_type: type[E], fn: EventSubscriber[E], *, name: str
+    ) -> Callable[[], None]: ...
+
+    def replace_handler(
+        self, message_type: Any, fn: Callable[..., Any], *, name: str | None = None
     ) -> Callable[[], None]:
         """Run ``fn`` instead of a registered handler; return the function that restores it.
 

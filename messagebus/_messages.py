@@ -20,7 +20,11 @@ process or is stored. ``version`` defaults to 1.
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Self
 
 from messagebus._errors import InvalidMessageTypeError
 
@@ -74,10 +78,19 @@ class Command(Message, Generic[R_co]):
     """An intention: a request that exactly one handler accepts or rejects.
 
     ``Command[R]`` declares the handler's result type, so that ``await bus.send(cmd)``
-    is typed ``R``. Name commands as imperatives: ``PublishPost``.
+    is typed ``R``, and ``@bus.handler(Cmd)`` accepts only a handler taking a ``Cmd``
+    and returning an ``R`` (see :mod:`messagebus._handler_types`). Name commands as
+    imperatives: ``PublishPost``.
     """
 
     __slots__ = ()
+
+    if TYPE_CHECKING:
+        # For type checkers only (nothing at run time): the class and its result type,
+        # exactly (Callable[[X], X] is invariant in X), read by the CommandClass
+        # protocol so that one argument of bus.handler() yields both.
+        @classmethod
+        def __command_types__(cls) -> Callable[[tuple[Self, R_co]], tuple[Self, R_co]]: ...
 
 
 class Event(Message):

@@ -256,4 +256,4 @@ class TestSubscription:
         """bus.subscriber() takes event types; commands go to bus.handler()."""
         bus = MessageBus()
         with pytest.raises(InvalidMessageTypeError, match=r"handler\(\)"):
-            bus.subscriber(ChargeCard, lambda command: None)  # type: ignore[arg-type]
+            bus.subscriber(ChargeCard, lambda command: None)  # type: ignore[type-var]

@@ -121,8 +121,12 @@ class TestPowers:
         async def cache(envelope: Envelope[Message], call_next: CallNext) -> Any:
             return Receipt(0)
 
+        async def charge(command: ChargeCard) -> Receipt:
+            calls.append(1)
+            return Receipt(1)
+
         bus = MessageBus()
-        bus.handler(ChargeCard, lambda command: calls.append(1), middleware=[cache])
+        bus.handler(ChargeCard, charge, middleware=[cache])
         assert await bus.send(ChargeCard(1)) == Receipt(0)
         assert calls == []
 

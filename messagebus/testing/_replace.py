@@ -9,23 +9,29 @@ subscriber of an event type with a given name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from messagebus._bus import MessageBus
+from messagebus._handler_types import CommandClass, CommandHandler, EventSubscriber
 from messagebus._messages import Command, Event
 
 __all__ = ["replace_handler", "replace_subscriber"]
 
+C = TypeVar("C", bound=Command[Any])
+E = TypeVar("E", bound=Event)
+R = TypeVar("R")
+
 
 @contextmanager
 def replace_handler(
-    bus: MessageBus, command_type: type[Command[Any]], fn: Callable[..., Any]
+    bus: MessageBus, command_type: CommandClass[C, R], fn: CommandHandler[C, R]
 ) -> Iterator[None]:
     """Run ``fn`` as the handler of ``command_type`` inside the block; restore it after.
 
-    ``fn`` takes ``(command)`` or ``(command, ctx)`` like any handler; it keeps the
+    ``fn`` takes ``(command)`` or ``(command, ctx)`` and returns the command's result
+    type, as ``bus.handler`` requires (a type checker checks it); it keeps the
     original's name (so idempotency keys, retry state and dead letters read the same)
     and its middleware.
 
@@ -42,7 +48,7 @@ def replace_handler(
 
 @contextmanager
 def replace_subscriber(
-    bus: MessageBus, event_type: type[Event], name: str, fn: Callable[..., Any]
+    bus: MessageBus, event_type: type[E], name: str, fn: EventSubscriber[E]
 ) -> Iterator[None]:
     """Run ``fn`` as the subscriber ``name`` of ``event_type`` inside the block; restore it.
 
