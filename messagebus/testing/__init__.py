@@ -38,6 +38,7 @@ records; the checks move the clock they pass by hand, never sleeping. With pytes
             pytest.skip(str(reason))
 """
 
+from messagebus.testing._bus_harness import BusHarness
 from messagebus.testing._clock import EPOCH, FakeClock
 from messagebus.testing._dead_letter_checks import (
     DEAD_LETTER_CHECKS,
@@ -137,6 +138,7 @@ __all__ = [
     "LOG_CODEC",
     "OUTBOX_CHECKS",
     "TRANSPORT_CHECKS",
+    "BusHarness",
     "BusRecorder",
     "DeadLetterCheck",
     "DeadLetterHarness",
