@@ -159,15 +159,22 @@ class TestFixtures:
 
             async def test_no_dead_letter(messagebus_harness):
                 await messagebus_harness.assert_dead_lettered(Greeted)
+
+            async def test_another_dead_letter(messagebus_harness):
+                await messagebus_harness.bus.publish(Greeted("nobody"))
+                await messagebus_harness.run_until_idle()
+                await messagebus_harness.assert_dead_lettered(Greeted, handler="other")
             """,
         )
         result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-k", "asyncio")
-        result.assert_outcomes(failed=2)
+        result.assert_outcomes(failed=3)
         result.stdout.fnmatch_lines(
             [
-                "*expected Greeted(who='bob') to be published*",
-                "*published Greeted(who='ada') by *greet*",
+                "*expected Greeted(who='bob') to be published; 1 message recorded:",
+                "*published Greeted(who='ada') by conftest.build_bus.greet (correlation *",
                 "*expected one dead letter of Greeted, found 0; dead letters: none*",
+                "*expected one dead letter of Greeted by other, found 0; dead letters:",
+                "*app.greeted by wave after 2 attempt(s): *RuntimeError: no one to wave at",
             ]
         )
 
