@@ -13,16 +13,17 @@ from messagebus import Context, MessageBus
 from messagebus.eventlog import SEQUENCE_HEADER, Resequencer
 from messagebus.extension import OutboxStore
 from messagebus.idempotency import InMemoryIdempotencyStore, InProgress
-from messagebus.middleware import RetryMiddleware
+from messagebus.middleware import OrderingMiddleware, RetryMiddleware
 from messagebus.outbox import OutboxRelay
 from messagebus.retry import FixedBackoff, RetryPolicy
-from messagebus.testing import EPOCH, FakeClock
+from messagebus.testing import EPOCH, FakeClock, run_until_idle
 from messagebus.testing._harness import outgoing, probe
 from messagebus.transports import QueueSpec, Topology
 from messagebus.transports._heartbeat import keep_visible
 from messagebus.transports.memory import InMemoryTransport
 from tests.eventlog_fixtures import event
 from tests.messages import PostId, PublishPost
+from tests.test_ordering import deliver, numbered, ordered
 
 pytestmark = pytest.mark.anyio
 
@@ -177,6 +178,24 @@ class TestResequencer:
         resequencer = Resequencer(max_wait=5, clock=clock)
         resequencer.push(event(2, "s", **{SEQUENCE_HEADER: "2"}))
         assert resequencer.next_deadline() == 105.0
+
+
+class TestOrdering:
+    """The ordering middleware's bound on a gap is measured on its clock."""
+
+    async def test_a_gap_times_out_after_max_wait_of_fake_time(self) -> None:
+        """Sequence 2 waits 30 fake seconds for 1, then is dead-lettered as a timeout."""
+        clock = FakeClock()
+        bus = MessageBus(service="blog", transport=InMemoryTransport(clock=clock))
+        seen: list[tuple[str, int]] = []
+        ordered(bus, OrderingMiddleware(max_wait=30, clock=clock), seen)
+        async with bus:
+            await bus.provision()
+            await deliver(bus, numbered("a", 2))
+            idle = await run_until_idle(bus, clock=clock)
+        (letter,) = await bus.dead_letters.list()
+        assert "(timeout)" in letter.error_message
+        assert (seen, idle.advanced) == ([], 30.0)
 
 
 class _Delivery:
