@@ -211,4 +211,5 @@ class TestFixtures:
                 assert not structlog.is_configured()
             """
         )
-        pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
+        # A fresh process: here, another test may have configured structlog already.
+        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
