@@ -36,12 +36,14 @@ Contract:
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
+from messagebus._clock import Clock, TimeSource, sleep_of
 from messagebus._errors import (
     DecodeError,
     DeliveryExpiredError,
@@ -89,6 +91,8 @@ class Worker:
         backoff: the waits after an unreachable transport, and before a message whose
             follow-ups could not be handed on is visible again.
         sleep: how to wait (``anyio.sleep``); tests pass a fake.
+        clock: a :class:`~messagebus.extension.Clock` (a test's fake clock) for the
+            visibility heartbeat and the waits; ``sleep``, if given, still waits.
     """
 
     def __init__(
@@ -101,8 +105,9 @@ class Worker:
         batch: int = 10,
         visibility_timeout: float | None = None,
         backoff: ExponentialBackoff | None = None,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         logger: Any = None,
+        clock: Clock | None = None,
     ) -> None:
         if concurrency < 1 or batch < 1:
             raise InvalidArgumentError("concurrency and batch must be at least 1")
@@ -113,7 +118,8 @@ class Worker:
         self.batch = batch
         self.visibility_timeout = visibility_timeout
         self.backoff = ExponentialBackoff(0.1, 2.0, 30.0) if backoff is None else backoff
-        self._sleep = sleep
+        self._sleep = sleep_of(clock, sleep)
+        self._clock: TimeSource = time.monotonic if clock is None else clock
         self._log = get_logger("messagebus.worker") if logger is None else logger
         self._in_flight = 0
         self._changed = anyio.Event()
@@ -271,7 +277,7 @@ class Worker:
 
     async def _beat(self, scope: anyio.CancelScope, delivery: Delivery, visibility: float) -> None:
         with scope:
-            await keep_visible(delivery, visibility, sleep=self._sleep)
+            await keep_visible(delivery, visibility, clock=self._clock, sleep=self._sleep)
 
     async def _return(self, delivery: Delivery, delay: float) -> None:
         try:

@@ -34,8 +34,13 @@ Stores, each protocol's docstring stating its contract:
 :class:`IdempotencyStore` (and :class:`InboxStore` for inbox mode),
 :class:`OutboxStore` with its :class:`OutboxTransaction`, :class:`DeadLetterStore`,
 :class:`EventLog` with its :class:`CheckpointStore`.
+
+Time: every timed part takes a ``clock=`` (:data:`TimeSource`): a bare reading, or a
+:class:`Clock` that also measures its waits (:class:`messagebus.testing.FakeClock` in
+tests).
 """
 
+from messagebus._clock import Clock, TimeSource
 from messagebus._dispatch._run import (
     discard_follow_ups,
     enter_attempt,
@@ -55,6 +60,7 @@ from messagebus.transports._protocol import Delivery, NamedTransport, Transport
 __all__ = [
     "CallNext",
     "CheckpointStore",
+    "Clock",
     "DeadLetterStore",
     "Delivery",
     "EventLog",
@@ -69,6 +75,7 @@ __all__ = [
     "OutboxTransaction",
     "Received",
     "Recover",
+    "TimeSource",
     "Transport",
     "discard_follow_ups",
     "enter_attempt",

@@ -6,14 +6,28 @@ rejected command, a flaky subscriber that succeeds on its third attempt, a faili
 that becomes a dead letter and is replayed once fixed.
 """
 
-from messagebus.demo._app import Blog, PostPublished, PublishPost, RegisterUser, build_bus
+from messagebus.demo._app import (
+    POSTS_TABLE,
+    Blog,
+    PostPublished,
+    ProcessPayment,
+    PublishPost,
+    Receipt,
+    RegisterUser,
+    UserRegistered,
+    build_bus,
+)
 from messagebus.demo._story import configure_logging, main
 
 __all__ = [
+    "POSTS_TABLE",
     "Blog",
     "PostPublished",
+    "ProcessPayment",
     "PublishPost",
+    "Receipt",
     "RegisterUser",
+    "UserRegistered",
     "build_bus",
     "configure_logging",
     "main",

@@ -10,10 +10,19 @@ SQS) or where the outbox lives: :func:`build_bus`'s caller decides.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
+
 import attrs
 
-from messagebus import Command, CommandRejected, Context, Event, MessageBus
-from messagebus.extension import DeadLetterStore, IdempotencyStore, OutboxStore, Transport
+from messagebus import Command, CommandRejected, Context, Envelope, Event, Message, MessageBus
+from messagebus.extension import (
+    Clock,
+    DeadLetterStore,
+    IdempotencyStore,
+    OutboxStore,
+    Transport,
+)
 from messagebus.idempotency import InMemoryIdempotencyStore
 from messagebus.middleware import (
     IdempotencyMiddleware,
@@ -112,21 +121,27 @@ def build_bus(
     transport: Transport | None = None,
     dead_letters: DeadLetterStore | None = None,
     idempotency: IdempotencyStore | None = None,
+    clock: Clock | None = None,
+    outgoing: Iterable[Callable[[Envelope[Message]], Envelope[Message]]] = (),
 ) -> MessageBus:
     """Return the blog service's bus, its handlers registered.
 
     Posts are written to the outbox's database (an SQLite file: table ``posts``) in the
     same transaction as the ``PostPublished`` they announce. Payments are deduplicated
     by idempotency key through ``idempotency`` (in memory if not given): only that
-    handler has the idempotency layer.
+    handler has the idempotency layer. ``clock`` (a test's fake clock) times the
+    retries and the default idempotency store; ``outgoing`` hooks go to the bus (a
+    test's :func:`~messagebus.testing.record_outgoing`).
     """
+    retry = RetryMiddleware(events=DEMO_RETRIES, clock=time.monotonic if clock is None else clock)
     bus = MessageBus(
         service="blog",
         transport=transport,
         outbox=outbox,
-        middleware=[LoggingMiddleware(), RetryMiddleware(events=DEMO_RETRIES)],
+        middleware=[LoggingMiddleware(), retry],
         dead_letters=dead_letters,
         source="/blog",
+        outgoing=outgoing,
     )
 
     @bus.handler(PublishPost, name="publish-post", middleware=[UnitOfWorkMiddleware(bus)])
@@ -172,7 +187,11 @@ def build_bus(
     @bus.handler(
         ProcessPayment,
         name="process-payment",
-        middleware=[IdempotencyMiddleware(idempotency or InMemoryIdempotencyStore())],
+        middleware=[
+            IdempotencyMiddleware(
+                idempotency or InMemoryIdempotencyStore(clock=time.time if clock is None else clock)
+            )
+        ],
     )
     async def process_payment(command: ProcessPayment) -> Receipt:
         blog.charges.append((command.user, command.amount_cents))

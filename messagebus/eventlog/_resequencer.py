@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import attrs
 
+from messagebus._clock import TimeSource, monotonic_time
 from messagebus._envelope import Envelope
 from messagebus._errors import DecodeError, InvalidArgumentError, SequenceGapError
 from messagebus._messages import Message
@@ -68,7 +69,8 @@ class Resequencer:
     Args:
         max_held: the most envelopes held at once, over all streams.
         max_wait: the most seconds an envelope is held.
-        clock: seconds, monotonic (``time.monotonic``); tests pass a fake.
+        clock: seconds, monotonic (``time.monotonic``) or a ``Clock``
+            (a fake one in tests).
         delivered: the last sequence already delivered per stream, to resume from.
     """
 
@@ -77,14 +79,14 @@ class Resequencer:
         *,
         max_held: int = 1000,
         max_wait: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: TimeSource = time.monotonic,
         delivered: Mapping[str, int] | None = None,
     ) -> None:
         if max_held < 0 or max_wait < 0:
             raise InvalidArgumentError("max_held and max_wait must not be negative")
         self._max_held = max_held
         self._max_wait = max_wait
-        self._clock = clock
+        self._clock = monotonic_time(clock)
         self._delivered = dict(delivered or {})
         self._held: dict[str, dict[int, _Held]] = {}
         self._count = 0

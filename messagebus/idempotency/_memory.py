@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
 
 import attrs
 
+from messagebus._clock import TimeSource, wall_time
 from messagebus._errors import InvalidArgumentError
 from messagebus.idempotency._store import Claimed, ClaimOutcome, live_outcome
 
@@ -31,12 +31,13 @@ class InMemoryIdempotencyStore:
     loop: no method awaits while it reads or changes a record, so each is atomic.
 
     Args:
-        clock: seconds since the Unix epoch (``time.time``); tests pass a fake.
+        clock: seconds since the Unix epoch (``time.time``) or a ``Clock``
+            (a fake one in tests).
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: TimeSource = time.time) -> None:
         self._records: dict[tuple[str, str], _Record] = {}
-        self._clock = clock
+        self._clock = wall_time(clock)
         # A token needs to differ from this store's other tokens only: a counter does,
         # for a twentieth of a UUIDv7's cost.
         self._tokens = itertools.count(1)

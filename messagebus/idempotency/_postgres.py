@@ -68,6 +68,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from messagebus._clock import TimeSource, wall_time
 from messagebus._errors import DuplicateInProgressError, IdempotencyError, InvalidArgumentError
 from messagebus._ids import new_message_id
 from messagebus._sql._postgres import PostgresPool, create_table, qualified
@@ -168,10 +169,10 @@ class PostgresIdempotencyStore(SQLStore[PostgresPool]):
         *,
         table: str = "messagebus_idempotency",
         schema: str | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: TimeSource | None = None,
     ) -> None:
         self._statements = _compose(check_table_name(table), schema, database_clock=clock is None)
-        self._clock = clock
+        self._clock = None if clock is None else wall_time(clock)
         database = (
             dsn_or_pool
             if isinstance(dsn_or_pool, PostgresPool)

@@ -58,6 +58,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from messagebus._clock import TimeSource, wall_time
 from messagebus._errors import InvalidArgumentError
 from messagebus._ids import new_message_id
 from messagebus._sql._schema import check_table_name
@@ -90,8 +91,8 @@ class SQLiteIdempotencyStore(SQLStore[SQLiteConnection]):
     Args:
         path: the database file; created if missing. Or the database object to be on.
         table: the table's name (letters, digits and underscores, at most 48).
-        clock: seconds since the Unix epoch (``time.time``); tests pass a fake. Called
-            from a worker thread.
+        clock: seconds since the Unix epoch (``time.time``) or a ``Clock``
+            (a fake one in tests). Called from a worker thread.
     """
 
     def __init__(
@@ -99,12 +100,12 @@ class SQLiteIdempotencyStore(SQLStore[SQLiteConnection]):
         path: str | os.PathLike[str] | SQLiteConnection,
         *,
         table: str = "messagebus_idempotency",
-        clock: Callable[[], float] = time.time,
+        clock: TimeSource = time.time,
     ) -> None:
         # First, as before: a bad path is reported first.
         database = path if isinstance(path, SQLiteConnection) else SQLiteConnection(os.fspath(path))
         self._table = check_table_name(table)
-        self._clock = clock
+        self._clock = wall_time(clock)
         quoted = f'"{self._table}"'
         self._select = (
             f"SELECT fingerprint, state, result, expires_at FROM {quoted} "

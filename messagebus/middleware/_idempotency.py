@@ -16,6 +16,7 @@ import msgspec
 from cattrs.preconf.json import make_converter
 
 from messagebus import InboxConfigurationError
+from messagebus._clock import TimeSource, monotonic_time, sleep_of
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, DuplicateInProgressError, IdempotencyKeyReused
 from messagebus._handlers import HandlerInfo
@@ -119,7 +120,8 @@ class IdempotencyMiddleware:
         ttl: seconds a completed result is kept for duplicates.
         wait: seconds a duplicate waits for an in-progress run before giving up.
         converter: cattrs converter for results and fingerprints.
-        sleep, clock: injectable waiting and monotonic time, for tests.
+        sleep, clock: injectable waiting and monotonic time, for tests; a
+            :class:`~messagebus.extension.Clock` as ``clock`` (a fake clock) gives both.
         inbox: write the records in the current unit of work's transaction (above).
     """
 
@@ -132,8 +134,8 @@ class IdempotencyMiddleware:
     ttl: float = attrs.field(default=24 * 3600.0, validator=attrs.validators.gt(0))
     wait: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
     converter: cattrs.Converter = attrs.field(factory=make_converter)
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
-    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] | None = None
+    clock: TimeSource = time.monotonic
     logger: Any = None
     inbox: bool = attrs.field(default=False, kw_only=True)
 
@@ -276,16 +278,17 @@ class IdempotencyMiddleware:
 
     async def _wait_for_holder(self, scope: str, key: str, digest: str) -> Any:
         """Poll until the holder finishes, its lease ends, or ``wait`` runs out."""
-        give_up_at = self.clock() + self.wait
+        clock, sleep = monotonic_time(self.clock), sleep_of(self.clock, self.sleep)
+        give_up_at = clock() + self.wait
         pause = 0.01
         while True:
-            remaining = give_up_at - self.clock()
+            remaining = give_up_at - clock()
             if remaining <= 0:
                 raise DuplicateInProgressError(
                     f"key {key!r} of handler {scope} is being handled elsewhere; gave up "
                     f"waiting after {self.wait} s"
                 )
-            await self.sleep(min(pause, remaining))
+            await sleep(min(pause, remaining))
             pause = min(pause * 2, 1.0)
             outcome = await self.store.claim(scope, key, digest, self.lease)
             if not isinstance(outcome, InProgress):

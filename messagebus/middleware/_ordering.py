@@ -74,6 +74,7 @@ import anyio
 import attrs
 
 from messagebus import SequenceGapError
+from messagebus._clock import Clock
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, ConfigurationError, InvalidArgumentError
 from messagebus._handlers import HandlerInfo
@@ -119,6 +120,8 @@ class OrderingMiddleware:
         start: where a stream with no checkpoint starts: ``"beginning"`` (sequence 1)
             or ``"first-seen"`` (the first sequence that arrives).
         logger: a structlog logger; if None, the library's (see :mod:`messagebus._log`).
+        clock: what ``max_wait`` is measured by (anyio's clock if None), e.g. a test's
+            :class:`~messagebus.testing.FakeClock`.
     """
 
     checkpoints: CheckpointStore = attrs.field(factory=InMemoryCheckpointStore)
@@ -128,6 +131,7 @@ class OrderingMiddleware:
         default="beginning", validator=attrs.validators.in_(("beginning", "first-seen"))
     )
     logger: Any = None
+    clock: Clock | None = None
     _handlers: dict[str, dict[str, _Stream]] = attrs.field(
         factory=dict, init=False, repr=False, eq=False
     )
@@ -247,7 +251,9 @@ class _Ordered:
             raise SequenceGapError(envelope, stream, sequence, state.expected, "full")
         state.waiting += 1
         try:
-            with anyio.move_on_after(config.max_wait):
+            clock = config.clock
+            bound = anyio.move_on_after if clock is None else clock.move_on_after
+            with bound(config.max_wait):
                 while state.blocks(sequence):
                     await state.changed.wait()
         finally:

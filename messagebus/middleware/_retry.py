@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import attrs
 
+from messagebus._clock import TimeSource, monotonic_time, sleep_of
 from messagebus._dispatch._run import discard_follow_ups, enter_attempt
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, RetriesExhausted
@@ -61,8 +61,11 @@ class RetryMiddleware:
         commands: the policy for command handlers (None: no retries).
         by_message_type: policies for the handlers of particular message types.
         by_handler: policies for particular handlers, by handler name.
-        sleep: how to wait (``anyio.sleep``); tests pass a fake.
-        clock: a monotonic clock in seconds, for deadlines (``time.monotonic``).
+        sleep: how to wait; None: the clock's ``sleep`` if ``clock`` is a
+            :class:`~messagebus.extension.Clock`, else ``anyio.sleep``.
+        clock: a monotonic clock in seconds, for deadlines (``time.monotonic``), or a
+            :class:`~messagebus.extension.Clock` (a test's fake clock: waits and
+            deadlines both follow it).
         uniform: the jitter's random draw (``random.uniform``).
         max_inline_delay: the longest wait spent in a worker's slot, in seconds.
     """
@@ -71,8 +74,8 @@ class RetryMiddleware:
     commands: RetryPolicy | None = None
     by_message_type: Mapping[type[Message], RetryPolicy | None] = attrs.field(factory=dict)
     by_handler: Mapping[str, RetryPolicy | None] = attrs.field(factory=dict)
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
-    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] | None = None
+    clock: TimeSource = time.monotonic
     uniform: Callable[[float, float], float] = random.uniform
     logger: Any = None
     max_inline_delay: float = 1.0
@@ -113,7 +116,8 @@ def _protected(handler: HandlerInfo) -> bool:
 
 
 def _retrying(config: RetryMiddleware, name: str, policy: RetryPolicy) -> Recover:
-    sleep, clock, uniform = config.sleep, config.clock, config.uniform
+    sleep, clock = sleep_of(config.clock, config.sleep), monotonic_time(config.clock)
+    uniform = config.uniform
     max_inline_delay = config.max_inline_delay
     source = get_logger("messagebus") if config.logger is None else config.logger
 

@@ -57,6 +57,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+from messagebus._clock import TimeSource, wall_time
 from messagebus._ids import new_message_id
 from messagebus._sql._postgres import PostgresPool, create_table, qualified
 from messagebus._sql._schema import check_table_name
@@ -185,8 +186,8 @@ class PostgresOutbox(SQLStore[PostgresPool]):
         dsn_or_pool: as above.
         table: the table's name (letters, digits and underscores, at most 48).
         schema: the schema holding the table; None for the search path's first.
-        clock: seconds since the Unix epoch (``time.time``); tests pass a fake. Called
-            from worker threads.
+        clock: seconds since the Unix epoch (``time.time``) or a ``Clock``
+            (a fake one in tests). Called from worker threads.
         notify: send a NOTIFY with each commit of rows, and listen in
             :meth:`watch_commits`; False: relays of other processes find rows by polling.
     """
@@ -197,7 +198,7 @@ class PostgresOutbox(SQLStore[PostgresPool]):
         *,
         table: str = "messagebus_outbox",
         schema: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: TimeSource = time.time,
         notify: bool = True,
     ) -> None:
         self._statements = _compose(check_table_name(table), schema)
@@ -206,7 +207,7 @@ class PostgresOutbox(SQLStore[PostgresPool]):
         # The payload of this object's own notifications: its watch skips them when the
         # commit listeners (the relay's notify) were told the ids already.
         self._token = f"store-{new_message_id()}"
-        self._clock = clock
+        self._clock = wall_time(clock)
         self._listeners = CommitListeners()
         self._lock_key = f"messagebus:outbox-claim:{schema or ''}.{table}"
         database = (

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import anyio
 import structlog
 
+from messagebus._clock import Clock
 from messagebus._errors import InvalidArgumentError
 from messagebus._ids import new_message_id
 from messagebus._log import get_logger
@@ -101,6 +102,9 @@ class OutboxRelay:
         cleanup_limit: rows one cleanup deletes at most.
         owner: the name the relay claims rows under (unique per relay; made up if None).
         logger: a structlog logger; if None, the library's (see :mod:`messagebus._log`).
+        clock: what the polling and cleanup intervals are measured by (anyio's clock by
+            default), e.g. a test's :class:`~messagebus.testing.FakeClock`; the
+            backoff of a failed row follows the store's own ``clock``.
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class OutboxRelay:
         cleanup_limit: int = 1000,
         owner: str | None = None,
         logger: structlog.typing.FilteringBoundLogger | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if batch_size < 1 or max_attempts < 1:
             raise InvalidArgumentError(
@@ -138,6 +143,7 @@ class OutboxRelay:
         self._notified: dict[str, None] = {}  # ordered set
         self._poll_due = False  # a commit elsewhere: flush everything now
         self._wake = anyio.Event()
+        self._clock = clock
 
     def notify(self, ids: Sequence[str]) -> None:
         """Ask :meth:`run` to flush these ids now. Never blocks; call it from the event loop."""
@@ -186,13 +192,16 @@ class OutboxRelay:
         self._wake.set()
 
     async def _loop(self) -> None:
-        next_poll = next_cleanup = anyio.current_time()
+        clock = self._clock
+        now_of = anyio.current_time if clock is None else clock.monotonic
+        move_on_after = anyio.move_on_after if clock is None else clock.move_on_after
+        next_poll = next_cleanup = now_of()
         while True:
             if self._notified:
                 ids = list(self._notified)
                 self._notified.clear()
                 await self._guarded("flush", self.flush(ids))
-            now = anyio.current_time()
+            now = now_of()
             if now >= next_poll or self._poll_due:
                 # Cleared before the flush: a wake-up during it asks for another one.
                 self._poll_due = False
@@ -202,7 +211,7 @@ class OutboxRelay:
                 next_cleanup = now + self._cleanup_interval
                 await self._guarded("cleanup", self.cleanup())
             if not self._notified and not self._poll_due:
-                with anyio.move_on_after(min(next_poll, next_cleanup) - anyio.current_time()):
+                with move_on_after(min(next_poll, next_cleanup) - now_of()):
                     await self._wake.wait()
             self._wake = anyio.Event()
 

@@ -51,10 +51,11 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from messagebus._clock import TimeSource, wall_time
 from messagebus._sql._schema import check_table_name
 from messagebus._sql._sqlite import SQLiteConnection, create_table
 from messagebus._sql._store import SQLStore
@@ -130,8 +131,8 @@ class SQLiteOutbox(SQLStore[SQLiteConnection]):
     Args:
         path: the database file; created if missing. Or the database object to be on.
         table: the table's name (letters, digits and underscores, at most 48).
-        clock: seconds since the Unix epoch (``time.time``); tests pass a fake. Called
-            from worker threads.
+        clock: seconds since the Unix epoch (``time.time``) or a ``Clock``
+            (a fake one in tests). Called from worker threads.
     """
 
     def __init__(
@@ -139,11 +140,11 @@ class SQLiteOutbox(SQLStore[SQLiteConnection]):
         path: str | os.PathLike[str] | SQLiteConnection,
         *,
         table: str = "messagebus_outbox",
-        clock: Callable[[], float] = time.time,
+        clock: TimeSource = time.time,
     ) -> None:
         database = path if isinstance(path, SQLiteConnection) else SQLiteConnection(os.fspath(path))
         self._table = check_table_name(table)
-        self._clock = clock
+        self._clock = wall_time(clock)
         self._listeners = CommitListeners()
         t = f'"{self._table}"'
         self._insert = (

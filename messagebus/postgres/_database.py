@@ -30,9 +30,9 @@ Contract:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from messagebus._clock import TimeSource
 from messagebus._codec import WireCodec
 from messagebus._sql._postgres import PostgresPool
 from messagebus.dead_letters._postgres import PostgresDeadLetterStore
@@ -73,7 +73,7 @@ class PostgresDatabase(PostgresPool):
         *,
         table: str = "messagebus_outbox",
         schema: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: TimeSource = time.time,
         notify: bool = True,
     ) -> PostgresOutbox:
         """Return an outbox on this database; options as :class:`~messagebus.outbox.PostgresOutbox`.
@@ -89,7 +89,7 @@ class PostgresDatabase(PostgresPool):
         *,
         table: str = "messagebus_idempotency",
         schema: str | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: TimeSource | None = None,
     ) -> PostgresIdempotencyStore:
         """Return an idempotency store on this database (inbox mode works with its outbox).
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
+from messagebus._clock import TimeSource
 from messagebus._codec import WireCodec
 from messagebus._sql._sqlite import SQLiteConnection
 from messagebus.dead_letters._sqlite import SQLiteDeadLetterStore
@@ -53,7 +53,7 @@ class SQLiteDatabase(SQLiteConnection):
         super().__init__(os.fspath(path))
 
     def outbox(
-        self, *, table: str = "messagebus_outbox", clock: Callable[[], float] = time.time
+        self, *, table: str = "messagebus_outbox", clock: TimeSource = time.time
     ) -> SQLiteOutbox:
         """Return an outbox on this database; options as :class:`~messagebus.outbox.SQLiteOutbox`.
 
@@ -62,7 +62,7 @@ class SQLiteDatabase(SQLiteConnection):
         return SQLiteOutbox(self, table=table, clock=clock)
 
     def idempotency(
-        self, *, table: str = "messagebus_idempotency", clock: Callable[[], float] = time.time
+        self, *, table: str = "messagebus_idempotency", clock: TimeSource = time.time
     ) -> SQLiteIdempotencyStore:
         """Return an idempotency store on this database (inbox mode works with its outbox).
 

@@ -38,6 +38,8 @@ records; the checks move the clock they pass by hand, never sleeping. With pytes
             pytest.skip(str(reason))
 """
 
+from messagebus.testing._bus_harness import BusHarness
+from messagebus.testing._clock import EPOCH, FakeClock
 from messagebus.testing._dead_letter_checks import (
     DEAD_LETTER_CHECKS,
     DeadLetterCheck,
@@ -130,16 +132,19 @@ from messagebus.testing._transport_checks import (
 __all__ = [
     "CODEC",
     "DEAD_LETTER_CHECKS",
+    "EPOCH",
     "EVENT_LOG_CHECKS",
     "IDEMPOTENCY_CHECKS",
     "LOG_CODEC",
     "OUTBOX_CHECKS",
     "TRANSPORT_CHECKS",
+    "BusHarness",
     "BusRecorder",
     "DeadLetterCheck",
     "DeadLetterHarness",
     "EventLogCheck",
     "EventLogHarness",
+    "FakeClock",
     "IdempotencyCheck",
     "IdempotencyHarness",
     "Idle",

@@ -27,8 +27,9 @@ from messagebus.idempotency._store import (
     InProgress,
     Mismatch,
 )
+from messagebus.testing._clock import FakeClock
 from messagebus.testing._harness import NotApplicable
-from messagebus.testing._store_support import T0, ManualClock, at_once, run_checks
+from messagebus.testing._store_support import T0, at_once, run_checks
 
 __all__ = [
     "IDEMPOTENCY_CHECKS",
@@ -115,7 +116,7 @@ def _expect(outcome: ClaimOutcome, want: ClaimOutcome, when: str) -> None:
 
 async def check_idempotency_first_claim(harness: IdempotencyHarness) -> None:
     """Check that a free key is Claimed; while it runs, a claim is InProgress till the lease end."""
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         await _claimed(store)
         _expect(await _claim(store), InProgress(T0 + LEASE), "while the holder runs")
@@ -127,13 +128,13 @@ async def check_idempotency_concurrent_claims(harness: IdempotencyHarness) -> No
     Every other claim sees the winner's lease (:class:`InProgress`). Checked for a new
     key, and for a key whose record a lapsed lease leaves behind (where it applies).
     """
-    clock = ManualClock()
+    clock = FakeClock()
     async with AsyncExitStack() as stack:
         stores = [await stack.enter_async_context(harness.open(clock)) for _ in range(2)]
         cases = ["a new key"]
         if harness.takes_clock:
             await _claimed(stores[0], key="lapsed")
-            clock.advance(LEASE)
+            await clock.advance(LEASE)
             cases.append("a lapsed lease")
         for case, key in zip(cases, ["new", "lapsed"], strict=False):
             outcomes = await at_once(
@@ -148,7 +149,7 @@ async def check_idempotency_concurrent_claims(harness: IdempotencyHarness) -> No
                 f"winners, want exactly 1"
             )
             others = {outcome for outcome in outcomes if outcome is not winners[0]}
-            want = InProgress(clock.now + LEASE)
+            want = InProgress(clock.time() + LEASE)
             assert others == {want}, f"the losers of {case} saw {others}, want only {want!r}"
 
 
@@ -157,7 +158,7 @@ async def check_idempotency_completed_returns_the_result(harness: IdempotencyHar
 
     Results are text: JSON, empty, any Unicode with control characters, tens of kilobytes.
     """
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         for n, result in enumerate(RESULTS):
             key = f"done-{n}"
@@ -178,7 +179,7 @@ def _short(value: object) -> str:
 
 async def check_idempotency_mismatch(harness: IdempotencyHarness) -> None:
     """Check that another fingerprint under a live key is a Mismatch naming the stored one."""
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         token = await _claimed(store)
         _expect(await _claim(store, fingerprint="fp-2"), Mismatch(FINGERPRINT), "in progress")
@@ -189,7 +190,7 @@ async def check_idempotency_mismatch(harness: IdempotencyHarness) -> None:
 
 async def check_idempotency_release(harness: IdempotencyHarness) -> None:
     """Check that release after a failure frees the key: the next claim wins, with a new token."""
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         first = await _claimed(store)
         await store.release(SCOPE, KEY, first)
@@ -207,10 +208,10 @@ async def check_idempotency_release(harness: IdempotencyHarness) -> None:
 async def check_idempotency_stale_token(harness: IdempotencyHarness) -> None:
     """Check that a holder whose lease lapsed and was taken over cannot complete or release."""
     _moves_time(harness)
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         stale = await _claimed(store)
-        clock.advance(LEASE)
+        await clock.advance(LEASE)
         fresh = await _claimed(store)
         await store.complete(SCOPE, KEY, stale, "stale", TTL)
         await store.release(SCOPE, KEY, stale)
@@ -224,12 +225,12 @@ async def check_idempotency_stale_token(harness: IdempotencyHarness) -> None:
 async def check_idempotency_lease_expiry(harness: IdempotencyHarness) -> None:
     """Check that a claim is in progress until its lease ends, and free from then on."""
     _moves_time(harness)
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         first = await _claimed(store)
-        clock.advance(LEASE - 0.5)
+        await clock.advance(LEASE - 0.5)
         _expect(await _claim(store), InProgress(T0 + LEASE), "half a second before the lease end")
-        clock.advance(0.5)
+        await clock.advance(0.5)
         second = await _claimed(store, fingerprint="fp-2")
         assert second != first, "the claim after the lease reused the lapsed token"
         _expect(
@@ -240,24 +241,26 @@ async def check_idempotency_lease_expiry(harness: IdempotencyHarness) -> None:
 async def check_idempotency_ttl_expiry(harness: IdempotencyHarness) -> None:
     """Check that a completed record answers duplicates for its TTL (from complete), then frees."""
     _moves_time(harness)
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         token = await _claimed(store)
-        clock.advance(10)
+        await clock.advance(10)
         await store.complete(SCOPE, KEY, token, "done", TTL)
-        clock.advance(TTL - 1)
+        await clock.advance(TTL - 1)
         _expect(await _claim(store), Completed("done"), "a second before the TTL ends")
-        clock.advance(1)
+        await clock.advance(1)
         await _claimed(store, fingerprint="fp-2")
         _expect(
-            await _claim(store, fingerprint="fp-2"), InProgress(clock.now + LEASE), "claimed again"
+            await _claim(store, fingerprint="fp-2"),
+            InProgress(clock.time() + LEASE),
+            "claimed again",
         )
 
 
 async def check_idempotency_cleanup(harness: IdempotencyHarness) -> None:
     """Check that cleanup deletes expired records only, ``limit`` at most a call, and counts."""
     _moves_time(harness)
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         for n in range(2):
             await _claimed(store, key=f"lapsed-{n}", lease=10)
@@ -269,7 +272,7 @@ async def check_idempotency_cleanup(harness: IdempotencyHarness) -> None:
         await store.complete(SCOPE, "kept", token, "kept", 100)
         deleted = await store.cleanup()
         assert deleted == 0, f"cleanup deleted {deleted} records before any expired"
-        clock.advance(10)
+        await clock.advance(10)
         deleted = await store.cleanup(limit=0)
         assert deleted == 0, f"cleanup(limit=0) deleted {deleted} records"
         counts = [await store.cleanup(limit=2) for _ in range(4)]
@@ -282,7 +285,7 @@ async def check_idempotency_cleanup(harness: IdempotencyHarness) -> None:
 
 async def check_idempotency_scopes(harness: IdempotencyHarness) -> None:
     """Check that one key in two scopes is two records, each claimed and settled on its own."""
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         first = await _claimed(store, scope="a")
         second = await _claimed(store, scope="b", fingerprint="fp-2")

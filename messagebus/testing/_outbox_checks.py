@@ -23,8 +23,9 @@ import attrs
 
 from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus
 from messagebus.outbox._store import OutboxStore, Settlement
+from messagebus.testing._clock import FakeClock
 from messagebus.testing._harness import NotApplicable
-from messagebus.testing._store_support import T0, ManualClock, at_once, run_checks
+from messagebus.testing._store_support import T0, at_once, run_checks
 from messagebus.transports._routing import Destination
 
 __all__ = [
@@ -134,7 +135,7 @@ async def check_outbox_commit(harness: OutboxHarness) -> None:
         _message(3, destination=Destination.local(), body=b""),
     ]
     heard: list[tuple[list[str], bool]] = []
-    async with harness.open(ManualClock()) as store:
+    async with harness.open(FakeClock()) as store:
         block_ended = False
         store.on_commit(lambda ids: heard.append((list(ids), block_ended)))
         async with store.transaction() as unit:
@@ -162,7 +163,7 @@ async def check_outbox_rollback(harness: OutboxHarness) -> None:
     the whole unit of work, the other rows of it included.
     """
     heard: list[list[str]] = []
-    async with harness.open(ManualClock()) as store:
+    async with harness.open(FakeClock()) as store:
         store.on_commit(lambda ids: heard.append(list(ids)))
         try:
             await _fail_in_unit(store, _message(1))
@@ -190,7 +191,7 @@ async def check_outbox_claim_order(harness: OutboxHarness) -> None:
 
     Leased rows are left out of other claims; ``ids`` restricts a claim to those rows.
     """
-    async with harness.open(ManualClock()) as store:
+    async with harness.open(FakeClock()) as store:
         await _commit(store, [_message(n) for n in (5, 1, 4)])
         await _commit(store, [_message(n) for n in (3, 2)])
         _expect(await _claim_ids(store, "a", limit=2), ["m-0005", "m-0001"], "a claim of 2")
@@ -208,13 +209,13 @@ async def check_outbox_lease_expiry(harness: OutboxHarness) -> None:
     rows and releases are ignored.
     """
     _moves_time(harness)
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         await _commit(store, [_message(n) for n in range(1, 5)])
         ids = await _claim_ids(store, "lost")
-        clock.advance(LEASE - 1)
+        await clock.advance(LEASE - 1)
         _expect(await _claim_ids(store, "other"), [], "a second before the lease ends")
-        clock.advance(2)
+        await clock.advance(2)
         _expect(await _claim_ids(store, "other"), ids, "after the lease ended")
         lost = Settlement(
             sent=["m-0001"],
@@ -233,7 +234,7 @@ async def check_outbox_lease_expiry(harness: OutboxHarness) -> None:
 
 async def check_outbox_release(harness: OutboxHarness) -> None:
     """Check that released rows are claimable again at once, with no attempt counted."""
-    async with harness.open(ManualClock()) as store:
+    async with harness.open(FakeClock()) as store:
         await _commit(store, [_message(1), _message(2)])
         await _claim_ids(store, "a")
         await store.settle("a", Settlement(sent=["m-0001"], released=["m-0002"]))
@@ -246,14 +247,14 @@ async def check_outbox_release(harness: OutboxHarness) -> None:
 async def check_outbox_retry_backoff(harness: OutboxHarness) -> None:
     """Check that a retry counts an attempt, keeps the error and waits out its delay."""
     _moves_time(harness)
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         await _commit(store, [_message(1)])
         await _claim_ids(store, "a")
         await store.settle("a", Settlement(retry=[("m-0001", 10.0, "timeout")]))
-        clock.advance(9)
+        await clock.advance(9)
         _expect(await _claim_ids(store, "b"), [], "a second before the retry's delay ends")
-        clock.advance(2)
+        await clock.advance(2)
         entries = await store.claim("b", lease=LEASE, limit=10)
         _expect(_ids(entries), ["m-0001"], "after the retry's delay")
         got = (entries[0].attempts, entries[0].last_error)
@@ -262,7 +263,7 @@ async def check_outbox_retry_backoff(harness: OutboxHarness) -> None:
 
 async def check_outbox_dead_and_requeue(harness: OutboxHarness) -> None:
     """Check that a dead row is parked with its error, listed, and requeued with attempts reset."""
-    async with harness.open(ManualClock()) as store:
+    async with harness.open(FakeClock()) as store:
         await _commit(store, [_message(1), _message(2)])
         await _claim_ids(store, "a")
         await store.settle("a", Settlement(dead=[("m-0001", "too large")], released=["m-0002"]))
@@ -288,7 +289,7 @@ async def check_outbox_group_order(harness: OutboxHarness) -> None:
     claim of given ids; rows of other groups and rows without a group go on; a dead row
     holds nothing back.
     """
-    async with harness.open(ManualClock()) as store:
+    async with harness.open(FakeClock()) as store:
         await _commit(store, [_message(1, group="g"), _message(2, group="g"), _message(3)])
         await _commit(store, [_message(4, group="g"), _message(5, group="h")])
         _expect(await _claim_ids(store, "a", limit=1), ["m-0001"], "the first claim")
@@ -305,7 +306,7 @@ async def check_outbox_group_order(harness: OutboxHarness) -> None:
 async def check_outbox_group_backoff(harness: OutboxHarness) -> None:
     """Check that a row backing off after a failure holds its group back until it is due."""
     _moves_time(harness)
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         await _commit(store, [_message(1, group="g"), _message(2, group="g"), _message(3)])
         await _claim_ids(store, "a")
@@ -313,7 +314,7 @@ async def check_outbox_group_backoff(harness: OutboxHarness) -> None:
             "a", Settlement(retry=[("m-0001", 10.0, "down")], released=["m-0002", "m-0003"])
         )
         _expect(await _claim_ids(store, "b"), ["m-0003"], "with g's first row backing off")
-        clock.advance(11)
+        await clock.advance(11)
         _expect(await _claim_ids(store, "b"), ["m-0001", "m-0002"], "once the retry is due")
 
 
@@ -334,7 +335,7 @@ async def check_outbox_concurrent_relays(harness: OutboxHarness) -> None:
     claims: list[str] = []
     delivered: set[str] = set()
     jumped: list[str] = []  # raised after the task group, which would wrap an exception
-    clock = ManualClock()
+    clock = FakeClock()
     async with AsyncExitStack() as stack:
         stores = [await stack.enter_async_context(harness.open(clock)) for _ in range(2)]
         for start in range(0, total, 10):
@@ -362,7 +363,7 @@ async def check_outbox_concurrent_relays(harness: OutboxHarness) -> None:
 async def check_outbox_status(harness: OutboxHarness) -> None:
     """Check that status counts each state, and the oldest pending row's age by the clock."""
     _moves_time(harness)
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         empty = await store.status()
         want = OutboxStatus(pending=0, in_flight=0, dead=0, sent=0, oldest_pending_age=None)
@@ -370,7 +371,7 @@ async def check_outbox_status(harness: OutboxHarness) -> None:
         await _commit(store, [_message(n, created_at=T0 - n) for n in range(1, 7)])
         await _claim_ids(store, "a", limit=3)
         await store.settle("a", Settlement(sent=["m-0001"], dead=[("m-0002", "bad")]))
-        clock.advance(10)
+        await clock.advance(10)
         got = await store.status()
         want = OutboxStatus(pending=3, in_flight=1, dead=1, sent=1, oldest_pending_age=16.0)
         assert got == want, f"status is {got}, want {want}"
@@ -379,15 +380,15 @@ async def check_outbox_status(harness: OutboxHarness) -> None:
 async def check_outbox_cleanup(harness: OutboxHarness) -> None:
     """Check that cleanup deletes rows sent longer ago than the retention, ``limit`` a call."""
     _moves_time(harness)
-    clock = ManualClock()
+    clock = FakeClock()
     async with harness.open(clock) as store:
         await _commit(store, [_message(n) for n in range(1, 8)])
         await _claim_ids(store, "a", limit=6)
         await store.settle("a", Settlement(sent=[f"m-{n:04d}" for n in range(1, 5)]))
         await store.settle("a", Settlement(dead=[("m-0005", "bad")]))
-        clock.advance(100)
+        await clock.advance(100)
         await store.settle("a", Settlement(sent=["m-0006"]))
-        clock.advance(50)
+        await clock.advance(50)
         deleted = await store.cleanup(200)
         assert deleted == 0, f"cleanup(200) deleted {deleted} rows, none sent 200 s ago"
         counts = [await store.cleanup(120, limit=3) for _ in range(3)]

@@ -1,4 +1,4 @@
-"""What the store checks share: a clock they move by hand, and running calls at once."""
+"""What the store checks share: where their clocks start, and running calls at once."""
 
 from __future__ import annotations
 
@@ -6,35 +6,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import anyio
-import attrs
 
+from messagebus.testing._clock import EPOCH
 from messagebus.testing._harness import NotApplicable
 
-__all__ = ["T0", "ManualClock", "at_once", "run_checks"]
+__all__ = ["T0", "at_once", "run_checks"]
 
 _T = TypeVar("_T")
 _H = TypeVar("_H")
 
-T0 = 1_714_564_800.0
+T0 = EPOCH
 """Where the checks' clocks start: 2024-05-01 12:00 UTC, whole seconds (exact in every store)."""
-
-
-@attrs.define
-class ManualClock:
-    """Seconds since the Unix epoch that move only when a check says so.
-
-    A store takes it as its ``clock=``: calling it returns the time. A store may call it
-    from a worker thread; the checks move it only while no call of theirs is running.
-    """
-
-    now: float = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move the time forward by ``seconds``."""
-        self.now += seconds
 
 
 async def at_once(calls: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:

@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from messagebus._clock import TimeSource, monotonic_time, sleep_of
 from messagebus._errors import DeliveryExpiredError, InvalidArgumentError, TransportError
 from messagebus._log import get_logger
 from messagebus.transports._protocol import Delivery
@@ -43,8 +44,8 @@ async def visibility_heartbeat(
     *,
     received_at: float | None = None,
     max_lifetime: float = MAX_LIFETIME,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+    clock: TimeSource = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> AsyncIterator[None]:
     """Extend ``delivery`` every ``visibility / 2`` s while the block runs; see the module.
 
@@ -54,11 +55,13 @@ async def visibility_heartbeat(
         received_at: ``clock()`` when the message was first received (default: now);
             the 12 h cap counts from it.
         max_lifetime: the cap in seconds.
-        clock: the time source (seconds; monotonic by default).
-        sleep: how to wait (tests pass a fake pair of clock and sleep).
+        clock: the time source (seconds; monotonic by default), or a
+            :class:`~messagebus.extension.Clock` (a fake clock) that also measures the waits.
+        sleep: how to wait; None: the clock's if it is a ``Clock``, else ``anyio.sleep``.
     """
     if visibility <= 0:
         raise InvalidArgumentError("visibility must be positive")
+    clock, sleep = monotonic_time(clock), sleep_of(clock, sleep)
     start = clock() if received_at is None else received_at
     failure: Exception | None = None
     async with anyio.create_task_group() as group:
@@ -81,8 +84,8 @@ async def keep_visible(
     *,
     received_at: float | None = None,
     max_lifetime: float = MAX_LIFETIME,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+    clock: TimeSource = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> None:
     """Extend ``delivery`` every ``visibility / 2`` s until cancelled or capped.
 
@@ -92,6 +95,7 @@ async def keep_visible(
     """
     if visibility <= 0:
         raise InvalidArgumentError("visibility must be positive")
+    clock, sleep = monotonic_time(clock), sleep_of(clock, sleep)
     start = clock() if received_at is None else received_at
     await _beat(delivery, visibility, start + max_lifetime, clock, sleep)
 

@@ -24,10 +24,13 @@ Stricter than SQS: settling or extending a delivery whose visibility has ended r
 :class:`~messagebus.DeliveryExpiredError` even when nobody has received it again.
 
 Time: visibility and delays follow ``clock`` (monotonic seconds, ``anyio.current_time``
-by default; tests pass a fake). Nothing runs in the background: a message's state is
-worked out from the clock whenever it is looked at, and a waiting receive sleeps until
-the next message is due or a send wakes it. The long-poll ``wait`` itself is measured by
-anyio, so with a fake clock use ``wait=0`` or wake receivers with sends.
+by default). Nothing runs in the background: a message's state is worked out from the
+clock whenever it is looked at, and a waiting receive sleeps until the next message is
+due or a send wakes it. A bare reading (``Callable[[], float]``) moves messages only, and
+the waits (the long poll's ``wait``, a receive sleeping until the next message is due)
+are measured by anyio; a :class:`~messagebus.extension.Clock` (a test's
+:class:`~messagebus.testing.FakeClock`) measures the waits too, so advancing it wakes a
+receiver when a delayed message becomes due.
 
 Task-safety: within one event loop every operation is atomic (none awaits while it
 changes a queue). A broker belongs to one event loop at a time.
@@ -37,11 +40,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 import anyio
 import anyio.lowlevel
 
+from messagebus._clock import Clock, TimeSource, monotonic_time
 from messagebus._errors import (
     ConfigurationError,
     DestinationNotFoundError,
@@ -80,11 +85,16 @@ class MemoryBroker:
     """The queues, topics and subscriptions that in-memory transports share.
 
     Args:
-        clock: monotonic seconds; ``anyio.current_time`` by default.
+        clock: monotonic seconds (``anyio.current_time`` by default), or a
+            :class:`~messagebus.extension.Clock` that also measures the waits.
+
+    Attributes:
+        clock: the broker's monotonic reading.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = anyio.current_time) -> None:
-        self.clock = clock
+    def __init__(self, *, clock: TimeSource = anyio.current_time) -> None:
+        self.clock = monotonic_time(clock)
+        self._timer = clock if isinstance(clock, Clock) else None
         self._queues: dict[str, QueueState] = {}
         self._topics: dict[str, TopicSpec] = {}
         self._subscribers: dict[str, list[str]] = {}
@@ -124,6 +134,12 @@ class MemoryBroker:
             subscribers = self._subscribers.setdefault(subscription.topic, [])
             if subscription.queue not in subscribers:
                 subscribers.append(subscription.queue)
+
+    def move_on_after(self, seconds: float) -> AbstractContextManager[anyio.CancelScope, bool]:
+        """Return a cancel scope cancelled after ``seconds`` by the broker's clock."""
+        if self._timer is None:
+            return anyio.move_on_after(seconds)
+        return self._timer.move_on_after(seconds)
 
     def queue(self, name: str) -> QueueState:
         """Return the queue named ``name``."""
@@ -222,7 +238,7 @@ class InMemoryTransport:
         self,
         broker: MemoryBroker | None = None,
         *,
-        clock: Callable[[], float] | None = None,
+        clock: TimeSource | None = None,
     ) -> None:
         if broker is not None and clock is not None:
             raise InvalidArgumentError("give a broker or a clock, not both: a broker has its clock")
@@ -313,7 +329,7 @@ class InMemoryTransport:
         visibility = (
             state.spec.visibility_timeout if visibility_timeout is None else (visibility_timeout)
         )
-        with anyio.move_on_after(wait):
+        with self.broker.move_on_after(wait):
             while True:
                 self._check_open()
                 taken = state.take(self.broker.clock(), max_messages, visibility)
@@ -337,7 +353,7 @@ class InMemoryTransport:
         try:
             due = state.next_due()
             timeout = math.inf if due is None else max(due - self.broker.clock(), 0.0)
-            with anyio.move_on_after(timeout):
+            with self.broker.move_on_after(timeout):
                 await event.wait()
         finally:
             state.waiters.discard(event)
