@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import attrs
@@ -21,6 +24,8 @@ from messagebus.outbox._sql import SCHEMA_VERSION
 from tests.outbox_support import T0, Database, FakeClock, Outbox, Sink, database, message
 
 pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -289,3 +294,32 @@ class TestRelayWakes:
                 assert time.time() >= due
                 tasks.cancel_scope.cancel()
         assert ids == ["m-0001"]
+
+
+class TestCrash:
+    """A producer killed (SIGKILL) between its commit and the due time loses nothing."""
+
+    async def test_killed_after_scheduling(self, db: Database, clock: FakeClock) -> None:
+        """The committed schedule is delivered by a new relay when due, and not before."""
+        due = T0 + 600
+        command = [sys.executable, "-m", "tests.schedule_crash", db.kind, db.location, str(due)]
+        async with await anyio.open_process(command, cwd=ROOT) as process:
+            assert process.stdout is not None
+            seen = ""
+            with anyio.fail_after(60):
+                while "\n" not in seen:
+                    seen += (await process.stdout.receive()).decode()
+            process.send_signal(signal.SIGKILL)
+            assert await process.wait() == -signal.SIGKILL
+        marker, schedule_id = seen.split()
+        assert marker == "committed"
+        assert db.titles() == ["scheduled"]
+        sink = Sink()
+        async with db.make(clock=clock) as store:
+            relay = OutboxRelay(store, sink)
+            clock.now = due - 0.001
+            assert await relay.flush() == 0
+            clock.now = due
+            assert await relay.flush() == 1
+        assert sink.ids == [schedule_id]
+        assert b"search.post.index" in sink.delivered[0].body
