@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
@@ -19,6 +20,7 @@ from messagebus.outbox import (
     OutboxRelay,
     SchedulingStore,
     Settlement,
+    SQLiteOutbox,
 )
 from messagebus.outbox._sql import SCHEMA_VERSION
 from tests.outbox_support import T0, Database, FakeClock, Outbox, Sink, database, message
@@ -323,3 +325,40 @@ class TestCrash:
             assert await relay.flush() == 1
         assert sink.ids == [schedule_id]
         assert b"search.post.index" in sink.delivered[0].body
+
+
+class TestStoreDown:
+    """A failing until_due does not stop the relay."""
+
+    async def test_a_failing_until_due_is_logged_and_delivery_goes_on(
+        self, sqlite_path: Path, clock: FakeClock
+    ) -> None:
+        """The store fails to tell the next due time: logged, and the relay carries on."""
+        asked = anyio.Event()
+        delivered = anyio.Event()
+        ids: list[str] = []
+
+        class Failing(SQLiteOutbox):
+            async def until_due(self) -> float | None:
+                asked.set()
+                raise OSError("down")
+
+        async def deliver(messages: Sequence[OutboxMessage]) -> list[DeliveryFailure]:
+            ids.extend(m.id for m in messages)
+            delivered.set()
+            return []
+
+        async with Failing(sqlite_path, clock=clock) as store:
+            relay = OutboxRelay(store, deliver, poll_interval=3600.0)
+            store.on_commit(relay.notify)
+            async with anyio.create_task_group() as tasks:
+                await tasks.start(relay.run)
+                await commit(store, [scheduled(1, T0 + 5)])
+                with anyio.fail_after(30):
+                    await asked.wait()
+                clock.advance(5)
+                relay.notify(["m-0001"])
+                with anyio.fail_after(30):
+                    await delivered.wait()
+                tasks.cancel_scope.cancel()
+        assert ids == ["m-0001"]
