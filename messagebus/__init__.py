@@ -63,11 +63,13 @@ from messagebus._errors import (
 )
 from messagebus._messages import Command, Event, Message, wire_name, wire_version
 from messagebus._registry import MessageRegistry, Upcaster
+from messagebus._schedule import DUE_HEADER, ScheduleId
 from messagebus._unit_of_work import UnitOfWork, current_unit_of_work
 from messagebus._version import __version__ as __version__
 from messagebus._worker import Worker, serve
 
 __all__ = [
+    "DUE_HEADER",
     "ArgumentTypeError",
     "BatchFailedError",
     "BusStateError",
@@ -104,6 +106,7 @@ __all__ = [
     "MessageTooLargeError",
     "NoHandlerError",
     "RetriesExhausted",
+    "ScheduleId",
     "SchemaVersionError",
     "SendError",
     "SequenceGapError",

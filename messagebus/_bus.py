@@ -21,12 +21,14 @@ from collections.abc import (
     Mapping,
 )
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import anyio
 import anyio.abc
 
+from messagebus import _scheduled as scheduled
 from messagebus._codec import WireCodec
 from messagebus._dispatch._dispatcher import Dispatcher
 from messagebus._envelope import Envelope
@@ -52,6 +54,7 @@ from messagebus._outlets import (
 )
 from messagebus._registration import AnyMiddleware, HandlerTable
 from messagebus._registry import MessageRegistry
+from messagebus._schedule import ScheduleId, Scheduling
 from messagebus._sql import require_same_database
 from messagebus._unit_of_work import UnitOfWork, open_unit_of_work
 from messagebus.dead_letters import InMemoryDeadLetterStore
@@ -196,13 +199,18 @@ class MessageBus(Dispatcher):
         outbox = self.outbox
         if outbox is not None:
             staging = OutboxOutlet(
-                outlet, departure, transport=self.running_transport, handle=self.handle_delivered
+                outlet,
+                departure,
+                transport=self.running_transport,
+                handle=self.handle_delivered,
+                outbox=outbox,
             )
             self.relay = OutboxRelay(outbox, staging.deliver)
             outbox.on_commit(self.relay.notify)
             self._add_service(self.relay.run)
             self._staging = outlet = staging
         log = self.event_log
+        self._table.scheduling = Scheduling.of(outbox, events=log is None)
         if log is not None:
             log.lend_codec(self.codec)
             if self._staging is None:
@@ -434,6 +442,53 @@ class MessageBus(Dispatcher):
             raise BusStateError("this bus has no outbox; pass outbox= to MessageBus")
         async with open_unit_of_work(self.outbox, self._table, self._staging) as unit:
             yield unit
+
+    # -- scheduled messages ------------------------------------------------------------
+
+    async def schedule(
+        self,
+        message: Message,
+        /,
+        *,
+        at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+        group_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ScheduleId:
+        """Put ``message`` in the outbox to be delivered when due; return its id.
+
+        Exactly one of ``at`` (an aware datetime; in the past: due now) and ``delay``
+        (a timedelta or seconds, on the outbox's clock). In a unit of work of this bus
+        the row joins its transaction; else it is committed now. The relay delivers it
+        when due (see :mod:`messagebus._schedule`); :meth:`cancel_scheduled` cancels it.
+
+        Raises:
+            ConfigurationError: no outbox (or an event on a bus with an event log).
+            InvalidArgumentError, ArgumentTypeError: bad ``at`` / ``delay``.
+        """
+        return await scheduled.schedule(
+            self._table.scheduling,
+            self.unit_of_work,
+            message,
+            at=at,
+            delay=delay,
+            idempotency_key=idempotency_key,
+            group_key=group_key,
+            headers=headers,
+        )
+
+    async def cancel_scheduled(self, schedule_id: str) -> bool:
+        """Cancel a scheduled message not delivered yet; return whether it was cancelled.
+
+        False when it was delivered already, is being delivered right now, is unknown,
+        or was not scheduled. In a unit of work of this bus, the cancel commits or rolls
+        back with it.
+
+        Raises:
+            ConfigurationError: the bus has no outbox.
+        """
+        return await scheduled.cancel_scheduled(self._table.scheduling, schedule_id)
 
     # -- lifecycle ----------------------------------------------------------------------
 

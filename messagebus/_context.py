@@ -69,7 +69,7 @@ class Context(FollowUps, Generic[M_co]):
         idempotency_key: str | None,
         group_key: str | None,
         headers: Mapping[str, str] | None,
-    ) -> None:
+    ) -> Envelope[Message]:
         envelope: Envelope[Message] = Envelope(
             message,
             parent=self.envelope,
@@ -81,3 +81,4 @@ class Context(FollowUps, Generic[M_co]):
             self._held = [envelope]
         else:
             self._held.append(envelope)
+        return envelope

@@ -1,11 +1,17 @@
-"""``publish`` and ``send`` for messages held back until some work succeeds."""
+"""``publish``, ``send`` and ``schedule`` for messages held back until some work succeeds."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
-from messagebus._messages import Message
+from messagebus._messages import Command, Message
+from messagebus._schedule import ScheduleId, require
+
+if TYPE_CHECKING:
+    from messagebus._envelope import Envelope
+    from messagebus._schedule import Scheduling
 
 __all__ = ["Checks", "FollowUps"]
 
@@ -18,6 +24,10 @@ class Checks(Protocol):
 
     def check_publishable(self, event: object) -> None:
         """Raise :class:`~messagebus.MessageKindError` unless ``event`` is an Event."""
+
+    @property
+    def scheduling(self) -> Scheduling | None:
+        """How the bus schedules messages; None when it cannot (no outbox)."""
 
 
 class FollowUps:
@@ -73,11 +83,48 @@ class FollowUps:
         self._checks.check_sendable(command)
         self._hold(command, idempotency_key, group_key, headers)
 
+    def schedule(
+        self,
+        message: Message,
+        /,
+        *,
+        at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        idempotency_key: str | None = None,
+        group_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ScheduleId:
+        """Hold ``message`` back, to be written to the outbox with a due time; return its id.
+
+        Exactly one of ``at`` (an aware datetime; in the past: due now) and ``delay`` (a
+        timedelta or seconds from now, on the outbox's clock). A command is sent, an
+        event published, when due (see :mod:`messagebus._schedule`). Like a follow-up it
+        is written only if this run succeeds: in its unit of work's transaction if it
+        has one, else in a transaction of its own just after. Cancel it with
+        :meth:`MessageBus.cancel_scheduled <messagebus.MessageBus.cancel_scheduled>`.
+
+        Raises:
+            ConfigurationError: the bus has no outbox, or an event log and ``message``
+                is an event.
+            InvalidArgumentError: both or neither of ``at`` and ``delay``; a naive
+                ``at``; a negative ``delay``.
+            ArgumentTypeError: ``at`` or ``delay`` of the wrong type.
+            MessageKindError: ``message`` is not a Command or an Event.
+            NoHandlerError: a command with nowhere to go.
+        """
+        scheduling = require(self._checks.scheduling)
+        if isinstance(message, Command):
+            self._checks.check_sendable(message)
+        else:
+            self._checks.check_publishable(message)
+        due = scheduling.headers(message, at, delay, headers)
+        return ScheduleId(self._hold(message, idempotency_key, group_key, due).message_id)
+
     def _hold(
         self,
         message: Message,
         idempotency_key: str | None,
         group_key: str | None,
         headers: Mapping[str, str] | None,
-    ) -> None:
+    ) -> Envelope[Message]:
         raise NotImplementedError

@@ -10,7 +10,7 @@ changes, never per message; the dispatch module only runs what it finds here.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -35,6 +35,9 @@ from messagebus._middleware import (
 from messagebus._naming import lint_names
 from messagebus._registry import MessageRegistry
 from messagebus.transports._routing import Router
+
+if TYPE_CHECKING:
+    from messagebus._schedule import Scheduling
 
 __all__ = ["AnyMiddleware", "HandlerTable", "Route"]
 
@@ -128,6 +131,8 @@ class HandlerTable:
         self._naming_allow = frozenset(naming_allow)
         self.commands: dict[type[Message], Route] = {}
         self.events: dict[type[Message], tuple[Route, ...]] = {}
+        # How ctx.schedule / uow.schedule schedule (set by the bus; None: they cannot).
+        self.scheduling: Scheduling | None = None
 
     def add_handler(
         self,

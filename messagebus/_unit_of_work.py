@@ -51,14 +51,20 @@ class UnitOfWork(FollowUps):
 
     Attributes:
         transaction: the outbox store's transaction, for what this class does not wrap.
+        store: the outbox store the transaction is on.
     """
 
     def __init__(
-        self, checks: Checks, transaction: OutboxTransaction[Any], outlet: StagingOutlet
+        self,
+        checks: Checks,
+        transaction: OutboxTransaction[Any],
+        outlet: StagingOutlet,
+        store: OutboxStore | None = None,
     ) -> None:
         self._checks = checks
         self._outlet = outlet
         self.transaction = transaction
+        self.store = store
         self._held: list[Envelope[Message]] = []
         self._after_commit: list[Callable[[], None]] = []
 
@@ -95,16 +101,16 @@ class UnitOfWork(FollowUps):
         idempotency_key: str | None,
         group_key: str | None,
         headers: Mapping[str, str] | None,
-    ) -> None:
-        self._held.append(
-            Envelope(
-                message,
-                parent=current_envelope(),
-                idempotency_key=idempotency_key,
-                group_key=group_key,
-                headers=headers,
-            )
+    ) -> Envelope[Message]:
+        envelope: Envelope[Message] = Envelope(
+            message,
+            parent=current_envelope(),
+            idempotency_key=idempotency_key,
+            group_key=group_key,
+            headers=headers,
         )
+        self._held.append(envelope)
+        return envelope
 
 
 @asynccontextmanager
@@ -113,7 +119,7 @@ async def open_unit_of_work(
 ) -> AsyncIterator[UnitOfWork]:
     """Run a unit of work on ``store``: stage its messages through ``outlet``, then commit."""
     async with store.transaction() as transaction:
-        unit = UnitOfWork(checks, transaction, outlet)
+        unit = UnitOfWork(checks, transaction, outlet, store)
         token = _current.set(unit)
         try:
             yield unit

@@ -24,6 +24,7 @@ from messagebus.outbox import (
     SQLiteOutbox,
     deliver_each,
 )
+from messagebus.outbox._sql import SCHEMA_VERSION
 from messagebus.retry import ExponentialBackoff
 from messagebus.transports import Destination
 from tests.messages import PostPublished
@@ -559,7 +560,7 @@ class TestSchema:
     async def test_opening_again_and_concurrently_is_harmless(
         self, db: Database, clock: FakeClock
     ) -> None:
-        """Stores opened one after the other and eight at once share one table, version 1."""
+        """Stores opened one after the other and eight at once share one table, version 2."""
         async with db.make(clock=clock) as store:
             await commit(store, [message(1)])
         async with anyio.create_task_group() as tasks:
@@ -572,7 +573,7 @@ class TestSchema:
         rows = db.query(
             "SELECT version FROM messagebus_schema WHERE table_name = 'messagebus_outbox'"
         )
-        assert rows == [(1,)]
+        assert rows == [(SCHEMA_VERSION,)]
 
     async def test_a_newer_schema_version_is_refused(self, db: Database) -> None:
         """A table recorded with a later version raises SchemaVersionError, naming it."""

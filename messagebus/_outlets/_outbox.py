@@ -8,6 +8,10 @@ are sent in batches per destination, keeping commit order within each; ``local``
 (a bus without a transport) are decoded and handled here, as messages arriving from a
 queue are (each handler isolated, failures dead letters). A message that failed blocks
 the later messages of its group in the same batch, as the relay's contract asks.
+
+Scheduled envelopes (:mod:`messagebus._schedule`: the due-time header) become rows with
+a due time. Those a handler held back outside any unit of work reach :meth:`emit`; they
+are written in a transaction of their own there, never passed on.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from messagebus._errors import DecodeError, MessageTooLargeError, SendError, Tra
 from messagebus._messages import Message
 from messagebus._outlets._departure import Departure, send_batch
 from messagebus._outlets._protocol import Outlet
+from messagebus._schedule import DUE_HEADER, due_of
 from messagebus.outbox import DeliveryFailure, OutboxMessage
 from messagebus.transports._protocol import Outgoing, Transport
 from messagebus.transports._routing import Destination
 
 if TYPE_CHECKING:
     from messagebus._unit_of_work import UnitOfWork
+    from messagebus.extension import OutboxStore
 
 __all__ = ["OutboxOutlet"]
 
@@ -43,6 +49,7 @@ class OutboxOutlet:
             :class:`~messagebus.BusStateError` on a bus without one, which a row for a
             queue or topic then fails with).
         handle: runs this service's handlers on a decoded ``local`` row.
+        outbox: the store scheduled envelopes outside a unit of work are written to.
     """
 
     def __init__(
@@ -52,20 +59,33 @@ class OutboxOutlet:
         *,
         transport: Callable[[], Transport],
         handle: Callable[[Envelope[Message]], Awaitable[None]],
+        outbox: OutboxStore | None = None,
     ) -> None:
         self._inner = inner
         self._departure = departure
         self._transport = transport
         self._handle = handle
+        self._outbox = outbox
 
     async def emit(self, envelopes: Sequence[Envelope[Message]]) -> None:
-        """Outside a unit of work the outbox is not involved: pass ``envelopes`` on."""
+        """Pass ``envelopes`` on, except scheduled ones: those are written to the outbox."""
+        if self._outbox is not None and any(DUE_HEADER in e.headers for e in envelopes):
+            scheduled = [e for e in envelopes if DUE_HEADER in e.headers]
+            async with self._outbox.transaction() as transaction:
+                transaction.add(self._rows(scheduled))
+            envelopes = [e for e in envelopes if DUE_HEADER not in e.headers]
+            if not envelopes:
+                return
         await self._inner.emit(envelopes)
 
     async def stage(self, unit: UnitOfWork, envelopes: Sequence[Envelope[Message]]) -> None:
         """Write ``envelopes`` as outbox rows of ``unit``'s transaction."""
+        unit.transaction.add(self._rows(envelopes))
+
+    def _rows(self, envelopes: Sequence[Envelope[Message]]) -> list[OutboxMessage]:
         rows = []
         for envelope in envelopes:
+            due = due_of(envelope)
             destination, outgoing = self._departure.depart(envelope)
             rows.append(
                 OutboxMessage(
@@ -75,9 +95,10 @@ class OutboxOutlet:
                     group_key=outgoing.group_key,
                     deduplication_id=outgoing.deduplication_id,
                     created_at=envelope.timestamp.timestamp(),
+                    due_at=due,
                 )
             )
-        unit.transaction.add(rows)
+        return rows
 
     async def deliver(self, rows: Sequence[OutboxMessage]) -> list[DeliveryFailure]:
         """Deliver committed ``rows`` (in commit order); return the ones that failed."""

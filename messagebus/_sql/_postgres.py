@@ -36,7 +36,7 @@ version row, serialised across sessions, refusing a newer recorded version.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -110,7 +110,7 @@ class PostgresPool(SharedDatabase):
         return await anyio.to_thread.run_sync(self._call, call, limiter=self._limiter)
 
     async def fetch(
-        self, query: sql.Composed, params: Sequence[object]
+        self, query: sql.Composed, params: Sequence[object] | Mapping[str, object]
     ) -> Sequence[tuple[Any, ...]]:
         """Return every row of ``query``, as tuples whatever the connection's row factory."""
         from psycopg.rows import tuple_row  # noqa: PLC0415
@@ -210,14 +210,18 @@ def create_table(
     version: int,
     definition: str,
     indexes: Sequence[tuple[str, str]] = (),
+    migrations: Mapping[int, Sequence[str]] | None = None,
 ) -> None:
     """Create ``table`` and its indexes if missing, and record its ``version``.
 
     ``definition`` is a ``CREATE TABLE IF NOT EXISTS {t} (...)`` template, ``{t}`` being
     the qualified table; each index is a name suffix and its column list, made as
-    ``<table>_<suffix>``. Raises :class:`~messagebus.SchemaVersionError` if the table's
-    recorded version is newer than ``version``. Must run in a transaction (``set_up``
-    does): the advisory lock it takes is released at its end.
+    ``<table>_<suffix>``. A table recorded at an older version is brought to
+    ``version`` first: ``migrations[n]`` are the statement templates (``{t}`` as above)
+    taking version ``n`` to ``n + 1``, run in the set-up transaction. Raises
+    :class:`~messagebus.SchemaVersionError` if the table's recorded version is newer
+    than ``version``. Must run in a transaction (``set_up`` does): the advisory lock it
+    takes is released at its end.
     """
     from psycopg import sql  # noqa: PLC0415
     from psycopg.rows import tuple_row  # noqa: PLC0415
@@ -240,8 +244,17 @@ def create_table(
         row = cursor.execute(
             sql.SQL("SELECT version FROM {v} WHERE table_name = %s").format(v=versions), [table]
         ).fetchone()
-    check_version(table, None if row is None else row[0], version)
+    found = None if row is None else int(row[0])
+    check_version(table, found, version)
     connection.execute(sql.SQL(definition).format(t=target))
+    if found is not None and found < version:
+        for step in range(found, version):
+            for statement in (migrations or {}).get(step, ()):
+                connection.execute(sql.SQL(statement).format(t=target))
+        connection.execute(
+            sql.SQL("UPDATE {v} SET version = %s WHERE table_name = %s").format(v=versions),
+            [version, table],
+        )
     for suffix, columns in indexes:
         connection.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c})").format(

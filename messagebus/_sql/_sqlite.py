@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -148,14 +148,17 @@ def create_table(
     version: int,
     columns: str,
     indexes: Sequence[tuple[str, str]] = (),
+    migrations: Mapping[int, Sequence[str]] | None = None,
 ) -> None:
     """Create ``table`` and its indexes if missing, and record its ``version``.
 
     ``columns`` is the body of ``CREATE TABLE "<table>" (...)``; each index is a name
-    suffix and its column list, made as ``"<table>_<suffix>"``. Raises
+    suffix and its column list, made as ``"<table>_<suffix>"``. A table recorded at an
+    older version is brought to ``version`` first: ``migrations[n]`` are the statements
+    (``{t}`` is the quoted table) taking version ``n`` to ``n + 1``. Raises
     :class:`~messagebus.SchemaVersionError`, creating nothing, if the table's recorded
     version is newer than ``version``. Meant for ``set_up``, so it runs in the set-up
-    transaction.
+    transaction (a migration commits or rolls back whole).
     """
     connection.execute(
         f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
@@ -164,8 +167,16 @@ def create_table(
     row = connection.execute(
         f"SELECT version FROM {VERSION_TABLE} WHERE table_name = ?", (table,)
     ).fetchone()
-    check_version(table, None if row is None else row[0], version)
+    found = None if row is None else int(row[0])
+    check_version(table, found, version)
     connection.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({columns})')
+    if found is not None and found < version:
+        for step in range(found, version):
+            for statement in (migrations or {}).get(step, ()):
+                connection.execute(statement.format(t=f'"{table}"'))
+        connection.execute(
+            f"UPDATE {VERSION_TABLE} SET version = ? WHERE table_name = ?", (version, table)
+        )
     for suffix, indexed in indexes:
         connection.execute(
             f'CREATE INDEX IF NOT EXISTS "{table}_{suffix}" ON "{table}" ({indexed})'

@@ -18,6 +18,7 @@ from messagebus.outbox._sqlite import SQLiteOutbox, SQLiteTransaction
 from messagebus.outbox._store import (
     CommitListener,
     CommitWatcher,
+    SchedulingStore,
     Settlement,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "PostgresTransaction",
     "SQLiteOutbox",
     "SQLiteTransaction",
+    "SchedulingStore",
     "Settlement",
     "Status",
     "deliver_each",

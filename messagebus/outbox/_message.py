@@ -39,6 +39,11 @@ class OutboxMessage:
         deduplication_id: passed on to the transport (SQS FIFO deduplication); None
             lets the transport use ``id``.
         created_at: when the message was made, seconds since the Unix epoch.
+        due_at: a scheduled message's due time (seconds since the Unix epoch, on the
+            store's clock): not delivered before it, and delivered as soon as the relay
+            can after it (a time in the past is due now). None: deliver at once. A
+            scheduled row takes its place in its group's order when it is due: it does
+            not hold back later rows of its group meanwhile.
     """
 
     id: str
@@ -47,6 +52,7 @@ class OutboxMessage:
     group_key: str | None = None
     deduplication_id: str | None = None
     created_at: float = attrs.field(factory=time.time)
+    due_at: float | None = None
 
     @classmethod
     def from_envelope(
@@ -115,7 +121,9 @@ class OutboxStatus:
         dead: parked after too many failures (see ``requeue``).
         sent: delivered and kept until the retention period ends.
         oldest_pending_age: seconds since the oldest pending or in-flight message was
-            made (by the store's clock), None if there is none.
+            made, or for a scheduled one since it fell due (by the store's clock), None
+            if there is none; scheduled messages not due yet do not count.
+        scheduled: scheduled messages not due yet (not counted in ``pending``).
     """
 
     pending: int
@@ -123,6 +131,7 @@ class OutboxStatus:
     dead: int
     sent: int
     oldest_pending_age: float | None
+    scheduled: int = 0
 
 
 def failures_by_id(failures: Sequence[DeliveryFailure]) -> dict[str, DeliveryFailure]:

@@ -66,9 +66,11 @@ from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus,
 from messagebus.outbox._notify import CommitWatch, channel_name
 from messagebus.outbox._sql import (
     COLUMNS,
+    MIGRATIONS,
     SCHEMA_VERSION,
     CommitListeners,
     SQLTransaction,
+    check_own,
     entry,
     open_transaction,
     row,
@@ -93,6 +95,7 @@ _TABLE = """CREATE TABLE IF NOT EXISTS {t} (
     group_key text,
     deduplication_id text,
     created_at double precision NOT NULL,
+    due_at double precision,
     status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'dead')),
     attempts integer NOT NULL DEFAULT 0,
     available_at double precision NOT NULL DEFAULT 0,
@@ -105,10 +108,12 @@ _INDEXES = (
     ("pending_ix", "status, seq"),
     ("group_ix", "group_key, seq"),
     ("sent_ix", "status, sent_at"),
+    ("due_ix", "status, available_at"),
 )
 _ONLY_IDS = "AND c.id = ANY(%(ids)s)"
-_OTHER_IDS = "OR e.id <> ALL(%(ids)s)"
-# See the SQLite store: the same rule for a claimable row.
+_OTHER_IDS = "OR (e.available_at <= %(now)s AND e.id <> ALL(%(ids)s))"
+# See the SQLite store: the same rule for a claimable row (scheduled rows not due hold
+# nothing back).
 _CLAIM = """UPDATE {{t}} SET lease_owner = %(owner)s, lease_expires_at = %(now)s + %(lease)s
 WHERE seq IN (
     SELECT c.seq FROM {{t}} AS c
@@ -117,14 +122,18 @@ WHERE seq IN (
       AND (c.group_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM {{t}} AS e
           WHERE e.group_key = c.group_key AND e.seq < c.seq AND e.status = 'pending'
-            AND (e.available_at > %(now)s OR e.lease_expires_at > %(now)s {other})))
+            AND (e.lease_expires_at > %(now)s
+                 OR (e.available_at > %(now)s AND (e.due_at IS NULL OR e.attempts > 0))
+                 {other})))
     ORDER BY c.seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
 RETURNING seq, {columns}"""
+_LATER = "(status = 'pending' AND coalesce(due_at > %(now)s, false) AND attempts = 0)"
 _CLEAR = "lease_owner = NULL, lease_expires_at = NULL"
 _MINE = "id = %s AND status = 'pending' AND lease_owner = %s"
 _STATEMENTS = {
     "insert": "INSERT INTO {t} (id, destination_kind, destination_name, body, group_key, "
-    "deduplication_id, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+    "deduplication_id, created_at, due_at, available_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
     "claim": _CLAIM.format(only="", other="", columns=COLUMNS),
     "claim_ids": _CLAIM.format(only=_ONLY_IDS, other=_OTHER_IDS, columns=COLUMNS),
     "sent": f"UPDATE {{t}} SET status = 'sent', sent_at = %s, {_CLEAR} "
@@ -137,11 +146,18 @@ _STATEMENTS = {
     "list": f"SELECT {COLUMNS} FROM {{t}} WHERE status = %s ORDER BY seq LIMIT %s",
     "requeue": f"UPDATE {{t}} SET status = 'pending', attempts = 0, available_at = 0, {_CLEAR} "
     "WHERE id = %s AND status = 'dead'",
+    # Scheduled and not due (_LATER): counted apart, and no part of the oldest age.
     "status": "SELECT "
-    "count(*) FILTER (WHERE status = 'pending' AND coalesce(lease_expires_at <= %s, true)), "
-    "count(*) FILTER (WHERE status = 'pending' AND lease_expires_at > %s), "
+    "count(*) FILTER (WHERE status = 'pending' AND coalesce(lease_expires_at <= %(now)s, true) "
+    f"AND NOT {_LATER}), "
+    "count(*) FILTER (WHERE status = 'pending' AND lease_expires_at > %(now)s), "
     "count(*) FILTER (WHERE status = 'dead'), count(*) FILTER (WHERE status = 'sent'), "
-    "min(created_at) FILTER (WHERE status = 'pending') FROM {t}",
+    f"min(coalesce(due_at, created_at)) FILTER (WHERE status = 'pending' AND NOT {_LATER}), "
+    f"count(*) FILTER (WHERE {_LATER}) FROM {{t}}",
+    # Not delivered and not being delivered (an expired lease is a dead relay's).
+    "cancel": "DELETE FROM {t} WHERE id = %s AND status = 'pending' AND due_at IS NOT NULL "
+    "AND (lease_expires_at IS NULL OR lease_expires_at <= %s)",
+    "next_due": "SELECT min(available_at) FROM {t} WHERE status = 'pending' AND available_at > %s",
     "notify": "SELECT pg_notify(%s, %s)",
     "cleanup": "DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} "
     "WHERE status = 'sent' AND sent_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
@@ -187,7 +203,8 @@ class PostgresOutbox(SQLStore[PostgresPool]):
         table: the table's name (letters, digits and underscores, at most 48).
         schema: the schema holding the table; None for the search path's first.
         clock: seconds since the Unix epoch (``time.time``) or a ``Clock``
-            (a fake one in tests). Called from worker threads.
+            (a fake one in tests). Called from worker threads. Public as :attr:`clock`
+            (a reading in seconds): scheduled messages' due times are read on it.
         notify: send a NOTIFY with each commit of rows, and listen in
             :meth:`watch_commits`; False: relays of other processes find rows by polling.
     """
@@ -207,7 +224,7 @@ class PostgresOutbox(SQLStore[PostgresPool]):
         # The payload of this object's own notifications: its watch skips them when the
         # commit listeners (the relay's notify) were told the ids already.
         self._token = f"store-{new_message_id()}"
-        self._clock = wall_time(clock)
+        self._clock = self.clock = wall_time(clock)
         self._listeners = CommitListeners()
         self._lock_key = f"messagebus:outbox-claim:{schema or ''}.{table}"
         database = (
@@ -224,6 +241,7 @@ class PostgresOutbox(SQLStore[PostgresPool]):
                 version=SCHEMA_VERSION,
                 definition=_TABLE,
                 indexes=_INDEXES,
+                migrations=MIGRATIONS,
             )
         )
 
@@ -342,14 +360,37 @@ class PostgresOutbox(SQLStore[PostgresPool]):
     async def status(self) -> OutboxStatus:
         """Count the rows by state."""
         now = self._clock()
-        rows = await self._database.fetch(self._statements["status"], [now, now])
-        pending, in_flight, dead, sent, oldest = rows[0]
+        rows = await self._database.fetch(self._statements["status"], {"now": now})
+        pending, in_flight, dead, sent, oldest, scheduled = rows[0]
         age = None if oldest is None else max(0.0, now - oldest)
-        return OutboxStatus(pending, in_flight, dead, sent, age)
+        return OutboxStatus(pending, in_flight, dead, sent, age, scheduled)
 
     async def cleanup(self, retention: float, *, limit: int = 1000) -> int:
         """Delete up to ``limit`` rows sent more than ``retention`` s ago; return how many."""
         return await self._change("cleanup", [self._clock() - retention, limit])
+
+    async def cancel(self, message_id: str, transaction: PostgresTransaction | None = None) -> bool:
+        """Delete a scheduled row not delivered yet; return whether there was one.
+
+        False for an unknown id, a message not scheduled, one delivered, parked as dead,
+        or being delivered right now (leased by a live relay). ``transaction``: a unit
+        of work of this store to do it in (it commits or rolls back with it).
+        """
+        params = [message_id, self._clock()]
+        if transaction is not None:
+            check_own(self._database, transaction)
+            return await transaction.execute(self._statements["cancel"], params) > 0
+        return await self._change("cancel", params) > 0
+
+    async def until_due(self) -> float | None:
+        """Seconds until the next pending row becomes claimable (scheduled or backing off).
+
+        None when no pending row waits for a time (rows claimable now do not count).
+        """
+        now = self._clock()
+        rows = await self._database.fetch(self._statements["next_due"], [now])
+        due = rows[0][0]
+        return None if due is None else float(due) - now
 
     async def _change(self, name: str, params: Sequence[object]) -> int:
         statement = self._statements[name]

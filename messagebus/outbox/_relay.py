@@ -12,7 +12,11 @@ hands them to a :data:`Deliver` function in batches. Contract:
   ``cleanup_interval``. A failing store call is logged and tried again at the next poll.
   If the store is a :class:`~messagebus.outbox.CommitWatcher` (PostgreSQL), ``run()``
   also runs its ``watch_commits``: a commit in another process wakes the loop for a
-  flush of everything at once, the poll staying as the safety net.
+  flush of everything at once, the poll staying as the safety net. If the store is a
+  :class:`~messagebus.outbox.SchedulingStore` (both SQL stores), the loop also wakes
+  when the next scheduled row falls due (or a failed row's backoff ends): after each
+  flush that may have left such rows it asks the store's ``until_due`` and sleeps no
+  longer than that, so scheduled messages are delivered on time, not at the next poll.
 - A delivery that fails is retried after ``backoff.delay(attempts)`` seconds (the store's
   clock; the row is simply not claimable before), and after ``max_attempts`` failures,
   or at once for a failure marked ``retry=False``, the row is parked as dead: listed by
@@ -27,6 +31,7 @@ hands them to a :data:`Deliver` function in batches. Contract:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import anyio
@@ -43,7 +48,7 @@ from messagebus.outbox._message import (
     OutboxMessage,
     failures_by_id,
 )
-from messagebus.outbox._store import CommitWatcher, OutboxStore, Settlement
+from messagebus.outbox._store import CommitWatcher, OutboxStore, SchedulingStore, Settlement
 
 __all__ = ["Deliver", "OutboxRelay", "deliver_each"]
 
@@ -196,30 +201,52 @@ class OutboxRelay:
         now_of = anyio.current_time if clock is None else clock.monotonic
         move_on_after = anyio.move_on_after if clock is None else clock.move_on_after
         next_poll = next_cleanup = now_of()
+        next_due = math.inf
         while True:
+            look_ahead = False  # rows may be waiting for a time: ask the store which
             if self._notified:
                 ids = list(self._notified)
                 self._notified.clear()
-                await self._guarded("flush", self.flush(ids))
+                # All delivered: these commits added no row that waits for a time.
+                look_ahead = await self._guarded("flush", self.flush(ids)) < len(ids)
             now = now_of()
-            if now >= next_poll or self._poll_due:
+            if now >= next_poll or now >= next_due or self._poll_due:
                 # Cleared before the flush: a wake-up during it asks for another one.
                 self._poll_due = False
                 next_poll = now + self._poll_interval
                 await self._guarded("poll", self.flush())
+                look_ahead = True
+            if look_ahead:
+                next_due = await self._next_due()
             if now >= next_cleanup:
                 next_cleanup = now + self._cleanup_interval
                 await self._guarded("cleanup", self.cleanup())
             if not self._notified and not self._poll_due:
-                with move_on_after(min(next_poll, next_cleanup) - now_of()):
+                wake_at = min(next_poll, next_cleanup, next_due)
+                with move_on_after(wake_at - now_of()):
                     await self._wake.wait()
             self._wake = anyio.Event()
 
-    async def _guarded(self, what: str, work: Awaitable[int]) -> None:
+    async def _next_due(self) -> float:
+        """Return when (on the relay's monotonic clock) the next row waiting for a time is due."""
+        store = self.store
+        if not isinstance(store, SchedulingStore):
+            return math.inf
         try:
-            await work
+            wait = await store.until_due()
+        except Exception:  # noqa: BLE001  # the store may be down for a while: poll again later
+            self._log.exception("outbox.relay_failed", step="until_due", relay=self.owner)
+            return math.inf
+        now = anyio.current_time() if self._clock is None else self._clock.monotonic()
+        return math.inf if wait is None else now + max(wait, 0.0)
+
+    async def _guarded(self, what: str, work: Awaitable[int]) -> int:
+        """Return ``await work``; on failure, log it and return -1."""
+        try:
+            return await work
         except Exception:  # noqa: BLE001  # the store may be down for a while: poll again later
             self._log.exception("outbox.relay_failed", step=what, relay=self.owner)
+            return -1
 
     async def _round(self, ids: Sequence[str]) -> int:
         claimed = await self.store.claim(self.owner, lease=self._lease, limit=len(ids), ids=ids)

@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
+from messagebus._errors import DatabaseMismatchError
 from messagebus._log import get_logger
 from messagebus._sql._database import SharedDatabase
 from messagebus._sql._transaction import HeldTransaction
@@ -17,20 +18,30 @@ from messagebus.transports._routing import Destination
 
 __all__ = [
     "COLUMNS",
+    "MIGRATIONS",
     "SCHEMA_VERSION",
     "CommitListeners",
     "SQLTransaction",
+    "check_own",
     "entry",
     "open_transaction",
     "row",
 ]
 
-SCHEMA_VERSION = 1
-"""The layout of the outbox table this code writes; recorded in ``messagebus_schema``."""
+SCHEMA_VERSION = 2
+"""The layout of the outbox table this code writes; recorded in ``messagebus_schema``.
+
+Version 2 added ``due_at`` (scheduled messages); :data:`MIGRATIONS` takes a version 1
+table there in place.
+"""
+
+MIGRATIONS = {1: ("ALTER TABLE {t} ADD COLUMN due_at double precision",)}
+"""Version ``n`` -> ``n + 1`` statements, ``{t}`` the table (one text for both SQL dialects:
+SQLite reads ``double precision`` as REAL)."""
 
 COLUMNS = (
     "id, destination_kind, destination_name, body, group_key, deduplication_id, "
-    "created_at, status, attempts, last_error"
+    "created_at, due_at, status, attempts, last_error"
 )
 """The columns :func:`entry` reads, in its order."""
 
@@ -41,11 +52,16 @@ _U = TypeVar("_U", bound="SQLTransaction[Any, Any]")
 
 
 def row(message: OutboxMessage) -> tuple[object, ...]:
-    """Return the insert parameters of ``message``: id, destination, body, keys, created_at."""
+    """Return the insert parameters of ``message``: id, destination, body, keys, times.
+
+    The last two are ``due_at`` and ``available_at``: a scheduled row is not claimable
+    before its due time, so claims (of any messagebus version) respect it unchanged.
+    """
     m = message
     destination = m.destination
+    due = m.due_at
     return (m.id, destination.kind, destination.name, m.body, m.group_key,
-            m.deduplication_id, m.created_at)  # fmt: skip
+            m.deduplication_id, m.created_at, due, 0.0 if due is None else due)  # fmt: skip
 
 
 def entry(values: Sequence[Any]) -> OutboxEntry:
@@ -57,8 +73,18 @@ def entry(values: Sequence[Any]) -> OutboxEntry:
         group_key=values[4],
         deduplication_id=values[5],
         created_at=values[6],
+        due_at=values[7],
     )
-    return OutboxEntry(message, values[7], values[8], values[9])
+    return OutboxEntry(message, values[8], values[9], values[10])
+
+
+def check_own(database: SharedDatabase, transaction: SQLTransaction[Any, Any]) -> None:
+    """Raise :class:`~messagebus.DatabaseMismatchError` unless ``transaction`` is on it."""
+    if transaction.database is not database:
+        raise DatabaseMismatchError(
+            "a unit of work of another database object: the store can join only its own "
+            "database's transactions"
+        )
 
 
 class CommitListeners:

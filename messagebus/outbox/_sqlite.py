@@ -62,9 +62,11 @@ from messagebus._sql._store import SQLStore
 from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus, Status
 from messagebus.outbox._sql import (
     COLUMNS,
+    MIGRATIONS,
     SCHEMA_VERSION,
     CommitListeners,
     SQLTransaction,
+    check_own,
     entry,
     open_transaction,
     row,
@@ -77,7 +79,7 @@ _TABLE = (
     "seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
     "destination_kind TEXT NOT NULL CHECK (destination_kind IN ('queue', 'topic', 'local')), "
     "destination_name TEXT NOT NULL, body BLOB NOT NULL, group_key TEXT, "
-    "deduplication_id TEXT, created_at REAL NOT NULL, "
+    "deduplication_id TEXT, created_at REAL NOT NULL, due_at REAL, "
     "status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'dead')), "
     "attempts INTEGER NOT NULL DEFAULT 0, available_at REAL NOT NULL DEFAULT 0, "
     "lease_owner TEXT, lease_expires_at REAL, last_error TEXT, sent_at REAL"
@@ -86,11 +88,14 @@ _INDEXES = (
     ("pending_ix", "status, seq"),
     ("group_ix", "group_key, seq"),
     ("sent_ix", "status, sent_at"),
+    ("due_ix", "status, available_at"),
 )
 _ONLY_IDS = "AND c.id IN (SELECT value FROM json_each(:ids))"
-_OTHER_IDS = "OR e.id NOT IN (SELECT value FROM json_each(:ids))"
+_OTHER_IDS = "OR (e.available_at <= :now AND e.id NOT IN (SELECT value FROM json_each(:ids)))"
 # A row is claimable if pending, due and not leased, and no earlier pending row of its
-# group is leased, backing off or (when claiming given ids) left out of the claim.
+# group is leased, backing off or (when claiming given ids) claimable but left out of the
+# claim. A row not yet available and never tried is scheduled, not backing off: it takes
+# its place in the group when due, so it holds nothing back before.
 _CLAIM = """UPDATE {t} SET lease_owner = :owner, lease_expires_at = :now + :lease
 WHERE seq IN (
     SELECT c.seq FROM {t} AS c
@@ -99,7 +104,8 @@ WHERE seq IN (
       AND (c.group_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM {t} AS e
           WHERE e.group_key = c.group_key AND e.seq < c.seq AND e.status = 'pending'
-            AND (e.available_at > :now OR e.lease_expires_at > :now {other})))
+            AND (e.lease_expires_at > :now
+                 OR (e.available_at > :now AND (e.due_at IS NULL OR e.attempts > 0)) {other})))
     ORDER BY c.seq LIMIT :limit)
 RETURNING seq, {columns}"""
 _MINE = "id = ? AND status = 'pending' AND lease_owner = ?"
@@ -132,7 +138,8 @@ class SQLiteOutbox(SQLStore[SQLiteConnection]):
         path: the database file; created if missing. Or the database object to be on.
         table: the table's name (letters, digits and underscores, at most 48).
         clock: seconds since the Unix epoch (``time.time``) or a ``Clock``
-            (a fake one in tests). Called from worker threads.
+            (a fake one in tests). Called from worker threads. Public as :attr:`clock`
+            (a reading in seconds): scheduled messages' due times are read on it.
     """
 
     def __init__(
@@ -144,12 +151,13 @@ class SQLiteOutbox(SQLStore[SQLiteConnection]):
     ) -> None:
         database = path if isinstance(path, SQLiteConnection) else SQLiteConnection(os.fspath(path))
         self._table = check_table_name(table)
-        self._clock = wall_time(clock)
+        self._clock = self.clock = wall_time(clock)
         self._listeners = CommitListeners()
         t = f'"{self._table}"'
         self._insert = (
             f"INSERT INTO {t} (id, destination_kind, destination_name, body, group_key, "
-            "deduplication_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            "deduplication_id, created_at, due_at, available_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._claim = _CLAIM.format(t=t, only="", other="", columns=COLUMNS)
         self._claim_ids = _CLAIM.format(t=t, only=_ONLY_IDS, other=_OTHER_IDS, columns=COLUMNS)
@@ -172,12 +180,26 @@ class SQLiteOutbox(SQLStore[SQLiteConnection]):
             f"UPDATE {t} SET status = 'pending', attempts = 0, available_at = 0, {clear} "
             "WHERE id = ? AND status = 'dead'"
         )
+        # Scheduled and not due: counted apart, and no part of the oldest pending age.
+        later = "(status = 'pending' AND coalesce(due_at > :now, 0) AND attempts = 0)"
         self._status = (
             "SELECT "
-            "coalesce(sum(status = 'pending' AND coalesce(lease_expires_at <= :now, 1)), 0), "
+            f"coalesce(sum(status = 'pending' AND coalesce(lease_expires_at <= :now, 1) "
+            f"AND NOT {later}), 0), "
             "coalesce(sum(status = 'pending' AND lease_expires_at > :now), 0), "
             "coalesce(sum(status = 'dead'), 0), coalesce(sum(status = 'sent'), 0), "
-            f"min(CASE WHEN status = 'pending' THEN created_at END) FROM {t}"
+            f"min(CASE WHEN status = 'pending' AND NOT {later} "
+            "THEN coalesce(due_at, created_at) END), "
+            f"coalesce(sum({later}), 0) FROM {t}"
+        )
+        # Not delivered yet and not being delivered: pending, and not leased (a lease
+        # that has run out belongs to a relay that died: the row is free again).
+        self._cancel = (
+            f"DELETE FROM {t} WHERE id = ? AND status = 'pending' AND due_at IS NOT NULL "
+            "AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"
+        )
+        self._next_due = (
+            f"SELECT min(available_at) FROM {t} WHERE status = 'pending' AND available_at > ?"
         )
         self._cleanup = (
             f"DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} "
@@ -191,6 +213,7 @@ class SQLiteOutbox(SQLStore[SQLiteConnection]):
                 version=SCHEMA_VERSION,
                 columns=_TABLE,
                 indexes=_INDEXES,
+                migrations=MIGRATIONS,
             )
         )
 
@@ -271,11 +294,11 @@ class SQLiteOutbox(SQLStore[SQLiteConnection]):
 
         def status(connection: sqlite3.Connection) -> OutboxStatus:
             now = self._clock()
-            pending, in_flight, dead, sent, oldest = connection.execute(
+            pending, in_flight, dead, sent, oldest, scheduled = connection.execute(
                 self._status, {"now": now}
             ).fetchone()
             age = None if oldest is None else max(0.0, now - oldest)
-            return OutboxStatus(pending, in_flight, dead, sent, age)
+            return OutboxStatus(pending, in_flight, dead, sent, age, scheduled)
 
         return await self._database.run(status)
 
@@ -286,3 +309,32 @@ class SQLiteOutbox(SQLStore[SQLiteConnection]):
                 connection.execute(self._cleanup, (self._clock() - retention, limit)).rowcount
             )
         )
+
+    async def cancel(self, message_id: str, transaction: SQLiteTransaction | None = None) -> bool:
+        """Delete a scheduled row not delivered yet; return whether there was one.
+
+        False for an unknown id, a message not scheduled, one delivered, parked as dead,
+        or being delivered right now (leased by a live relay). ``transaction``: a unit
+        of work of this store to do it in (it commits or rolls back with it).
+        """
+        if transaction is not None:
+            check_own(self._database, transaction)
+            return await transaction.execute(self._cancel, (message_id, self._clock())) > 0
+        return await self._database.write(
+            lambda connection: (
+                connection.execute(self._cancel, (message_id, self._clock())).rowcount > 0
+            )
+        )
+
+    async def until_due(self) -> float | None:
+        """Seconds until the next pending row becomes claimable (scheduled or backing off).
+
+        None when no pending row waits for a time (rows claimable now do not count).
+        """
+
+        def until(connection: sqlite3.Connection) -> float | None:
+            now = self._clock()
+            (due,) = connection.execute(self._next_due, (now,)).fetchone()
+            return None if due is None else due - now
+
+        return await self._database.run(until)

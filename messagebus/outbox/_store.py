@@ -28,6 +28,12 @@ for a claim of given ``ids``, pending and left out of them), and a claim returns
 in commit order; so within a group, rows are delivered in order, one claim's worth at a
 time, whatever the number of relays. Dead rows do not hold their
 group back. Rows without a key have no order among them.
+
+Scheduled rows (:attr:`OutboxMessage.due_at <messagebus.outbox.OutboxMessage.due_at>`)
+are pending rows that are not claimable before their due time; until then they hold
+nothing back, and once due they take their place in their group's commit order. A store
+that keeps them is a :class:`SchedulingStore` (both SQL stores are); the bus schedules
+only on one.
 """
 
 from __future__ import annotations
@@ -40,7 +46,14 @@ import attrs
 
 from messagebus.outbox._message import OutboxEntry, OutboxMessage, OutboxStatus, Status
 
-__all__ = ["CommitListener", "CommitWatcher", "OutboxStore", "OutboxTransaction", "Settlement"]
+__all__ = [
+    "CommitListener",
+    "CommitWatcher",
+    "OutboxStore",
+    "OutboxTransaction",
+    "SchedulingStore",
+    "Settlement",
+]
 
 _T = TypeVar("_T")
 _C_co = TypeVar("_C_co", covariant=True)
@@ -157,4 +170,32 @@ class CommitWatcher(Protocol):
 
         Best effort: a wake-up may be missed or spurious, the relay's poll covers both.
         May return at once if the store cannot or was told not to watch.
+        """
+
+
+@runtime_checkable
+class SchedulingStore(Protocol):
+    """An outbox store that keeps scheduled rows; the bus schedules messages only on one.
+
+    Contract, beyond :class:`OutboxStore`: a row added with ``due_at`` is not claimable
+    before ``due_at`` by :attr:`clock` and is claimable from then on (a time already
+    past: at once); it holds back no other row while it is not due (see the module).
+    """
+
+    clock: Callable[[], float]
+    """The store's clock (seconds since the Unix epoch), on which due times are read."""
+
+    async def cancel(self, message_id: str, transaction: Any = None) -> bool:
+        """Delete the scheduled row ``message_id`` if it is pending and not leased.
+
+        Return whether it did: False for an unknown id, a row not scheduled, delivered,
+        dead, or leased by a relay right now. ``transaction``: one of this store's open
+        units of work to do it in (it commits or rolls back with the unit).
+        """
+
+    async def until_due(self) -> float | None:
+        """Seconds until the next pending row waiting for a time becomes claimable.
+
+        Scheduled rows and rows backing off count; rows claimable now do not. None when
+        there is none. A relay sleeps until then, so it delivers on time without polling.
         """
