@@ -243,7 +243,8 @@ class IdempotencyMiddleware:
         )
         key_of = None if self.key is default_key else self.key
         fingerprint_of, lease, ttl = self.fingerprint_of, self.lease, self.ttl
-        encode, settle = results.encode, self._settle
+        encode, decode, settle = results.encode, results.decode, self._settle
+        log = get_logger("messagebus") if self.logger is None else self.logger
 
         async def deduplicate(envelope: Envelope[Message], call_next: CallNext) -> Any:
             key = (
@@ -254,6 +255,9 @@ class IdempotencyMiddleware:
             digest = fingerprint_of(envelope)
             token = claim_now(scope, key, digest, lease)
             if not isinstance(token, str):
+                if type(token) is Completed:  # a duplicate: the common case after a claim
+                    log.info("duplicate message: stored result returned", handler=scope, key=key)
+                    return decode(token.result)
                 return await settle(
                     envelope,
                     call_next,
