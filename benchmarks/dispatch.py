@@ -18,6 +18,12 @@ Scenarios (no-op handlers; messages built before timing):
     Each of these also reports its cost relative to the plain scenario it extends,
     measured in the same rounds.
 
+With S1+idempotency measured, a second table gives microseconds per command through
+the idempotency middleware with each store (in memory, SQLite in a temporary file,
+PostgreSQL at ``--dsn``, left out with a note if unreachable), first executions and
+duplicates, in the same run (wall clock: the SQL stores wait on I/O; ``--store-n``
+commands each, median of the rounds).
+
 The floor is the least any dispatcher can do: look up ``type(message)`` in a dict and
 await the handler(s), inline in the loop (one coroutine frame per message). The second
 floor, "floor, await dispatch(m)", puts the same look-up in an ``async def dispatch(m)``
@@ -294,6 +300,7 @@ def measure_scenario(report: dict[str, Any], scenario: str, *, peers: bool = Tru
     if "base" in ops:
         base = ops.pop("base")
         report.setdefault("relative_cost", {})[scenario] = round(base / bus, 2)
+        report.setdefault("added_us", {})[scenario] = round(1e6 / bus - 1e6 / base, 2)
     report["scenarios"][scenario] = {
         "ops_per_s": round(bus),
         "floor_ops_per_s": round(floor),
@@ -314,6 +321,65 @@ def measure_scenario(report: dict[str, Any], scenario: str, *, peers: bool = Tru
         }
 
 
+async def store_costs(n: int, runs: int, dsn: str) -> dict[str, dict[str, float] | str]:
+    """Return us per command through the idempotency middleware with each store."""
+    import stores  # benchmarks/stores.py: how each store is opened for a benchmark
+
+    openers: dict[str, Any] = {
+        "memory": stores.memory,
+        "sqlite": stores.sqlite,
+        "postgres": stores.postgres(dsn),
+    }
+    costs: dict[str, dict[str, float] | str] = {}
+    for name, open_store in openers.items():
+        try:
+            async with open_store() as store:
+                costs[name] = await _through_middleware(store, n, runs)
+        except OSError as error:  # psycopg's OperationalError is not one: caught below
+            costs[name] = f"not measured: {error}"
+        except Exception as error:
+            if name != "postgres":
+                raise
+            costs[name] = f"not measured: {type(error).__name__}: {error}"
+    return costs
+
+
+async def _through_middleware(store: Any, n: int, runs: int) -> dict[str, float]:
+    """Median us per command for new commands and for duplicates of one handled command."""
+    bus = MessageBus(middleware=[IdempotencyMiddleware(store)])
+    bus.handler(Ping, handle_ping, idempotent=True)
+    await bus.send(Ping(0), idempotency_key="duplicate")
+    first, duplicate = [], []
+    for _ in range(runs):
+        commands = [Ping(i) for i in range(n)]
+        started = time.perf_counter()
+        for command in commands:
+            await bus.send(command)
+        first.append((time.perf_counter() - started) / n * 1e6)
+        started = time.perf_counter()
+        for _ in range(n):
+            await bus.send(Ping(0), idempotency_key="duplicate")
+        duplicate.append((time.perf_counter() - started) / n * 1e6)
+    return {
+        "first_us": round(statistics.median(first), 1),
+        "duplicate_us": round(statistics.median(duplicate), 1),
+    }
+
+
+def render_store_costs(costs: dict[str, Any]) -> str:
+    """Return the per-store figures as a Markdown table."""
+    lines = [
+        "| IdempotencyMiddleware store | us per new command | us per duplicate |",
+        "|---|---|---|",
+    ]
+    for name, figures in costs.items():
+        if isinstance(figures, str):
+            lines.append(f"| {name} | {figures} | |")
+        else:
+            lines.append(f"| {name} | {figures['first_us']} | {figures['duplicate_us']} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=50_000, help="messages per run")
@@ -321,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--no-peers", action="store_true", help="measure the bus only")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS)
+    parser.add_argument("--store-n", type=int, default=500, help="commands per store run")
+    parser.add_argument(
+        "--dsn", default="postgresql://root@127.0.0.1:5432/test", help="PostgreSQL for stores"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
     configure_quiet_logging()
@@ -329,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in args.scenario or SCENARIOS:
         measure_scenario(report, scenario, peers=not args.no_peers)
     print(render(report))
+    if "S1+idempotency" in report["scenarios"]:
+        report["idempotency_stores"] = anyio.run(store_costs, args.store_n, args.runs, args.dsn)
+        print()
+        print(render_store_costs(report["idempotency_stores"]))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
@@ -366,7 +440,12 @@ def render(report: dict[str, Any]) -> str:
     for peer, figures in report["peers"].items():
         lines.append(row(peer, [cell(figures.get(s)) for s in scenarios]))
     for scenario, cost in report.get("relative_cost", {}).items():
-        lines.append(f"{scenario}: x{cost} the cost of {BASES[scenario]} in the same rounds")
+        added = report["added_us"][scenario]
+        lines.append(
+            f"{scenario}: x{cost} the cost of {BASES[scenario]} in the same rounds, "
+            f"{1e6 / report['scenarios'][scenario]['ops_per_s']:.2f} us per dispatch "
+            f"({added:+.2f} us)"
+        )
     lines.append("")
     lines.append(
         f"N={report['n']} per run, median of {report['runs']} interleaved runs; "

@@ -30,6 +30,8 @@ import anyio
 HERE = Path(__file__).resolve().parent
 RUNNERS = ("floor", "api_floor", "bus", "bus_sync")
 SCENARIOS = ("S1", "S2", "S3", "S4", "S5")
+# Measured only when asked for (--scenario): dispatch.py's scenarios that extend another.
+EXTENDED = ("S1+retry", "S3+retry", "S1+idempotency", "S1+duplicates")
 
 
 def child(scenario: str, runner: str, n: int, passes: int) -> None:
@@ -95,7 +97,7 @@ def cell(value: float, floor: float, second: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=5_000, help="messages per pass")
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS)
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS + EXTENDED)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

@@ -26,7 +26,14 @@ from messagebus._middleware import CallNext, Middleware
 from messagebus._sql import database_of
 from messagebus._unit_of_work import UnitOfWork, current_unit_of_work
 from messagebus.extension import IdempotencyStore, InboxStore
-from messagebus.idempotency import ClaimOutcome, Completed, InProgress, Mismatch
+from messagebus.idempotency import (
+    Claimed,
+    ClaimOutcome,
+    Completed,
+    InMemoryIdempotencyStore,
+    InProgress,
+    Mismatch,
+)
 
 __all__ = ["IdempotencyMiddleware", "default_key"]
 
@@ -35,6 +42,13 @@ _FINGERPRINT = "2:"
 """The prefix of fingerprints hashed from msgspec's deterministic JSON (see fingerprint_of)."""
 
 _ENCODER = msgspec.json.Encoder(order="deterministic", decimal_format="string")
+
+try:
+    # The builtin SHA-256: the same digest as OpenSSL's, for a sixth fewer instructions
+    # on the small payloads of messages (no EVP context per call).
+    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import sha256 as _sha256
 
 _RESULT = "2:"
 """The prefix of results stored as msgspec JSON (see _Results)."""
@@ -214,7 +228,97 @@ class IdempotencyMiddleware:
             await store.complete(scope, key, outcome.token, results.encode(result), ttl)
             return result
 
-        return in_unit_of_work if self.inbox else deduplicate
+        if self.inbox:
+            return in_unit_of_work
+        if type(store) is InMemoryIdempotencyStore:
+            return self._in_memory(store, scope, results)
+        return deduplicate
+
+    def _in_memory(
+        self, store: InMemoryIdempotencyStore, scope: str, results: _Results
+    ) -> Middleware:
+        """Return ``deduplicate`` for the in-memory store, without its coroutines.
+
+        The same steps and outcomes as the general layer, at a third of its cost: the
+        store's synchronous :meth:`~InMemoryIdempotencyStore.claim_now` and
+        :meth:`~InMemoryIdempotencyStore.complete_now` (two coroutines and a
+        :class:`~messagebus.idempotency.Claimed` fewer), the default key and the
+        fingerprint read inline. Anything but a new claim goes the general way.
+        """
+        claim_now, complete_now, release_now = (
+            store.claim_now,
+            store.complete_now,
+            store.release_now,
+        )
+        key_of = None if self.key is default_key else self.key
+        fingerprint_of, lease, ttl = self.fingerprint_of, self.lease, self.ttl
+        encode, decode, settle = results.encode, results.decode, self._settle
+        log = get_logger("messagebus") if self.logger is None else self.logger
+
+        async def deduplicate(envelope: Envelope[Message], call_next: CallNext) -> Any:
+            key = (
+                envelope.idempotency_key or envelope.message_id
+                if key_of is None
+                else key_of(envelope) or default_key(envelope)
+            )
+            digest = fingerprint_of(envelope)
+            token = claim_now(scope, key, digest, lease)
+            if not isinstance(token, str):
+                if type(token) is Completed:  # a duplicate: the common case after a claim
+                    log.info("duplicate message: stored result returned", handler=scope, key=key)
+                    return decode(token.result)
+                return await settle(
+                    envelope,
+                    call_next,
+                    scope=scope,
+                    key=key,
+                    outcome=token,
+                    digest=digest,
+                    results=results,
+                )
+            try:
+                result = await call_next(envelope)
+            except BaseException:
+                release_now(scope, key, token)  # awaits nothing: no cancel scope needed
+                raise
+            complete_now(scope, key, token, encode(result), ttl)
+            return result
+
+        return deduplicate
+
+    async def _settle(
+        self,
+        envelope: Envelope[Message],
+        call_next: CallNext,
+        *,
+        scope: str,
+        key: str,
+        outcome: ClaimOutcome,
+        digest: str,
+        results: _Results,
+    ) -> Any:
+        """Finish a run whose first claim found a live record (the in-memory fast path)."""
+        if _by_an_earlier_version(outcome):
+            digest = self.legacy_fingerprint_of(envelope)
+            outcome = await self.store.claim(scope, key, digest, self.lease)
+        if isinstance(outcome, InProgress):
+            outcome = await self._wait_for_holder(scope, key, digest)
+        if isinstance(outcome, Completed):
+            log = get_logger("messagebus") if self.logger is None else self.logger
+            log.info("duplicate message: stored result returned", handler=scope, key=key)
+            return results.decode(outcome.result)
+        if isinstance(outcome, Mismatch):
+            raise _reused(key, scope)
+        # Claimed: the holder's lease ended while this run waited for it.
+        token = typing.cast(Claimed, outcome).token
+        try:
+            result = await call_next(envelope)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.store.release(scope, key, token)
+            raise
+        await self.store.complete(scope, key, token, results.encode(result), self.ttl)
+        return result
 
     async def _claim(
         self, scope: str, key: str, envelope: Envelope[Message]
@@ -259,10 +363,11 @@ class IdempotencyMiddleware:
         message = envelope.message
         subject = message if self.fingerprint is None else self.fingerprint(message)
         try:
-            text = _ENCODER.encode((envelope.message_type, envelope.message_version, subject))
+            text = _ENCODER.encode((message.__message_name__, message.__message_version__, subject))
         except (TypeError, ValueError):  # msgspec.EncodeError is a ValueError
             return self.legacy_fingerprint_of(envelope)
-        return _FINGERPRINT + hashlib.sha256(text).hexdigest()
+        digest: str = _sha256(text).hexdigest()
+        return _FINGERPRINT + digest
 
     def legacy_fingerprint_of(self, envelope: Envelope[Message]) -> str:
         """Return the SHA-256 (hex) of the type, version and data as cattrs' sorted JSON."""
