@@ -170,12 +170,12 @@ class TestRecordsThatCanNeverSucceed:
         assert "unknown message type" in letter.error_message
 
     def test_a_foreign_record_is_a_dead_letter_not_a_drop(self, backend: Any) -> None:
-        """A record of a shape not read here (DynamoDB Streams) is kept with its reason."""
+        """A record of a shape not read here (Kinesis) is kept with its reason."""
         app = make_app()
-        event = {"Records": [{"eventSource": "aws:dynamodb", "eventName": "INSERT"}]}
+        event = {"Records": [{"eventSource": "aws:kinesis", "eventName": "aws:kinesis:record"}]}
         assert lambda_handler(app.bus, backend=backend)(event, app.context) is None
         (letter,) = anyio.run(app.bus.dead_letters.list, backend=backend)
-        assert "not an SQS, SNS or EventBridge record" in letter.error_message
+        assert "not an SQS, SNS, EventBridge, S3 or DynamoDB record" in letter.error_message
 
 
 class TestFailures:

@@ -58,9 +58,12 @@ import attrs
 import structlog
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from messagebus._errors import BatchFailedError, DecodeError, InvalidArgumentError, TransportError
+from messagebus._envelope import Envelope
+from messagebus._errors import BatchFailedError, InvalidArgumentError, TransportError
+from messagebus._messages import Message
 from messagebus._redelivery import collecting, send_copies
-from messagebus.aws_lambda._records import Record, records_of
+from messagebus.aws_lambda._records import Record, Unreadable, records_of
+from messagebus.aws_lambda._router import EventRouter
 from messagebus.dead_letters import DeadLetter
 
 if TYPE_CHECKING:
@@ -89,6 +92,7 @@ def lambda_handler(
     concurrency: int = 1,
     raise_on_batch_failure: bool = False,
     backend: Backend = "asyncio",
+    router: EventRouter | None = None,
     logger: Any = None,
 ) -> LambdaFunction:
     """Return the function Lambda calls with ``(event, context)``; see the module.
@@ -106,6 +110,9 @@ def lambda_handler(
             SQS batch failed, instead of reporting them all.
         backend: the async library the invocation runs on: ``"asyncio"`` (the default,
             and the only one the SQS transport runs on) or ``"trio"``.
+        router: the rules that bind records which are not our envelope (S3, DynamoDB
+            Streams, other EventBridge sources) to the bus's event types; without it,
+            such records are dead letters.
         logger: a structlog logger for the entry point's own lines.
 
     Raises:
@@ -116,7 +123,8 @@ def lambda_handler(
             f"margin must be >= 0 and concurrency >= 1: {margin!r}, {concurrency!r}"
         )
     log = structlog.get_logger("messagebus.aws_lambda") if logger is None else logger
-    return LambdaFunction(_Batch(bus, margin, concurrency, log), raise_on_batch_failure, backend)
+    batch = _Batch(bus, margin, concurrency, log, EventRouter() if router is None else router)
+    return LambdaFunction(batch, raise_on_batch_failure, backend)
 
 
 class LambdaFunction:
@@ -137,17 +145,20 @@ class LambdaFunction:
 
     def __call__(self, event: Any, context: LambdaContext) -> dict[str, Any] | None:
         """Handle one invocation's ``event``; return the partial batch response for SQS."""
-        is_sqs, records = records_of(event)
+        answer, records = records_of(event)
         outcomes = self._running().call(self._batch.run, records, context)
         failed = [
             record.item_id or "?"
             for record, done in zip(records, outcomes, strict=True)
             if not done
         ]
-        if not is_sqs:
+        if answer == "none":
             if failed:
                 raise BatchFailedError(failed)
             return None
+        if answer == "dynamodb":
+            # Lambda checkpoints at the first failure and sends the stream from there again.
+            failed = failed[:1]
         if failed and self._raise and len(failed) == len(records):
             raise BatchFailedError(failed)
         return {"batchItemFailures": [{"itemIdentifier": item} for item in failed]}
@@ -166,6 +177,7 @@ class LambdaFunction:
 
     def _running(self) -> BlockingPortal:
         if self._call is None:
+            self._batch.router.check(self._batch.bus.registry)
             self._portal = start_blocking_portal(self._backend)
             self._call = self._portal.__enter__()
             try:
@@ -185,6 +197,7 @@ class _Batch:
     margin: float
     concurrency: int
     log: Any
+    router: EventRouter
 
     async def run(self, records: list[Record], context: LambdaContext) -> list[bool]:
         outcomes = [_FAILED] * len(records)
@@ -231,19 +244,26 @@ class _Batch:
     async def _one(self, record: Record) -> bool:
         """Handle one record; True when it must not come back."""
         bus = self.bus
-        try:
-            envelope = record.envelope(bus.codec)
-        except DecodeError as error:
-            letter = DeadLetter.from_undecodable(record.text().encode(), record.queue, error)
-            await bus.record_dead_letter(letter)
-            return _DONE
+        for content in record.contents(bus.codec, self.router):
+            if isinstance(content, Unreadable):
+                letter = DeadLetter.from_undecodable(
+                    content.text.encode(), record.queue, content.error
+                )
+                await bus.record_dead_letter(letter)
+            elif not await self._handled(record, content):
+                return _FAILED  # what this record carried after it runs when it comes back
+        return _DONE
+
+    async def _handled(self, record: Record, envelope: Envelope[Message]) -> bool:
+        """Run ``envelope`` through the bus; True when its record need not come back for it."""
+        bus = self.bus
         if record.receive_count > 1:
             envelope = envelope.replace(attempt=envelope.attempt + record.receive_count - 1)
         copies = self._can_copy()
         try:
-            # An SQS record can always come back (failed); a direct invocation only
-            # through a delayed copy, else its retries wait here.
-            with collecting(enabled=copies or record.source == "sqs") as redeliveries:
+            # A queue's or stream's record can always come back (failed); a direct
+            # invocation only through a delayed copy, else its retries wait here.
+            with collecting(enabled=copies or record.item_id is not None) as redeliveries:
                 await bus.handle_delivered(envelope)
             if redeliveries:
                 if not copies:
