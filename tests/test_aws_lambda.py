@@ -425,3 +425,20 @@ class TestInProgressDuplicates:
         assert app.seen == []
         assert list(anyio.run(app.bus.dead_letters.list, backend=backend)) == []
         assert failures(response) == ["m-1"]
+
+
+class TestIdempotencyLeases:
+    """Claims made in an invocation never outlive it."""
+
+    def test_leases_are_capped_at_the_remaining_time(self, backend: Any) -> None:
+        """A 300 s lease in a 30 s invocation holds 30 s; 10 s later, 20 s."""
+        from messagebus.middleware import IdempotencyMiddleware
+        from tests.test_deadline import LeaseRecorder
+
+        store = LeaseRecorder()
+        app = make_app(middleware=[IdempotencyMiddleware(store, lease=300.0)])
+        app.cost = 10.0
+        event = sqs_event(*(sqs_record(app.body(PostPublished(n))) for n in (1, 2)))
+        response = lambda_handler(app.bus, backend=backend)(event, app.context)
+        assert failures(response) == []
+        assert store.leases == [30.0, 20.0]

@@ -38,7 +38,9 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
 - FIFO queues (records with ``MessageGroupId``): the records of one group are handled in
   order; once one fails, the later records of its group are not started and are failed,
   while other groups carry on.
-- The deadline: a record is started only while ``context.get_remaining_time_in_millis()``
+- The deadline: idempotency leases taken in the invocation are capped at its remaining
+  time (:func:`messagebus.extension.time_left`), so a claim never outlives the process
+  that holds it. A record is started only while ``context.get_remaining_time_in_millis()``
   is above ``margin`` seconds; records not started are failed (they come back, nothing
   is lost). Records still running when only ``margin`` remains (measured from the start)
   are cancelled and failed. The margin pays for the outbox flush and the bus's exit.
@@ -58,6 +60,7 @@ import attrs
 import structlog
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from messagebus._deadline import deadline
 from messagebus._envelope import Envelope
 from messagebus._errors import BatchFailedError, InvalidArgumentError, TransportError
 from messagebus._messages import Message
@@ -200,6 +203,11 @@ class _Batch:
     router: EventRouter
 
     async def run(self, records: list[Record], context: LambdaContext) -> list[bool]:
+        # Idempotency claims made now must not outlive the invocation (see _deadline).
+        with deadline(lambda: context.get_remaining_time_in_millis() / 1000):
+            return await self._run(records, context)
+
+    async def _run(self, records: list[Record], context: LambdaContext) -> list[bool]:
         outcomes = [_FAILED] * len(records)
         # Records of one FIFO group share a lane, in order; any other record is alone.
         lanes: dict[object, list[int]] = {}
