@@ -9,7 +9,7 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
   Each invocation runs in that loop and returns only when its records, their follow-ups
   and the outbox flush are done: nothing the invocation started is left running when
   Lambda freezes the process. The bus's own background service (the outbox relay's
-  poll) idles in between; a row it had claimed when frozen is delivered after its lease.
+  poll) idles in between: the drain before each return leaves it no round in progress.
 - Each record is decoded (see :mod:`messagebus.aws_lambda._records` for the shapes) and
   handed to :meth:`MessageBus.handle_delivered`, exactly as a
   :class:`~messagebus.Worker` hands a delivery: routing, middleware, idempotency, retry
@@ -44,8 +44,10 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
   is above ``margin`` seconds; records not started are failed (they come back, nothing
   is lost). Records still running when only ``margin`` remains (measured from the start)
   are cancelled and failed. The margin pays for the outbox flush and the bus's exit.
-- Before returning, the outbox relay (a bus with an outbox) flushes what is claimable, so
-  messages committed by this invocation's handlers leave now, not at the next one.
+- Before returning, the outbox relay (a bus with an outbox) drains: it flushes what is
+  claimable and waits for the rounds its background loop had started (then flushes
+  again), so messages committed by this invocation's handlers leave now, not at the next
+  one, and no delivery is left half done when Lambda freezes the process.
 - ``concurrency`` above 1 runs that many records at once: records of a standard queue
   each on their own, FIFO groups each in order.
 """
@@ -226,7 +228,7 @@ class _Batch:
         relay = self.bus.relay
         if relay is not None:
             with anyio.move_on_after(context.get_remaining_time_in_millis() / 2000):
-                await relay.flush()
+                await relay.drain()
         return outcomes
 
     async def _lane(
