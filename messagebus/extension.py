@@ -25,6 +25,10 @@ Middleware (see :mod:`messagebus.middleware` for the ones that ship):
   :func:`enter_attempt` with each new attempt's envelope, so that what is told about
   the run afterwards (log lines, a dead letter) carries that attempt's number.
 
+A middleware that holds something for a while (a lease) reads :func:`time_left`, the
+seconds left to the work in progress, which an entry point whose process stops at a
+known time (the Lambda entry point) sets for its work with :func:`deadline`.
+
 Transports (see :mod:`messagebus.transports` for the data they exchange, and
 :mod:`messagebus.testing` for the conformance checks every one must pass):
 :class:`Transport` and :class:`Delivery`; :class:`NamedTransport`, optional, says what the
@@ -41,6 +45,7 @@ tests).
 """
 
 from messagebus._clock import Clock, TimeSource
+from messagebus._deadline import deadline, time_left
 from messagebus._dispatch._run import (
     discard_follow_ups,
     enter_attempt,
@@ -77,10 +82,12 @@ __all__ = [
     "Recover",
     "TimeSource",
     "Transport",
+    "deadline",
     "discard_follow_ups",
     "enter_attempt",
     "held_follow_ups",
     "hold_follow_ups",
     "received_from",
     "take_follow_ups",
+    "time_left",
 ]

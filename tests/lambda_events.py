@@ -170,3 +170,141 @@ def lambda_handler(bus: Any, **options: Any) -> LambdaFunction:
     function = make_function(bus, **options)
     made.append(function)
     return function
+
+
+def s3_record(
+    key: str = "images/cat+photo.jpg",
+    *,
+    bucket: str = "blog-images",
+    event_name: str = "ObjectCreated:Put",
+    size: int | None = 1305107,
+    sequencer: str = "0C0F6F405D6ED209E1",
+) -> dict[str, Any]:
+    """One S3 event notification record (the Lambda guide's sample; the key URL-encoded)."""
+    obj: dict[str, Any] = {"key": key, "sequencer": sequencer}
+    if size is not None:
+        obj |= {"size": size, "eTag": "b21b84d653bb07b05b1e6b33684dc11b"}
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": REGION,
+        "eventTime": "2019-09-03T19:37:27.192Z",
+        "eventName": event_name,
+        "userIdentity": {"principalId": "AWS:AIDAINPONIXQXHT3IKHL2"},
+        "requestParameters": {"sourceIPAddress": "205.255.255.255"},
+        "responseElements": {
+            "x-amz-request-id": "D82B88E5F771F645",
+            "x-amz-id-2": "vlR7PnpV2Ce81l0PRw6jlUpck7Jo5ZsQjryTjKlc5aLWGVHPZLj5NeC6qMa0emYBD=",
+        },
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "828aa6fc-f7b5-4305-8584-487c791949c1",
+            "bucket": {
+                "name": bucket,
+                "ownerIdentity": {"principalId": "A3I5XTEXAMAI3E"},
+                "arn": f"arn:aws:s3:::{bucket}",
+            },
+            "object": obj,
+        },
+    }
+
+
+def s3_event(*records: dict[str, Any]) -> dict[str, Any]:
+    """S3 notifications: a direct invocation's event, or the body S3 sends to SQS or SNS."""
+    return {"Records": list(records)}
+
+
+def s3_test_event(bucket: str = "blog-images") -> dict[str, Any]:
+    """The message S3 sends once to a queue when a notification is configured."""
+    return {
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2019-09-03T19:30:00.000Z",
+        "Bucket": bucket,
+        "RequestId": "5582815E1AEA5ADF",
+        "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE",
+    }
+
+
+_stream_sequence = itertools.count(111)
+
+
+def dynamodb_record(
+    event_name: str = "INSERT",
+    *,
+    keys: dict[str, Any] | None = None,
+    new_image: dict[str, Any] | None = None,
+    old_image: dict[str, Any] | None = None,
+    table: str = "posts",
+) -> dict[str, Any]:
+    """One DynamoDB Streams record (NEW_AND_OLD_IMAGES), values typed as AWS sends them."""
+    change: dict[str, Any] = {
+        "ApproximateCreationDateTime": 1480642020,
+        "Keys": keys if keys is not None else {"Id": {"N": "101"}},
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+        "SequenceNumber": str(next(_stream_sequence)),
+        "SizeBytes": 26,
+    }
+    if new_image is not None:
+        change["NewImage"] = new_image
+    if old_image is not None:
+        change["OldImage"] = old_image
+    return {
+        "eventID": uuid.uuid4().hex,
+        "eventVersion": "1.1",
+        "dynamodb": change,
+        "awsRegion": REGION,
+        "eventName": event_name,
+        "eventSourceARN": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
+        "/stream/2015-06-27T00:48:05.899",
+        "eventSource": "aws:dynamodb",
+    }
+
+
+def post_image(post_id: int, title: str, *, tags: tuple[str, ...] = ("aws",)) -> dict[str, Any]:
+    """A post item as a stream image: N, S, SS, BOOL, NULL, L and M values."""
+    return {
+        "Id": {"N": str(post_id)},
+        "Title": {"S": title},
+        "Tags": {"SS": list(tags)},
+        "Published": {"BOOL": True},
+        "Archived": {"NULL": True},
+        "Scores": {"L": [{"N": "4.5"}, {"N": "3"}]},
+        "Author": {"M": {"Name": {"S": "Ada"}, "Karma": {"N": "42"}}},
+    }
+
+
+def aws_event(
+    source: str = "aws.ec2",
+    detail_type: str = "EC2 Instance State-change Notification",
+    detail: dict[str, Any] | None = None,
+    *,
+    event_id: str | None = None,
+    replay_name: str | None = None,
+) -> dict[str, Any]:
+    """An EventBridge event from an AWS service (the EventBridge guide's EC2 sample)."""
+    event = {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT,
+        "time": "2015-11-11T21:29:54Z",
+        "region": REGION,
+        "resources": [f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-abcd1111"],
+        "detail": detail
+        if detail is not None
+        else {"instance-id": "i-abcd1111", "state": "pending"},
+    }
+    if replay_name is not None:
+        event["replay-name"] = replay_name
+    return event
+
+
+def dead_letter_queue_record(
+    body: str, *, source: str = "blog", receive_count: int = 5
+) -> dict[str, Any]:
+    """A record of a function triggered by a dead-letter queue: it names the source queue."""
+    record = sqs_record(body, queue=f"{source}-dlq", receive_count=receive_count)
+    record["attributes"]["DeadLetterQueueSourceArn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{source}"
+    return record

@@ -170,12 +170,12 @@ class TestRecordsThatCanNeverSucceed:
         assert "unknown message type" in letter.error_message
 
     def test_a_foreign_record_is_a_dead_letter_not_a_drop(self, backend: Any) -> None:
-        """A record of a shape not read here (DynamoDB Streams) is kept with its reason."""
+        """A record of a shape not read here (Kinesis) is kept with its reason."""
         app = make_app()
-        event = {"Records": [{"eventSource": "aws:dynamodb", "eventName": "INSERT"}]}
+        event = {"Records": [{"eventSource": "aws:kinesis", "eventName": "aws:kinesis:record"}]}
         assert lambda_handler(app.bus, backend=backend)(event, app.context) is None
         (letter,) = anyio.run(app.bus.dead_letters.list, backend=backend)
-        assert "not an SQS, SNS or EventBridge record" in letter.error_message
+        assert "not an SQS, SNS, EventBridge, S3 or DynamoDB record" in letter.error_message
 
 
 class TestFailures:
@@ -425,3 +425,20 @@ class TestInProgressDuplicates:
         assert app.seen == []
         assert list(anyio.run(app.bus.dead_letters.list, backend=backend)) == []
         assert failures(response) == ["m-1"]
+
+
+class TestIdempotencyLeases:
+    """Claims made in an invocation never outlive it."""
+
+    def test_leases_are_capped_at_the_remaining_time(self, backend: Any) -> None:
+        """A 300 s lease in a 30 s invocation holds 30 s; 10 s later, 20 s."""
+        from messagebus.middleware import IdempotencyMiddleware
+        from tests.test_deadline import LeaseRecorder
+
+        store = LeaseRecorder()
+        app = make_app(middleware=[IdempotencyMiddleware(store, lease=300.0)])
+        app.cost = 10.0
+        event = sqs_event(*(sqs_record(app.body(PostPublished(n))) for n in (1, 2)))
+        response = lambda_handler(app.bus, backend=backend)(event, app.context)
+        assert failures(response) == []
+        assert store.leases == [30.0, 20.0]

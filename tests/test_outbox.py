@@ -472,6 +472,56 @@ class TestRelay:
         assert order == ["m-0009", "m-0000", "m-0001", "m-0002", "m-0003"]
 
 
+class TestDrain:
+    """drain() flushes, and returns only once no flush of the relay is in progress."""
+
+    async def test_drain_waits_for_a_round_already_running(self, outbox: Outbox) -> None:
+        """Row 1 is out with another task's flush: drain sends row 2, then waits for it."""
+        in_flight, gate, second_sent = anyio.Event(), anyio.Event(), anyio.Event()
+        sent: list[str] = []
+        events: list[str] = []
+
+        async def send(m: OutboxMessage) -> None:
+            if m.id == "m-0001":
+                in_flight.set()
+                await gate.wait()
+            else:
+                second_sent.set()
+            sent.append(m.id)
+
+        r = relay(outbox, deliver_each(send))
+
+        async def other_round() -> None:
+            await r.flush()
+            events.append("round ended")
+
+        async def drain() -> None:
+            delivered = await r.drain()
+            events.append(f"drained {delivered}")
+
+        await commit(outbox, [message(1)])
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(other_round)
+            await in_flight.wait()
+            await commit(outbox, [message(2)])  # after the round's claim: not its
+            tasks.start_soon(drain)
+            await second_sent.wait()
+            assert events == []  # row 1 is still out, so drain cannot have returned
+            gate.set()
+        assert events == ["round ended", "drained 1"]
+        assert sorted(sent) == ["m-0001", "m-0002"]
+        assert (await outbox.status()).sent == 2
+
+    async def test_drain_alone_is_a_flush_of_everything(self, outbox: Outbox) -> None:
+        """With no other round running, drain delivers what is claimable and returns."""
+        await commit(outbox, [message(n) for n in range(3)])
+        sink = Sink()
+        r = relay(outbox, sink, batch_size=2)
+        assert await r.drain() == 3
+        assert await r.drain() == 0
+        assert sink.ids == ["m-0000", "m-0001", "m-0002"]
+
+
 class TestRunLoop:
     """run() polls at start and on its interval, flushes on notify, and survives errors."""
 

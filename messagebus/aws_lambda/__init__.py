@@ -7,6 +7,11 @@ runs each record through the bus as a worker would, and answers SQS with a parti
 batch response. The module :mod:`messagebus.aws_lambda._handler` states the contract:
 what a failure means, FIFO groups, the deadline, and what is finished before returning.
 
+Records that are not our envelope (S3 notifications, DynamoDB Streams records, EventBridge
+events of ``aws.*`` and other sources) reach the application's subscribers through an
+:class:`EventRouter`: declared rules that build registered event types from them
+(:mod:`messagebus.aws_lambda._router` states its contract).
+
 The same application module runs in a :class:`~messagebus.Worker` and here, unchanged.
 """
 
@@ -15,5 +20,15 @@ from messagebus.aws_lambda._handler import (
     LambdaFunction,
     lambda_handler,
 )
+from messagebus.aws_lambda._router import EventRouter
+from messagebus.aws_lambda._views import DynamoDBChange, EventBridgeEvent, S3Notification
 
-__all__ = ["LambdaContext", "LambdaFunction", "lambda_handler"]
+__all__ = [
+    "DynamoDBChange",
+    "EventBridgeEvent",
+    "EventRouter",
+    "LambdaContext",
+    "LambdaFunction",
+    "S3Notification",
+    "lambda_handler",
+]

@@ -9,7 +9,7 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
   Each invocation runs in that loop and returns only when its records, their follow-ups
   and the outbox flush are done: nothing the invocation started is left running when
   Lambda freezes the process. The bus's own background service (the outbox relay's
-  poll) idles in between; a row it had claimed when frozen is delivered after its lease.
+  poll) idles in between: the drain before each return leaves it no round in progress.
 - Each record is decoded (see :mod:`messagebus.aws_lambda._records` for the shapes) and
   handed to :meth:`MessageBus.handle_delivered`, exactly as a
   :class:`~messagebus.Worker` hands a delivery: routing, middleware, idempotency, retry
@@ -38,12 +38,16 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
 - FIFO queues (records with ``MessageGroupId``): the records of one group are handled in
   order; once one fails, the later records of its group are not started and are failed,
   while other groups carry on.
-- The deadline: a record is started only while ``context.get_remaining_time_in_millis()``
+- The deadline: idempotency leases taken in the invocation are capped at its remaining
+  time (:func:`messagebus.extension.time_left`), so a claim never outlives the process
+  that holds it. A record is started only while ``context.get_remaining_time_in_millis()``
   is above ``margin`` seconds; records not started are failed (they come back, nothing
   is lost). Records still running when only ``margin`` remains (measured from the start)
   are cancelled and failed. The margin pays for the outbox flush and the bus's exit.
-- Before returning, the outbox relay (a bus with an outbox) flushes what is claimable, so
-  messages committed by this invocation's handlers leave now, not at the next one.
+- Before returning, the outbox relay (a bus with an outbox) drains: it flushes what is
+  claimable and waits for the rounds its background loop had started (then flushes
+  again), so messages committed by this invocation's handlers leave now, not at the next
+  one, and no delivery is left half done when Lambda freezes the process.
 - ``concurrency`` above 1 runs that many records at once: records of a standard queue
   each on their own, FIFO groups each in order.
 """
@@ -58,9 +62,13 @@ import attrs
 import structlog
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from messagebus._errors import BatchFailedError, DecodeError, InvalidArgumentError, TransportError
+from messagebus._deadline import deadline
+from messagebus._envelope import Envelope
+from messagebus._errors import BatchFailedError, InvalidArgumentError, TransportError
+from messagebus._messages import Message
 from messagebus._redelivery import collecting, send_copies
-from messagebus.aws_lambda._records import Record, records_of
+from messagebus.aws_lambda._records import Record, Unreadable, records_of
+from messagebus.aws_lambda._router import EventRouter
 from messagebus.dead_letters import DeadLetter
 
 if TYPE_CHECKING:
@@ -89,6 +97,7 @@ def lambda_handler(
     concurrency: int = 1,
     raise_on_batch_failure: bool = False,
     backend: Backend = "asyncio",
+    router: EventRouter | None = None,
     logger: Any = None,
 ) -> LambdaFunction:
     """Return the function Lambda calls with ``(event, context)``; see the module.
@@ -106,6 +115,9 @@ def lambda_handler(
             SQS batch failed, instead of reporting them all.
         backend: the async library the invocation runs on: ``"asyncio"`` (the default,
             and the only one the SQS transport runs on) or ``"trio"``.
+        router: the rules that bind records which are not our envelope (S3, DynamoDB
+            Streams, other EventBridge sources) to the bus's event types; without it,
+            such records are dead letters.
         logger: a structlog logger for the entry point's own lines.
 
     Raises:
@@ -116,7 +128,8 @@ def lambda_handler(
             f"margin must be >= 0 and concurrency >= 1: {margin!r}, {concurrency!r}"
         )
     log = structlog.get_logger("messagebus.aws_lambda") if logger is None else logger
-    return LambdaFunction(_Batch(bus, margin, concurrency, log), raise_on_batch_failure, backend)
+    batch = _Batch(bus, margin, concurrency, log, EventRouter() if router is None else router)
+    return LambdaFunction(batch, raise_on_batch_failure, backend)
 
 
 class LambdaFunction:
@@ -137,17 +150,20 @@ class LambdaFunction:
 
     def __call__(self, event: Any, context: LambdaContext) -> dict[str, Any] | None:
         """Handle one invocation's ``event``; return the partial batch response for SQS."""
-        is_sqs, records = records_of(event)
+        answer, records = records_of(event)
         outcomes = self._running().call(self._batch.run, records, context)
         failed = [
             record.item_id or "?"
             for record, done in zip(records, outcomes, strict=True)
             if not done
         ]
-        if not is_sqs:
+        if answer == "none":
             if failed:
                 raise BatchFailedError(failed)
             return None
+        if answer == "dynamodb":
+            # Lambda checkpoints at the first failure and sends the stream from there again.
+            failed = failed[:1]
         if failed and self._raise and len(failed) == len(records):
             raise BatchFailedError(failed)
         return {"batchItemFailures": [{"itemIdentifier": item} for item in failed]}
@@ -166,6 +182,7 @@ class LambdaFunction:
 
     def _running(self) -> BlockingPortal:
         if self._call is None:
+            self._batch.router.check(self._batch.bus.registry)
             self._portal = start_blocking_portal(self._backend)
             self._call = self._portal.__enter__()
             try:
@@ -185,8 +202,14 @@ class _Batch:
     margin: float
     concurrency: int
     log: Any
+    router: EventRouter
 
     async def run(self, records: list[Record], context: LambdaContext) -> list[bool]:
+        # Idempotency claims made now must not outlive the invocation (see _deadline).
+        with deadline(lambda: context.get_remaining_time_in_millis() / 1000):
+            return await self._run(records, context)
+
+    async def _run(self, records: list[Record], context: LambdaContext) -> list[bool]:
         outcomes = [_FAILED] * len(records)
         # Records of one FIFO group share a lane, in order; any other record is alone.
         lanes: dict[object, list[int]] = {}
@@ -205,7 +228,7 @@ class _Batch:
         relay = self.bus.relay
         if relay is not None:
             with anyio.move_on_after(context.get_remaining_time_in_millis() / 2000):
-                await relay.flush()
+                await relay.drain()
         return outcomes
 
     async def _lane(
@@ -231,19 +254,26 @@ class _Batch:
     async def _one(self, record: Record) -> bool:
         """Handle one record; True when it must not come back."""
         bus = self.bus
-        try:
-            envelope = record.envelope(bus.codec)
-        except DecodeError as error:
-            letter = DeadLetter.from_undecodable(record.text().encode(), record.queue, error)
-            await bus.record_dead_letter(letter)
-            return _DONE
+        for content in record.contents(bus.codec, self.router):
+            if isinstance(content, Unreadable):
+                letter = DeadLetter.from_undecodable(
+                    content.text.encode(), record.queue, content.error
+                )
+                await bus.record_dead_letter(letter)
+            elif not await self._handled(record, content):
+                return _FAILED  # what this record carried after it runs when it comes back
+        return _DONE
+
+    async def _handled(self, record: Record, envelope: Envelope[Message]) -> bool:
+        """Run ``envelope`` through the bus; True when its record need not come back for it."""
+        bus = self.bus
         if record.receive_count > 1:
             envelope = envelope.replace(attempt=envelope.attempt + record.receive_count - 1)
         copies = self._can_copy()
         try:
-            # An SQS record can always come back (failed); a direct invocation only
-            # through a delayed copy, else its retries wait here.
-            with collecting(enabled=copies or record.source == "sqs") as redeliveries:
+            # A queue's or stream's record can always come back (failed); a direct
+            # invocation only through a delayed copy, else its retries wait here.
+            with collecting(enabled=copies or record.item_id is not None) as redeliveries:
                 await bus.handle_delivered(envelope)
             if redeliveries:
                 if not copies:

@@ -17,6 +17,7 @@ from cattrs.preconf.json import make_converter
 
 from messagebus import InboxConfigurationError
 from messagebus._clock import TimeSource, monotonic_time, sleep_of
+from messagebus._deadline import capped_lease
 from messagebus._envelope import Envelope
 from messagebus._errors import ArgumentTypeError, DuplicateInProgressError, IdempotencyKeyReused
 from messagebus._handlers import HandlerInfo
@@ -130,7 +131,8 @@ class IdempotencyMiddleware:
         fingerprint: what part of the message must match for a duplicate to be one
             (default: the whole message); its JSON is hashed with SHA-256 (see
             :meth:`fingerprint_of`).
-        lease: seconds a claim holds before another caller may take it over.
+        lease: seconds a claim holds before another caller may take it over; shorter
+            when an entry point's deadline leaves less (:func:`~messagebus.extension.time_left`).
         ttl: seconds a completed result is kept for duplicates.
         wait: seconds a duplicate waits for an in-progress run before giving up.
         converter: cattrs converter for results and fingerprints.
@@ -325,10 +327,10 @@ class IdempotencyMiddleware:
     ) -> tuple[ClaimOutcome, str]:
         """Claim ``key``; return the outcome and the fingerprint it was compared with."""
         digest = self.fingerprint_of(envelope)
-        outcome = await self.store.claim(scope, key, digest, self.lease)
+        outcome = await self.store.claim(scope, key, digest, capped_lease(self.lease))
         if _by_an_earlier_version(outcome):
             digest = self.legacy_fingerprint_of(envelope)
-            outcome = await self.store.claim(scope, key, digest, self.lease)
+            outcome = await self.store.claim(scope, key, digest, capped_lease(self.lease))
         return outcome, digest
 
     async def _claim_in(
@@ -340,7 +342,7 @@ class IdempotencyMiddleware:
         envelope: Envelope[Message],
     ) -> ClaimOutcome:
         """Claim ``key`` in ``unit``'s transaction (inbox mode), as :meth:`_claim` does."""
-        lease, wait = self.lease, self.wait
+        lease, wait = capped_lease(self.lease), self.wait
         digest = self.fingerprint_of(envelope)
         outcome = await unit.run(
             lambda connection: inbox.claim_in(connection, scope, key, digest, lease, wait=wait)
@@ -395,7 +397,7 @@ class IdempotencyMiddleware:
                 )
             await sleep(min(pause, remaining))
             pause = min(pause * 2, 1.0)
-            outcome = await self.store.claim(scope, key, digest, self.lease)
+            outcome = await self.store.claim(scope, key, digest, capped_lease(self.lease))
             if not isinstance(outcome, InProgress):
                 return outcome
 

@@ -5,6 +5,10 @@ hands them to a :data:`Deliver` function in batches. Contract:
 
 - :meth:`~OutboxRelay.flush` delivers now: the given ids (right after their commit), or
   everything claimable, batch after batch, until nothing claimable is left.
+- :meth:`~OutboxRelay.drain` is a flush of everything that also waits for the flushes
+  already running (the background loop's, another task's), flushing again after them,
+  so that when it returns no delivery of this relay is in progress: for a process about
+  to be frozen (a Lambda function returning) or stopped.
 - :meth:`~OutboxRelay.run` is the background loop: a flush of everything at start and
   every ``poll_interval`` seconds (rows a crash left behind, rows of other processes),
   a flush of the notified ids as soon as :meth:`~OutboxRelay.notify` is called (give it
@@ -149,6 +153,8 @@ class OutboxRelay:
         self._poll_due = False  # a commit elsewhere: flush everything now
         self._wake = anyio.Event()
         self._clock = clock
+        self._flushing = 0  # flushes in progress, any task's
+        self._idle = anyio.Event()  # set when the last of them ends
 
     def notify(self, ids: Sequence[str]) -> None:
         """Ask :meth:`run` to flush these ids now. Never blocks; call it from the event loop."""
@@ -161,6 +167,30 @@ class OutboxRelay:
         Rows held back (leased elsewhere, backing off, behind an earlier row of their
         group) are left for a later flush.
         """
+        if self._flushing == 0:
+            self._idle = anyio.Event()
+        self._flushing += 1
+        try:
+            return await self._flush(ids)
+        finally:
+            self._flushing -= 1
+            if self._flushing == 0:
+                self._idle.set()
+
+    async def drain(self) -> int:
+        """Flush everything, and wait for flushes already running; return how many sent.
+
+        Rows another task had claimed are delivered (or released) by that task: waiting
+        for it, then flushing again, leaves nothing claimable behind and nothing of this
+        relay running. Rows held back (backing off, leased by another process) stay.
+        """
+        delivered = await self.flush()
+        while self._flushing:
+            await self._idle.wait()
+            delivered += await self.flush()
+        return delivered
+
+    async def _flush(self, ids: Iterable[str] | None) -> int:
         delivered = 0
         if ids is not None:
             wanted = list(ids)
