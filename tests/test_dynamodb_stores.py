@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 from structlog.testing import capture_logs
@@ -321,8 +322,9 @@ class TestErrors:
         assert not isinstance(raised.value, StoreUnavailableError)
 
     async def test_an_unreachable_endpoint(self) -> None:
-        """Nothing listening: StoreUnavailableError (after botocore's bounded retries)."""
-        async with dead_letter_store(NOWHERE, "t") as store:
+        """Nothing listening: StoreUnavailableError."""
+        once = AioConfig(retries={"total_max_attempts": 1}, connect_timeout=1)
+        async with dead_letter_store(NOWHERE, "t", config=once) as store:
             with pytest.raises(StoreUnavailableError, match="could not be reached"):
                 await store.get("x")
 
