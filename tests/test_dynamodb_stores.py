@@ -19,7 +19,12 @@ import anyio
 import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+)
 from structlog.testing import capture_logs
 from types_aiobotocore_dynamodb import DynamoDBClient
 
@@ -374,6 +379,36 @@ class TestErrors:
             await dead_letters.purge()
 
 
+@asyncio_only
+class TestRaces:
+    """A record that changes between a scan and its delete is kept, and not counted."""
+
+    async def test_cleanup_skips_a_record_claimed_again(self) -> None:
+        """The delete's condition (still expired) fails: cleanup counts 0."""
+        store = DynamoDBIdempotencyStore(
+            "t",
+            client=FakeClient("ConditionalCheckFailedException"),  # type: ignore[arg-type]
+        )
+        assert await store.cleanup() == 0
+
+    async def test_purge_skips_a_record_replaced_meanwhile(self) -> None:
+        """The delete's condition (still matching) fails: purge counts 0."""
+        store = DynamoDBDeadLetterStore(
+            "t",
+            client=FakeClient("ConditionalCheckFailedException"),  # type: ignore[arg-type]
+        )
+        assert await store.purge(handler="notify") == 0
+
+    async def test_create_table_refused(self) -> None:
+        """CreateTable refused for another reason than an existing table: StoreError."""
+        store = DynamoDBDeadLetterStore(
+            "t",
+            client=FakeClient("AccessDeniedException"),  # type: ignore[arg-type]
+        )
+        with pytest.raises(StoreError, match="AccessDeniedException"):
+            await store.create_table()
+
+
 class FakeClient:
     """A DynamoDB client whose every call fails with one AWS error code, no item attached."""
 
@@ -391,6 +426,9 @@ class FakeClient:
 
     async def delete_item(self, **_: object) -> None:
         raise self._fail("DeleteItem")
+
+    async def create_table(self, **_: object) -> None:
+        raise self._fail("CreateTable")
 
     def get_paginator(self, _: str) -> FakeClient:
         return self
@@ -444,3 +482,6 @@ def test_vendor_errors_below_the_answer() -> None:
     answer: Any = {"ResponseMetadata": {"HTTPStatusCode": 503}}  # no error code at all
     server = ClientError(answer, "PutItem")
     assert isinstance(store_error(server, "t"), StoreUnavailableError)
+    other = store_error(ParamValidationError(report="Invalid type for parameter Key"), "t")
+    assert type(other) is StoreError
+    assert "Invalid type" in str(other)
