@@ -62,6 +62,9 @@ asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 REGION = "us-east-1"
 NOWHERE = "http://127.0.0.1:1"  # nothing listens there
 T0 = 1_714_564_800.0
+# One session for every store the tests make: a session loads DynamoDB's service model
+# once (a new session per client costs a few hundred milliseconds each).
+SESSION = get_session()
 
 
 def fresh_table() -> str:
@@ -76,6 +79,7 @@ def idempotency_store(
         region=REGION,
         endpoint_url=endpoint,
         clock=clock,
+        session=SESSION,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         **options,
@@ -87,6 +91,7 @@ def dead_letter_store(endpoint: str, table: str, **options: Any) -> DynamoDBDead
         table,
         region=REGION,
         endpoint_url=endpoint,
+        session=SESSION,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         **options,
@@ -95,7 +100,7 @@ def dead_letter_store(endpoint: str, table: str, **options: Any) -> DynamoDBDead
 
 @pytest.fixture
 async def client(dynamodb_endpoint: str) -> AsyncIterator[DynamoDBClient]:
-    async with get_session().create_client(
+    async with SESSION.create_client(
         "dynamodb",
         region_name=REGION,
         endpoint_url=dynamodb_endpoint,
