@@ -30,6 +30,8 @@ The tree::
     ├── RetriesExhausted              a retry policy gave up; the last error is its __cause__
     ├── BatchFailedError              records of a Lambda invocation failed, raised on request
     ├── DeadLetterNotFoundError       no dead letter has the id asked for (also a LookupError)
+    ├── StoreError                    a store's database refused a call (DynamoDB stores)
+    │   └── StoreUnavailableError     it could not be reached, throttled us, or failed: try later
     ├── IdempotencyError              the idempotency layer would not run the handler
     │   ├── IdempotencyKeyReused      the key was used before for a different payload
     │   └── DuplicateInProgressError  the same message is being handled elsewhere right now
@@ -107,6 +109,8 @@ __all__ = [
     "SendError",
     "SequenceGapError",
     "SerializationError",
+    "StoreError",
+    "StoreUnavailableError",
     "TransportError",
     "TransportUnavailableError",
     "UnsupportedBackendError",
@@ -381,6 +385,24 @@ class RetriesExhausted(MessageBusError):
 
 class DeadLetterNotFoundError(MessageBusError, LookupError):
     """No dead letter has the id asked for (it was replayed, purged, or never existed)."""
+
+
+class StoreError(MessageBusError):
+    """A store's database refused a call, or the store could not make it understood.
+
+    Raised by the DynamoDB stores (:mod:`messagebus.dynamodb`) for what AWS refuses: a
+    missing table, missing permissions or credentials, a request it finds invalid (an
+    item over its 400 KB limit). The vendor's exception is the ``__cause__``. (The SQL
+    stores let their driver's exceptions through unchanged.)
+    """
+
+
+class StoreUnavailableError(StoreError):
+    """The store's database could not be reached, throttled the call, or failed on its side.
+
+    Worth trying again later: the call may or may not have taken effect (a claim that
+    timed out may hold its key until the lease ends).
+    """
 
 
 class IdempotencyError(MessageBusError):

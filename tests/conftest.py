@@ -12,7 +12,13 @@ from tests import lambda_events
 CliResult = tuple[int, str, str]
 Cli = Callable[..., CliResult]
 
-pytest_plugins = ["tests.databases", "tests.eventlog_fixtures", "tests.localstack"]
+pytest_plugins = [
+    "tests.databases",
+    "tests.eventlog_fixtures",
+    "tests.localstack",
+    # After tests.localstack, whose loopback check it imports.
+    "tests.dynamodb_local",
+]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
