@@ -18,6 +18,7 @@ import attrs
 import pytest
 
 from messagebus import BatchFailedError, Command, Context, Envelope, Event, MessageBus
+from messagebus.extension import Received, received_from
 from messagebus.middleware import RetryMiddleware
 from messagebus.retry import FixedBackoff, RetryPolicy
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
@@ -95,6 +96,15 @@ class TestRecordShapes:
         response = handler(sqs_event(sqs_record(app.body(PostPublished(1)))), app.context)
         assert response == {"batchItemFailures": []}
         assert app.seen == [1]
+
+    def test_handlers_are_told_where_the_record_came_from(self, backend: Any) -> None:
+        """received_from() names the queue, the service (aws_sqs) and the receive count."""
+        app = make_app()
+        seen: list[Received | None] = []
+        app.bus.subscriber(PostPublished, lambda event: seen.append(received_from()), name="x")
+        record = sqs_record(app.body(PostPublished(1)), queue="blog-events", receive_count=2)
+        lambda_handler(app.bus, backend=backend)(sqs_event(record), app.context)
+        assert seen == [Received("blog-events", "aws_sqs", 2)]
 
     def test_an_sns_notification_inside_an_sqs_body(self, backend: Any) -> None:
         """Raw message delivery off: the envelope is the notification's Message."""

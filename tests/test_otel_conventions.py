@@ -176,7 +176,12 @@ class TestProcessSpans:
             middleware=[TracingMiddleware(tracer_provider=provider, system="kafka")],
         )
         done = anyio.Event()
-        bus.handler(PublishPost, lambda command: done.set())
+
+        @bus.handler(PublishPost)
+        async def publish(command: PublishPost) -> PostId:
+            done.set()
+            return PostId(1)
+
         async with bus:
             await bus.provision()
             async with working(bus):
@@ -215,7 +220,12 @@ class TestReceivedFrom:
     async def test_in_process_there_is_none(self) -> None:
         bus = MessageBus()
         seen: list[Received | None] = []
-        bus.handler(PublishPost, lambda command: seen.append(received_from()))
+
+        @bus.handler(PublishPost)
+        async def publish(command: PublishPost) -> PostId:
+            seen.append(received_from())
+            return PostId(1)
+
         await bus.send(PublishPost("Hello"))
         assert seen == [None]
 

@@ -66,6 +66,7 @@ from messagebus._deadline import deadline
 from messagebus._envelope import Envelope
 from messagebus._errors import BatchFailedError, InvalidArgumentError, TransportError
 from messagebus._messages import Message
+from messagebus._received import Received, receiving
 from messagebus._redelivery import collecting, send_copies
 from messagebus.aws_lambda._records import Record, Unreadable, records_of
 from messagebus.aws_lambda._router import EventRouter
@@ -77,6 +78,15 @@ if TYPE_CHECKING:
 __all__ = ["LambdaContext", "LambdaFunction", "lambda_handler"]
 
 Backend = Literal["asyncio", "trio"]
+
+# The ``messaging.system`` a record's source names, for tracing (``received_from``).
+_SYSTEMS = {
+    "sqs": "aws_sqs",
+    "sns": "aws_sns",
+    "eventbridge": "aws_eventbridge",
+    "s3": "aws_s3",
+    "dynamodb": "aws_dynamodb",
+}
 
 
 class LambdaContext(Protocol):
@@ -273,7 +283,16 @@ class _Batch:
         try:
             # A queue's or stream's record can always come back (failed); a direct
             # invocation only through a delayed copy, else its retries wait here.
-            with collecting(enabled=copies or record.item_id is not None) as redeliveries:
+            with (
+                collecting(enabled=copies or record.item_id is not None) as redeliveries,
+                receiving(
+                    Received(
+                        record.queue,
+                        _SYSTEMS.get(record.source, "aws_lambda"),
+                        record.receive_count,
+                    )
+                ),
+            ):
                 await bus.handle_delivered(envelope)
             if redeliveries:
                 if not copies:
@@ -296,3 +315,8 @@ class _Batch:
         if transport is None:
             return False
         return not self.bus.router.queue.fifo or transport.capabilities.fifo_delay
+
+
+def _system(record: Record) -> str:
+    """Return the ``messaging.system`` of the service a record came through."""
+    return _SYSTEMS.get(record.source, "aws_lambda")

@@ -1,6 +1,6 @@
 """DynamoDB stores: idempotency records and dead letters where there is no SQL database.
 
-Install with ``pip install 'messagebus[dynamodb]'`` (aiobotocore). asyncio only:
+Install with ``pip install 'anyio-messagebus[dynamodb]'`` (aiobotocore). asyncio only:
 aiobotocore needs an asyncio event loop, so every call under trio raises
 :class:`~messagebus.UnsupportedBackendError`.
 
