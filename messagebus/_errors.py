@@ -23,7 +23,8 @@ The tree::
     ├── DispatchError                 raised by send() / publish() / ctx.send() / ctx.publish()
     │   ├── NoHandlerError            a command with no registered handler
     │   ├── MessageKindError          an event sent, a command published, or not a message
-    │   └── SequenceGapError          an event of a stream cannot be delivered in order
+    │   ├── SequenceGapError          an event of a stream cannot be delivered in order
+    │   └── ProcessNotFoundError      a message for a process instance that does not exist
     ├── SerializationError            a message could not cross the wire format
     │   ├── EncodeError               a message field has no JSON form
     │   └── DecodeError               not a registered type's CloudEvents JSON, or a bad header
@@ -32,6 +33,7 @@ The tree::
     ├── DeadLetterNotFoundError       no dead letter has the id asked for (also a LookupError)
     ├── StoreError                    a store's database refused a call (DynamoDB stores)
     │   └── StoreUnavailableError     it could not be reached, throttled us, or failed: try later
+    ├── ProcessConflictError          a process instance changed under a handler (retried)
     ├── IdempotencyError              the idempotency layer would not run the handler
     │   ├── IdempotencyKeyReused      the key was used before for a different payload
     │   └── DuplicateInProgressError  the same message is being handled elsewhere right now
@@ -104,6 +106,8 @@ __all__ = [
     "MessageKindError",
     "MessageTooLargeError",
     "NoHandlerError",
+    "ProcessConflictError",
+    "ProcessNotFoundError",
     "RetriesExhausted",
     "SchemaVersionError",
     "SendError",
@@ -402,6 +406,24 @@ class StoreUnavailableError(StoreError):
 
     Worth trying again later: the call may or may not have taken effect (a claim that
     timed out may hold its key until the lease ends).
+    """
+
+
+class ProcessNotFoundError(DispatchError, LookupError):
+    """A message for a process instance that does not exist, where that is declared an error.
+
+    A process manager's ``handles(..., when_missing="dead-letter")`` (the default) says
+    a message of that type must find its instance; one that finds none is a dead letter
+    with this reason, never retried (another try finds nothing either).
+    """
+
+
+class ProcessConflictError(MessageBusError):
+    """A process instance was changed by another handler run between load and save.
+
+    The run's transaction rolled back, nothing it did is kept; the process manager runs
+    the message again at once (a conflict is retried, never dead-lettered unless it
+    keeps happening past the manager's ``max_conflicts``).
     """
 
 

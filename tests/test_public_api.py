@@ -74,6 +74,7 @@ class TestPublicSurface:
             "messagebus.otel",
             "messagebus.outbox",
             "messagebus.postgres",
+            "messagebus.process",
             "messagebus.retry",
             "messagebus.sqlite",
             "messagebus.testing",

@@ -11,6 +11,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 RUNNABLE = [
     "Quickstart",
     "Unit of work and the transactional outbox",
+    "Process managers",
     "Scheduled messages",
     "One database for the outbox, the inbox and the event log",
     "Services, transports and the worker",

@@ -39,6 +39,7 @@ from messagebus.dead_letters._postgres import PostgresDeadLetterStore
 from messagebus.eventlog._postgres import PostgresEventLog
 from messagebus.idempotency._postgres import PostgresIdempotencyStore
 from messagebus.outbox._postgres import PostgresOutbox
+from messagebus.process._postgres import PostgresProcessStore
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -107,6 +108,19 @@ class PostgresDatabase(PostgresPool):
         Options as :class:`~messagebus.dead_letters.PostgresDeadLetterStore`.
         """
         return PostgresDeadLetterStore(self, table=table, schema=schema or self.schema)
+
+    def processes(
+        self,
+        *,
+        table: str = "messagebus_processes",
+        schema: str | None = None,
+        clock: TimeSource = time.time,
+    ) -> PostgresProcessStore:
+        """Return a process manager store on this database (its outbox's units of work).
+
+        Options as :class:`~messagebus.process.PostgresProcessStore`.
+        """
+        return PostgresProcessStore(self, table=table, schema=schema or self.schema, clock=clock)
 
     def event_log(
         self,

@@ -37,6 +37,7 @@ from messagebus.dead_letters._sqlite import SQLiteDeadLetterStore
 from messagebus.eventlog._sqlite import SQLiteEventLog
 from messagebus.idempotency._sqlite import SQLiteIdempotencyStore
 from messagebus.outbox._sqlite import SQLiteOutbox
+from messagebus.process._sqlite import SQLiteProcessStore
 
 __all__ = ["SQLiteDatabase"]
 
@@ -76,6 +77,15 @@ class SQLiteDatabase(SQLiteConnection):
         Options as :class:`~messagebus.dead_letters.SQLiteDeadLetterStore`.
         """
         return SQLiteDeadLetterStore(self, table=table)
+
+    def processes(
+        self, *, table: str = "messagebus_processes", clock: TimeSource = time.time
+    ) -> SQLiteProcessStore:
+        """Return a process manager store on this database (its outbox's units of work).
+
+        Options as :class:`~messagebus.process.SQLiteProcessStore`.
+        """
+        return SQLiteProcessStore(self, table=table, clock=clock)
 
     def event_log(
         self, *, codec: WireCodec | None = None, table: str = "messagebus_events"
