@@ -240,7 +240,8 @@ class TestDemo:
             assert connection.execute("SELECT count(*) FROM posts").fetchone() == (2,)
         # A story, not a dump: short ids, failures on one line, the hops visible.
         assert "Traceback" not in out
-        assert "error='SearchUnavailableError: search cluster timed out'" in out
+        # structlog quotes values with spaces from 25.x on; the floor (24.4) does not.
+        assert re.search(r"error='?SearchUnavailableError: search cluster timed out", out)
         assert re.search(r"message_id=\.\.\.[0-9a-f]{8} ", out)
         assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", out)  # no whole UUID
         assert "relay -> transport: published after the commit" in out

@@ -268,6 +268,9 @@ class TestTimeouts:
     async def test_a_timeout_after_completion_is_ignored(self, shop: Shop) -> None:
         await shop.bus.publish(OrderPlaced("o-1"))
         await shop.bus.publish(PaymentReceived("o-1", 500))
+        # Delivered first: moving the clock past a delivery's lease would hand its row
+        # to the next flush too (at least once), which is not what this test is about.
+        await shop.settle()
         await shop.clock.advance(1800)
         await shop.settle()
         assert shop.events(OrderCancelled) == []
