@@ -19,7 +19,9 @@ DOCS = Path(__file__).resolve().parent
 README = DOCS.parent / "README.md"
 DIRECTIVE = re.compile(r"^<!-- readme: (?P<title>.+?) -->$", re.MULTILINE)
 ANCHOR = re.compile(r"\]\(#(?P<slug>[^)]+)\)")
-RELATIVE = re.compile(r"\]\((?!https?:|#|mailto:)(?P<path>[^)#]+)(?P<fragment>#[^)]*)?\)")
+RELATIVE = re.compile(
+    r"\[(?P<text>[^\]]*)\]\((?!https?:|#|mailto:)(?P<path>[^)#]+)(?P<fragment>#[^)]*)?\)"
+)
 
 
 def slug(title: str) -> str:
@@ -37,12 +39,13 @@ def pages_by_section() -> dict[str, str]:
     return found
 
 
-def readme_section(title: str, page: str, repo_url: str) -> str:
+def readme_section(title: str, page: str, repo_url: str | None) -> str:
     """Return the body of the README's ``## title`` section, as ``page`` includes it.
 
     Links are rewritten for the page: a section anchor to the page including that
     section, ``docs/...`` to the site's own page, any other repository path to the
-    file in the repository at ``repo_url``.
+    file in the repository at ``repo_url``, or, without one (the project has no public
+    address yet), to its path as text.
     """
     text = README.read_text(encoding="utf-8")
     marker = f"\n## {title}\n"
@@ -57,18 +60,22 @@ def readme_section(title: str, page: str, repo_url: str) -> str:
         return "](" + posixpath.relpath(target, posixpath.dirname(page) or ".") + ")"
 
     def relocate(match: re.Match[str]) -> str:
-        path, fragment = match.group("path"), match.group("fragment") or ""
+        text, path = match.group("text"), match.group("path")
+        fragment = match.group("fragment") or ""
         if path.startswith("docs/"):
             here = posixpath.dirname(page) or "."
-            return "](" + posixpath.relpath(path.removeprefix("docs/"), here) + fragment + ")"
-        return f"]({repo_url.rstrip('/')}/blob/main/{path}{fragment})"
+            target = posixpath.relpath(path.removeprefix("docs/"), here)
+            return f"[{text}]({target}{fragment})"
+        if repo_url is None:
+            return text if text == f"`{path}`" else f"{text} (`{path}`)"
+        return f"[{text}]({repo_url.rstrip('/')}/blob/main/{path}{fragment})"
 
     return ANCHOR.sub(relink, RELATIVE.sub(relocate, body))
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, **kwargs: Any) -> str:
     """Replace each readme directive with the section it names."""
-    where, repo_url = page.file.src_uri, config["repo_url"]
+    where, repo_url = page.file.src_uri, config.get("repo_url")
     return DIRECTIVE.sub(
         lambda match: readme_section(match.group("title"), where, repo_url), markdown
     )

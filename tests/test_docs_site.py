@@ -42,6 +42,10 @@ def test_links_are_rewritten_for_the_page() -> None:
     """Anchors go to the page holding the section, docs/ paths to the site, others to the repo."""
     errors = hooks.readme_section("Errors", "concepts/errors.md", REPO)
     assert f"]({REPO}/blob/main/messagebus/_errors.py)" in errors
+    # Without a repository address (none is public yet), the path is shown as text.
+    offline = hooks.readme_section("Errors", "concepts/errors.md", None)
+    assert "messagebus/_errors.py" in offline
+    assert "](messagebus/_errors.py" not in offline
     assert not re.search(r"\]\(#", errors)
     idempotency = hooks.readme_section("Idempotency", "tutorials/quickstart.md", REPO)
     assert "](outbox.md)" in idempotency  # the section "One database ..." lives there

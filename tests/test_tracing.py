@@ -6,8 +6,7 @@ import importlib
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -19,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from messagebus import CommandRejected, Context, Envelope, MessageBus, Worker
+from messagebus import CommandRejected, Context, Envelope, MessageBus
 from messagebus.middleware import UnitOfWorkMiddleware
 from messagebus.otel import (
     TraceContextInjector,
@@ -32,6 +31,7 @@ from messagebus.otel import (
 from messagebus.outbox import SQLiteOutbox
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from tests.messages import PostId, PostPublished, PublishPost
+from tests.worker_support import working
 
 pytestmark = pytest.mark.anyio
 
@@ -388,15 +388,6 @@ class TestAddTraceContext:
             }
         ]
         assert add_trace_context(None, "info", {"event": "idle"}) == {"event": "idle"}
-
-
-@asynccontextmanager
-async def working(bus: MessageBus) -> AsyncIterator[Worker]:
-    worker = Worker(bus)
-    async with anyio.create_task_group() as tasks:
-        await tasks.start(worker.run)
-        yield worker
-        worker.stop()
 
 
 class TestOneTraceAcrossOutboxAndTransport:

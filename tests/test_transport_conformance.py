@@ -17,6 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from messagebus.testing import TRANSPORT_CHECKS, NotApplicable, TransportCheck, TransportHarness
+from messagebus.transports import TransportWrapper
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 
 pytestmark = pytest.mark.anyio
@@ -26,6 +27,24 @@ def memory(request: pytest.FixtureRequest, anyio_backend: str) -> TransportHarne
     """Transports on one broker: a second one opened is a restart of the first."""
     broker = MemoryBroker()
     return TransportHarness(lambda: InMemoryTransport(broker), short=0.1, patience=10.0)
+
+
+def wrapped(request: pytest.FixtureRequest, anyio_backend: str) -> TransportHarness:
+    """A bare TransportWrapper around memory: wrapping alone changes nothing."""
+    broker = MemoryBroker()
+    return TransportHarness(
+        lambda: TransportWrapper(InMemoryTransport(broker)), short=0.1, patience=10.0
+    )
+
+
+def traced(request: pytest.FixtureRequest, anyio_backend: str) -> TransportHarness:
+    """TracedTransport around memory: tracing changes nothing either."""
+    from messagebus.otel import TracedTransport
+
+    broker = MemoryBroker()
+    return TransportHarness(
+        lambda: TracedTransport(InMemoryTransport(broker), metrics=False), short=0.1, patience=10.0
+    )
 
 
 def sqs(request: pytest.FixtureRequest, anyio_backend: str) -> TransportHarness:
@@ -54,6 +73,8 @@ def sqs(request: pytest.FixtureRequest, anyio_backend: str) -> TransportHarness:
 HARNESSES: dict[str, Callable[[pytest.FixtureRequest, str], TransportHarness]] = {
     "memory": memory,
     "sqs": sqs,
+    "traced": traced,
+    "wrapped": wrapped,
 }
 
 

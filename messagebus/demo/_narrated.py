@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from messagebus.extension import Delivery, Transport
-from messagebus.transports import Capabilities, Outgoing, Topology
+from messagebus.transports import Outgoing, TransportWrapper
 
 
 class _Type(msgspec.Struct):
@@ -31,7 +31,7 @@ def message_types(bodies: Sequence[bytes]) -> list[str]:
     return types
 
 
-class NarratedTransport:
+class NarratedTransport(TransportWrapper):
     """Wraps the demo's transport and says, as it happens, what crosses it.
 
     Publishing is what the outbox relay does once a transaction has committed; sending
@@ -40,24 +40,8 @@ class NarratedTransport:
     """
 
     def __init__(self, transport: Transport, say: Any) -> None:
-        self.inner = transport
+        super().__init__(transport)
         self._say = say
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """The wrapped transport's."""
-        return self.inner.capabilities
-
-    async def __aenter__(self) -> NarratedTransport:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.inner.__aexit__(*exc_info)
-
-    async def provision(self, topology: Topology) -> None:
-        """Provision the wrapped transport."""
-        await self.inner.provision(topology)
 
     async def publish(self, topic: str, messages: Sequence[Outgoing]) -> None:
         """Publish, saying so: in this service only the outbox relay publishes."""

@@ -25,11 +25,10 @@ from messagebus.otel._propagation import (
     context_of_headers,
 )
 from messagebus.otel._tracing import error_type, tracer_of
+from messagebus.transports import TransportWrapper
 from messagebus.transports._protocol import (
-    Capabilities,
     Delivery,
     Outgoing,
-    Topology,
     Transport,
 )
 
@@ -53,7 +52,7 @@ _BODY = msgspec.json.Decoder(_Headers)
 _HEADER_MAP = msgspec.json.Decoder(dict[str, str])
 
 
-class TracedTransport:
+class TracedTransport(TransportWrapper):
     """A :class:`~messagebus.extension.Transport` that traces another, by the conventions.
 
     ``MessageBus(transport=TracedTransport(SQSTransport(...)))``. Every call becomes a
@@ -92,29 +91,13 @@ class TracedTransport:
         propagator: TextMapPropagator | None = None,
         metrics: bool = True,
     ) -> None:
-        self.inner = transport
+        super().__init__(transport)
         self._tracer = tracer_of(tracer_provider)
         self._propagator = propagator
         self._metrics = metrics
         self._durations = client_operation_duration(meter_provider)
         self._sent = sent_messages(meter_provider)
         self._consumed = consumed_messages(meter_provider)
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """The traced transport's."""
-        return self.inner.capabilities
-
-    async def __aenter__(self) -> TracedTransport:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.inner.__aexit__(*exc_info)
-
-    async def provision(self, topology: Topology) -> None:
-        """Provision through the traced transport (not traced: not a messaging operation)."""
-        await self.inner.provision(topology)
 
     async def send(self, queue: str, messages: Sequence[Outgoing]) -> None:
         """Send through the traced transport, in a ``send <queue>`` span."""

@@ -16,6 +16,8 @@
 - :mod:`messagebus.transports.eventbridge`: :class:`EventBridgeTransport`, events
   through EventBridge rules into the queues of a queue transport, and
   :class:`MemoryEventBridge`, its in-memory double.
+- :class:`TransportWrapper`: passes every call to another transport, for decorators
+  (tracing, logging) that override only what they add to.
 - :func:`visibility_heartbeat`: keeps a delivery invisible while a long handler runs;
   any transport's.
 - :func:`transport_from_url` / :func:`transport_from_env`: a transport from
@@ -36,6 +38,7 @@ from messagebus.transports._protocol import (
 )
 from messagebus.transports._routing import Destination, DestinationKind, Router, topic_name
 from messagebus.transports._url import SQSSettings, transport_from_env, transport_from_url
+from messagebus.transports._wrapper import TransportWrapper
 
 __all__ = [
     "MAX_LIFETIME",
@@ -49,6 +52,7 @@ __all__ = [
     "TopicSpec",
     "TopicSubscription",
     "Topology",
+    "TransportWrapper",
     "keep_visible",
     "topic_name",
     "transport_from_env",
