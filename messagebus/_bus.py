@@ -58,7 +58,7 @@ from messagebus._schedule import ScheduleId, Scheduling
 from messagebus._sql import require_same_database
 from messagebus._unit_of_work import UnitOfWork, open_unit_of_work
 from messagebus.dead_letters import InMemoryDeadLetterStore
-from messagebus.extension import DeadLetterStore
+from messagebus.dead_letters._store import DeadLetterStore
 from messagebus.outbox import OutboxRelay
 from messagebus.transports._protocol import QueueSpec, Topology, Transport
 from messagebus.transports._routing import Router

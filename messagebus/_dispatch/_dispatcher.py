@@ -45,7 +45,7 @@ from messagebus._outlets import Outlet
 from messagebus._redelivery import HANDLER_HEADER, defer
 from messagebus._registration import HandlerTable, Route
 from messagebus.dead_letters import DeadLetter
-from messagebus.extension import DeadLetterStore
+from messagebus.dead_letters._store import DeadLetterStore
 
 __all__ = ["Dispatcher"]
 
