@@ -39,15 +39,7 @@ LOWEST_EXTRAS = "postgres,sqs,otel,test"
 # (matplotlib, hatchling, mypy, moto's DynamoDB server, boto3 of the aws-lambda extra,
 # whose floor cannot sit beside aiobotocore's), and the store conformance suites that
 # repeat the stores' own tests.
-# Also, for now: the test modules whose bus runs on the SQLite outbox meet "cannot
-# start a transaction within a transaction" now and then at the floor versions (anyio
-# 4.4 to 4.12 with pytest 8.3, and anyio 4.4 with any pytest), never with today's
-# releases. Not root-caused yet (issue 18's note); the full run keeps them.
 LOWEST_SKIPS = (
-    "tests/test_doc_examples.py",
-    "tests/test_idempotency_inbox.py",
-    "tests/test_process_managers.py",
-    "tests/test_testing_kit.py",
     "tests/test_aws_lambda_localstack.py",
     "tests/test_aws_lambda_router.py",
     "tests/test_dynamodb_stores.py",

@@ -65,7 +65,11 @@ class SQLiteConnection(SharedDatabase):
         self._connection: sqlite3.Connection | None = None
         self._closed = False
         # One thread at a time on the connection: sqlite3 connections are not re-entrant.
-        self._limiter = anyio.CapacityLimiter(1)
+        # A Lock, not CapacityLimiter(1): the lock hands itself to the next waiter on
+        # release, while anyio's asyncio CapacityLimiter before 4.14.2 let a newcomer take
+        # a token already promised to a waking waiter (anyio#1170), putting two threads,
+        # and a second BEGIN, on this one connection.
+        self._lock = anyio.Lock()
 
     def add_set_up(self, set_up: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``set_up`` (a store's tables) once, in a transaction, before the next call."""
@@ -79,7 +83,8 @@ class SQLiteConnection(SharedDatabase):
         """Return ``call(connection)``, run in a worker thread, outside any transaction."""
         if self._closed:
             raise anyio.ClosedResourceError
-        return await anyio.to_thread.run_sync(self._call, call, limiter=self._limiter)
+        async with self._lock:
+            return await anyio.to_thread.run_sync(self._call, call)
 
     async def write(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
         """Return ``call(connection)``, run in its own ``BEGIN IMMEDIATE`` transaction."""
@@ -90,9 +95,9 @@ class SQLiteConnection(SharedDatabase):
         """Hold the connection in a ``BEGIN IMMEDIATE`` transaction for the block."""
         if self._closed:
             raise anyio.ClosedResourceError
-        # The limiter is held by this task for the whole block: no other call can use
-        # the connection (its statements would join this transaction).
-        async with self._limiter:
+        # The lock is held by this task for the whole block: no other call can use the
+        # connection (its statements would join this transaction).
+        async with self._lock:
             connection = await anyio.to_thread.run_sync(self._call, _begin)
             held = HeldTransaction(connection)
             try:
@@ -107,7 +112,8 @@ class SQLiteConnection(SharedDatabase):
         self._closed = True
         # Shielded: a cancelled close would leak the connection and its file handles.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._close, limiter=self._limiter)
+            async with self._lock:
+                await anyio.to_thread.run_sync(self._close)
 
     def _call(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
         # Checked again in the thread: aclose() may have run while this call queued.

@@ -31,14 +31,16 @@ class HeldTransaction(Generic[_C]):
     def __init__(self, connection: _C) -> None:
         self._connection = connection
         self._ended = False
-        self.limiter = anyio.CapacityLimiter(1)
-        """One thread at a time on the connection; the database's begin/commit use it too."""
+        # One thread at a time on the connection. A Lock, not CapacityLimiter(1): see
+        # SQLiteConnection (anyio's asyncio limiter could over-grant before 4.14.2).
+        self._lock = anyio.Lock()
 
     async def run(self, call: Callable[[_C], _T]) -> _T:
         """Return ``call(connection)``, run in a worker thread inside the transaction."""
         if self._ended:
             raise anyio.ClosedResourceError
-        return await anyio.to_thread.run_sync(self._call, call, limiter=self.limiter)
+        async with self._lock:
+            return await anyio.to_thread.run_sync(self._call, call)
 
     async def end(self, finish: Callable[[_C], None]) -> None:
         """Refuse further calls, then run ``finish`` (commit or roll back), shielded.
@@ -48,7 +50,8 @@ class HeldTransaction(Generic[_C]):
         """
         self._ended = True
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(finish, self._connection, limiter=self.limiter)
+            async with self._lock:
+                await anyio.to_thread.run_sync(finish, self._connection)
 
     def _call(self, call: Callable[[_C], _T]) -> _T:
         # Checked again in the thread: end() may have run while this call queued.
