@@ -21,13 +21,19 @@ It sees through two public doors, because neither alone sees everything:
   and it cannot tell which handler sent what.
 
 An envelope seen through both is recorded once (by message id): the middleware sees it
-first, with the handler's name.
+first, with the handler's name. What :func:`record_outgoing` sees while a handler runs
+(a unit of work writing the handler's messages to the outbox) is recorded with that
+handler's name, and withdrawn if the run fails: its transaction rolled back, so those
+messages never leave. A message scheduled for later (``ctx.schedule``,
+``Process.schedule``) is recorded as ``"scheduled"``, with its due time.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -36,9 +42,17 @@ import attrs
 from messagebus._bus import MessageBus
 from messagebus._envelope import Envelope
 from messagebus._messages import Command, Event, Message
+from messagebus._schedule import due_of
 from messagebus.extension import CallNext, HandlerInfo, Middleware, held_follow_ups
 
 __all__ = ["BusRecorder", "Recorded", "record_outgoing"]
+
+
+Kind = Literal["published", "sent", "scheduled"]
+
+
+def _when(due: float) -> str:
+    return datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds")
 
 
 @attrs.frozen
@@ -48,13 +62,14 @@ class Recorded:
     Attributes:
         envelope: the message with its metadata (ids, correlation, causation, headers).
         kind: ``"published"`` for an event, ``"sent"`` for a command (``ctx.send``,
-            ``bus.enqueue``).
+            ``bus.enqueue``), ``"scheduled"`` for either when it is due later (see
+            :attr:`due`).
         handler: the name of the handler that held it back; None if it was seen only
             leaving the process (:func:`record_outgoing`).
     """
 
     envelope: Envelope[Message]
-    kind: Literal["published", "sent"]
+    kind: Kind
     handler: str | None
 
     @property
@@ -62,12 +77,19 @@ class Recorded:
         """The message itself."""
         return self.envelope.message
 
+    @property
+    def due(self) -> float | None:
+        """When a scheduled message is due (seconds since the Unix epoch); None otherwise."""
+        return due_of(self.envelope)
+
     def describe(self) -> str:
         """One line for a failure message: kind, message, handler, correlation, causation."""
         envelope = self.envelope
         by = "" if self.handler is None else f" by {self.handler}"
+        due = self.due
+        when = "" if due is None else f" due at {_when(due)}"
         return (
-            f"{self.kind} {envelope.message!r}{by} "
+            f"{self.kind} {envelope.message!r}{when}{by} "
             f"(correlation {envelope.correlation_id}, causation {envelope.causation_id})"
         )
 
@@ -114,6 +136,11 @@ class BusRecorder:
         """The envelopes of the commands recorded, in order."""
         return [record.envelope for record in self.records if record.kind == "sent"]
 
+    @property
+    def scheduled(self) -> list[Envelope[Message]]:
+        """The envelopes of the messages scheduled for later, in order."""
+        return [record.envelope for record in self.records if record.kind == "scheduled"]
+
     def clear(self) -> None:
         """Forget what was recorded so far (between the arrange and act of a test)."""
         self.records.clear()
@@ -137,6 +164,19 @@ class BusRecorder:
         """
         return self._find("sent", command_type, fields)
 
+    def assert_scheduled(
+        self, message_type: type[Message], /, *, due: float | None = None, **fields: Any
+    ) -> Envelope[Message]:
+        """Return the first scheduled message of ``message_type`` whose attributes equal ``fields``.
+
+        ``due`` (seconds since the Unix epoch, on the outbox store's clock), if given,
+        must equal its due time too.
+
+        Raises:
+            AssertionError: none was recorded; the message lists what was, with due times.
+        """
+        return self._find("scheduled", message_type, fields, due)
+
     def assert_nothing_published(self) -> None:
         """Raise :class:`AssertionError`, listing them, if any event was recorded."""
         self._none("published")
@@ -145,18 +185,30 @@ class BusRecorder:
         """Raise :class:`AssertionError`, listing them, if any command was recorded."""
         self._none("sent")
 
+    def assert_nothing_scheduled(self) -> None:
+        """Raise :class:`AssertionError`, listing them, if anything was scheduled."""
+        self._none("scheduled")
+
     def _find(
-        self, kind: str, message_type: type[Message], fields: dict[str, Any]
+        self,
+        kind: Kind,
+        message_type: type[Message],
+        fields: dict[str, Any],
+        due: float | None = None,
     ) -> Envelope[Message]:
         for record in self.records:
             message = record.message
-            if type(message) is message_type and all(
-                getattr(message, name, _MISSING) == value for name, value in fields.items()
+            if (
+                record.kind == kind
+                and type(message) is message_type
+                and all(getattr(message, name, _MISSING) == value for name, value in fields.items())
+                and (due is None or record.due == due)
             ):
                 return record.envelope
         wanted = ", ".join(f"{name}={value!r}" for name, value in fields.items())
+        when = "" if due is None else f" due at {_when(due)}"
         raise AssertionError(
-            f"expected {message_type.__qualname__}({wanted}) to be {kind}; " + self._listing()
+            f"expected {message_type.__qualname__}({wanted}) to be {kind}{when}; " + self._listing()
         )
 
     def _none(self, kind: str) -> None:
@@ -172,21 +224,44 @@ class BusRecorder:
 
     # -- the doors ------------------------------------------------------------------------
 
-    def _add(self, envelopes: Sequence[Envelope[Message]], handler: str | None) -> None:
+    def _add(self, envelopes: Sequence[Envelope[Message]], handler: str | None) -> list[Recorded]:
+        added = []
         for envelope in envelopes:
             if envelope.message_id in self._seen:
                 continue  # held (with the handler's name), then seen leaving the process
-            kind: Literal["published", "sent"] = (
-                "published" if isinstance(envelope.message, Event) else "sent"
-            )
+            kind: Kind
+            if due_of(envelope) is not None:
+                kind = "scheduled"
+            else:
+                kind = "published" if isinstance(envelope.message, Event) else "sent"
             self._seen.add(envelope.message_id)
-            self.records.append(Recorded(envelope, kind, handler))
+            record = Recorded(envelope, kind, handler)
+            self.records.append(record)
+            added.append(record)
+        return added
+
+    def _withdraw(self, record: Recorded) -> None:
+        # Its handler run failed: its transaction rolled back, the message never leaves.
+        if record in self.records:
+            self.records.remove(record)
+            self._seen.discard(record.envelope.message_id)
 
 
 _MISSING = object()
 
 _active: list[BusRecorder] = []
 """The recorders entered right now, for :func:`record_outgoing` (which has no bus)."""
+
+
+@attrs.frozen
+class _Run:
+    """A handler run in progress under a recorder's middleware, for :func:`record_outgoing`."""
+
+    handler: str
+    recorded: list[tuple[BusRecorder, Recorded]] = attrs.field(factory=list)
+
+
+_run: ContextVar[_Run | None] = ContextVar("messagebus_recorder_run", default=None)
 
 
 def record_outgoing(envelope: Envelope[Message]) -> Envelope[Message]:
@@ -196,8 +271,13 @@ def record_outgoing(envelope: Envelope[Message]) -> Envelope[Message]:
     record everything that leaves the process (see the module). It returns the envelope
     unchanged and costs a list test when no recorder is entered.
     """
+    if not _active:
+        return envelope
+    run = _run.get()
     for recorder in _active:
-        recorder._add((envelope,), None)
+        added = recorder._add((envelope,), None if run is None else run.handler)
+        if run is not None:
+            run.recorded.extend((recorder, record) for record in added)
     return envelope
 
 
@@ -212,7 +292,18 @@ class _Tap:
         recorders = self.recorders
 
         async def record(envelope: Envelope[Message], call_next: CallNext) -> Any:
-            result = await call_next(envelope)
+            if not recorders:
+                return await call_next(envelope)
+            run = _Run(name)
+            token = _run.set(run)
+            try:
+                result = await call_next(envelope)
+            except BaseException:
+                for recorder, record in run.recorded:
+                    recorder._withdraw(record)
+                raise
+            finally:
+                _run.reset(token)
             if recorders:
                 held = held_follow_ups()
                 for recorder in recorders:
