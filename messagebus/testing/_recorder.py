@@ -18,13 +18,15 @@ It sees through two public doors, because neither alone sees everything:
   (``MessageBus(..., outgoing=[record_outgoing])``): it sees every envelope that
   leaves the process, to the transport or into the outbox, whoever sent it. It sees
   nothing on a bus that keeps everything in the process (no transport, no outbox),
-  and it cannot tell which handler sent what.
+  and it names a handler only when the recorder's middleware runs it (not a message
+  sent from outside any handler, nor a held one dispatched after its handler returned).
 
 An envelope seen through both is recorded once (by message id): the middleware sees it
 first, with the handler's name. What :func:`record_outgoing` sees while a handler runs
-(a unit of work writing the handler's messages to the outbox) is recorded with that
-handler's name, and withdrawn if the run fails: its transaction rolled back, so those
-messages never leave. A message scheduled for later (``ctx.schedule``,
+is recorded with that handler's name. What it sees written to the outbox in a unit of
+work is recorded once the unit commits, and never if it rolls back: those messages never
+leave. (A message published straight to the transport from inside an open unit of work
+is taken for one written in it.) A message scheduled for later (``ctx.schedule``,
 ``Process.schedule``) is recorded as ``"scheduled"``, with its due time.
 """
 
@@ -43,6 +45,7 @@ from messagebus._bus import MessageBus
 from messagebus._envelope import Envelope
 from messagebus._messages import Command, Event, Message
 from messagebus._schedule import due_of
+from messagebus._unit_of_work import current_unit_of_work
 from messagebus.extension import CallNext, HandlerInfo, Middleware, held_follow_ups
 
 __all__ = ["BusRecorder", "Recorded", "record_outgoing"]
@@ -224,8 +227,7 @@ class BusRecorder:
 
     # -- the doors ------------------------------------------------------------------------
 
-    def _add(self, envelopes: Sequence[Envelope[Message]], handler: str | None) -> list[Recorded]:
-        added = []
+    def _add(self, envelopes: Sequence[Envelope[Message]], handler: str | None) -> None:
         for envelope in envelopes:
             if envelope.message_id in self._seen:
                 continue  # held (with the handler's name), then seen leaving the process
@@ -235,16 +237,7 @@ class BusRecorder:
             else:
                 kind = "published" if isinstance(envelope.message, Event) else "sent"
             self._seen.add(envelope.message_id)
-            record = Recorded(envelope, kind, handler)
-            self.records.append(record)
-            added.append(record)
-        return added
-
-    def _withdraw(self, record: Recorded) -> None:
-        # Its handler run failed: its transaction rolled back, the message never leaves.
-        if record in self.records:
-            self.records.remove(record)
-            self._seen.discard(record.envelope.message_id)
+            self.records.append(Recorded(envelope, kind, handler))
 
 
 _MISSING = object()
@@ -252,16 +245,8 @@ _MISSING = object()
 _active: list[BusRecorder] = []
 """The recorders entered right now, for :func:`record_outgoing` (which has no bus)."""
 
-
-@attrs.frozen
-class _Run:
-    """A handler run in progress under a recorder's middleware, for :func:`record_outgoing`."""
-
-    handler: str
-    recorded: list[tuple[BusRecorder, Recorded]] = attrs.field(factory=list)
-
-
-_run: ContextVar[_Run | None] = ContextVar("messagebus_recorder_run", default=None)
+_handler: ContextVar[str | None] = ContextVar("messagebus_recorder_handler", default=None)
+"""The name of the handler running under a recorder's middleware in this task."""
 
 
 def record_outgoing(envelope: Envelope[Message]) -> Envelope[Message]:
@@ -273,11 +258,18 @@ def record_outgoing(envelope: Envelope[Message]) -> Envelope[Message]:
     """
     if not _active:
         return envelope
-    run = _run.get()
-    for recorder in _active:
-        added = recorder._add((envelope,), None if run is None else run.handler)
-        if run is not None:
-            run.recorded.extend((recorder, record) for record in added)
+    handler = _handler.get()
+    recorders = tuple(_active)
+
+    def add() -> None:
+        for recorder in recorders:
+            recorder._add((envelope,), handler)
+
+    unit = current_unit_of_work()
+    if unit is None:
+        add()
+    else:
+        unit.after_commit(add)  # written to the outbox: it leaves only if this commits
     return envelope
 
 
@@ -294,16 +286,11 @@ class _Tap:
         async def record(envelope: Envelope[Message], call_next: CallNext) -> Any:
             if not recorders:
                 return await call_next(envelope)
-            run = _Run(name)
-            token = _run.set(run)
+            token = _handler.set(name)
             try:
                 result = await call_next(envelope)
-            except BaseException:
-                for recorder, record in run.recorded:
-                    recorder._withdraw(record)
-                raise
             finally:
-                _run.reset(token)
+                _handler.reset(token)
             if recorders:
                 held = held_follow_ups()
                 for recorder in recorders:
