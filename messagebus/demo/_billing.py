@@ -18,7 +18,7 @@ from datetime import timedelta
 import attrs
 
 from messagebus import Command, Envelope, Event, Message, MessageBus
-from messagebus.extension import Clock
+from messagebus.extension import Clock, Transport
 from messagebus.middleware import LoggingMiddleware
 from messagebus.process import Process, ProcessManager
 from messagebus.sqlite import SQLiteDatabase
@@ -129,20 +129,22 @@ def build_billing(
     billing: Billing,
     database: SQLiteDatabase,
     *,
+    transport: Transport | None = None,
     clock: Clock | None = None,
     outgoing: Iterable[Callable[[Envelope[Message]], Envelope[Message]]] = (),
 ) -> MessageBus:
     """Return the billing service's bus: the subscription process and what it talks to.
 
-    Invoices and the readers' notices land in ``billing``.
-    The process's state, its inbox and the outbox (where its deadlines wait) share
-    ``database``; ``clock`` (a fake clock in the demo and in tests) rules the deadlines,
-    ``outgoing`` hooks go to the bus (a test's
+    Invoices and the readers' notices land in ``billing``. The process's state, its
+    inbox and the outbox (where its deadlines wait) share ``database``. Messages stay in
+    the process, or travel on ``transport``; ``clock`` (a fake clock in the demo and in
+    tests) rules the deadlines; ``outgoing`` hooks go to the bus (a test's
     :func:`~messagebus.testing.record_outgoing`).
     """
     now = time.time if clock is None else clock
     bus = MessageBus(
         service="billing",
+        transport=transport,
         outbox=database.outbox(clock=now),
         middleware=[LoggingMiddleware()],
         source="/billing",
