@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,12 @@ from messagebus.testing import BusHarness, FakeClock, ProcessUnderTest, record_o
 from messagebus.transports.memory import InMemoryTransport
 
 pytestmark = pytest.mark.anyio
+
+
+@attrs.frozen
+class Measured(Event, name="test.kit.measured"):
+    value: float
+
 
 LINUS = SubscriptionRequested("s-1", "linus", "ada", 500)
 CANCELLED = "linus: subscription cancelled, no payment within 30 minutes"
@@ -96,8 +103,12 @@ class TestGiven:
         await kit.process.assert_completed("s-1")
         assert kit.billing.notices == ["linus: welcome to ada's paid posts"]
 
-    async def test_a_failed_run_records_nothing(self, tmp_path: Path) -> None:
-        """A handler that fails after publishing rolls back: nothing was recorded."""
+    async def test_a_rolled_back_run_records_nothing(self, tmp_path: Path) -> None:
+        """A run whose transaction rolls back after staging a message: nothing recorded.
+
+        The first event is written to the outbox, then the second cannot be encoded
+        (NaN), so the unit of work rolls back: the first never leaves either.
+        """
         database = SQLiteDatabase(tmp_path / "failing.sqlite3")
         bus = MessageBus(outbox=database.outbox(), outgoing=[record_outgoing])
         refusing = ProcessManager("test.refusing", Subscription)
@@ -107,9 +118,10 @@ class TestGiven:
             event: SubscriptionRequested, process: Process[Subscription]
         ) -> Subscription:
             process.publish(SubscriptionActivated("s-1", "linus", "ada"))
-            raise RuntimeError("the card was refused")
+            process.publish(Measured(math.nan))
+            return Subscription(event.reader, event.author, event.amount_cents)
 
-        bus.declare(SubscriptionActivated)
+        bus.declare(SubscriptionActivated, Measured)
         refusing.register(bus, store=database.processes(), inbox=database.idempotency())
         async with database, BusHarness.running(bus) as harness:
             process = harness.process(refusing, database.processes())
@@ -117,7 +129,8 @@ class TestGiven:
 
             harness.recorder.assert_nothing_published()
             await process.assert_not_started("s-1")
-            await harness.assert_dead_lettered(SubscriptionRequested)
+            letter = await harness.assert_dead_lettered(SubscriptionRequested)
+            assert letter.error_type.endswith("EncodeError")
 
 
 class TestAdvance:
