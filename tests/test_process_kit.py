@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from messagebus import Event, InvalidArgumentError, MessageBus
+from messagebus import Envelope, Event, InvalidArgumentError, MessageBus
 from messagebus.demo._billing import (
     PAYMENT_WINDOW,
     Billing,
@@ -92,6 +92,7 @@ class TestGiven:
             CancelUnpaidSubscription, due_in=PAYMENT_WINDOW, subscription_id="s-1"
         )
         assert timeout.correlation_id == kit.harness.recorder.sent[0].correlation_id
+        assert kit.harness.assert_scheduled(CancelUnpaidSubscription) is timeout
         kit.harness.recorder.assert_nothing_published()
         assert kit.billing.invoices == ["linus: 5.00 for s-1"]  # the invoice was delivered
 
@@ -273,3 +274,9 @@ async def test_settle_on_an_in_process_bus_does_nothing() -> None:
         await bus.publish(SubscriptionActivated("s-1", "linus", "ada"))
         await harness.settle()
     assert seen == [SubscriptionActivated("s-1", "linus", "ada")]
+
+
+def test_record_outgoing_without_a_recorder_changes_nothing() -> None:
+    """The hook returns the envelope as it came when no recorder is entered."""
+    envelope = Envelope(LINUS)
+    assert record_outgoing(envelope) is envelope

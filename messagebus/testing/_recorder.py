@@ -291,10 +291,9 @@ class _Tap:
                 result = await call_next(envelope)
             finally:
                 _handler.reset(token)
-            if recorders:
-                held = held_follow_ups()
-                for recorder in recorders:
-                    recorder._add(held, name)
+            held = held_follow_ups()
+            for recorder in recorders:
+                recorder._add(held, name)
             return result
 
         return record
