@@ -77,6 +77,10 @@ class BusHarness:
         this process's handlers, round after round until none is left); otherwise
         nothing (in-process dispatch is done when ``send`` or ``publish`` returns).
         Messages scheduled for later stay scheduled: only :meth:`advance` brings them.
+
+        Raises:
+            InvalidArgumentError: the bus runs on a transport other than the memory one.
+            AssertionError: as :func:`~messagebus.testing.run_until_idle`, not idle.
         """
         if self.bus.transport is not None:
             await self.run_until_idle()
@@ -94,7 +98,7 @@ class BusHarness:
         must run on this clock for that (``database.outbox(clock=clock)``).
 
         Raises:
-            InvalidArgumentError: ``by`` is negative.
+            InvalidArgumentError: ``by`` is negative (or as :meth:`settle`).
         """
         seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
         await self.clock.advance(seconds)
