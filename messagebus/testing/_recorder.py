@@ -67,8 +67,9 @@ class Recorded:
         kind: ``"published"`` for an event, ``"sent"`` for a command (``ctx.send``,
             ``bus.enqueue``), ``"scheduled"`` for either when it is due later (see
             :attr:`due`).
-        handler: the name of the handler that held it back; None if it was seen only
-            leaving the process (:func:`record_outgoing`).
+        handler: the name of the handler that held it back or sent it while it ran;
+            None if it was seen only leaving the process (:func:`record_outgoing`)
+            outside any handler the recorder's middleware ran.
     """
 
     envelope: Envelope[Message]
