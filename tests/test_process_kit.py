@@ -6,6 +6,7 @@ import math
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -24,6 +25,7 @@ from messagebus.demo._billing import (
     build_billing,
     subscriptions,
 )
+from messagebus.postgres import PostgresDatabase
 from messagebus.process import Process, ProcessManager
 from messagebus.sqlite import SQLiteDatabase
 from messagebus.testing import BusHarness, FakeClock, ProcessUnderTest, record_outgoing
@@ -50,10 +52,9 @@ class Billed:
     billing: Billing
 
 
-async def billed(tmp_path: Path, *, transport: bool = False) -> AsyncIterator[Billed]:
+async def billed(database: Any, *, transport: bool = False) -> AsyncIterator[Billed]:
     clock = FakeClock()
     billing = Billing()
-    database = SQLiteDatabase(tmp_path / "billing.sqlite3")
     bus = build_billing(
         billing,
         database,
@@ -65,17 +66,22 @@ async def billed(tmp_path: Path, *, transport: bool = False) -> AsyncIterator[Bi
         yield Billed(harness, harness.process(subscriptions, database.processes()), billing)
 
 
-@pytest.fixture
-async def kit(tmp_path: Path) -> AsyncIterator[Billed]:
-    """The billing service, messages in the process, on a fake clock."""
-    async for made in billed(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+async def kit(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Billed]:
+    """The billing service, messages in the process, on a fake clock, on either database."""
+    if request.param == "sqlite":
+        database: Any = SQLiteDatabase(tmp_path / "billing.sqlite3")
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+        database = PostgresDatabase(dsn, schema=request.getfixturevalue("postgres_schema"))
+    async for made in billed(database):
         yield made
 
 
 @pytest.fixture
 async def kit_on_queue(tmp_path: Path) -> AsyncIterator[Billed]:
     """The billing service on the memory transport, on a fake clock."""
-    async for made in billed(tmp_path, transport=True):
+    async for made in billed(SQLiteDatabase(tmp_path / "billing.sqlite3"), transport=True):
         yield made
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -21,7 +22,10 @@ from messagebus import Command, Envelope, Event, Message, MessageBus
 from messagebus.extension import Clock, Transport
 from messagebus.middleware import LoggingMiddleware
 from messagebus.process import Process, ProcessManager
-from messagebus.sqlite import SQLiteDatabase
+
+if TYPE_CHECKING:  # the demo needs no PostgreSQL; a test may give it one
+    from messagebus.postgres import PostgresDatabase
+    from messagebus.sqlite import SQLiteDatabase
 
 PAYMENT_WINDOW = timedelta(minutes=30)
 """How long a requested subscription waits for its payment before it is cancelled."""
@@ -127,7 +131,7 @@ class Billing:
 
 def build_billing(
     billing: Billing,
-    database: SQLiteDatabase,
+    database: SQLiteDatabase | PostgresDatabase,
     *,
     transport: Transport | None = None,
     clock: Clock | None = None,
@@ -136,7 +140,8 @@ def build_billing(
     """Return the billing service's bus: the subscription process and what it talks to.
 
     Invoices and the readers' notices land in ``billing``. The process's state, its
-    inbox and the outbox (where its deadlines wait) share ``database``. Messages stay in
+    inbox and the outbox (where its deadlines wait) share ``database`` (SQLite in the
+    demo, or PostgreSQL). Messages stay in
     the process, or travel on ``transport``; ``clock`` (a fake clock in the demo and in
     tests) rules the deadlines; ``outgoing`` hooks go to the bus (a test's
     :func:`~messagebus.testing.record_outgoing`).
