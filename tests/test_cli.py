@@ -238,6 +238,9 @@ class TestDemo:
         assert f"path={path}" in out
         with closing(sqlite3.connect(path)) as connection:
             assert connection.execute("SELECT count(*) FROM posts").fetchone() == (2,)
+            # and the billing step's two subscription processes, completed.
+            processes = "SELECT count(*) FROM messagebus_processes WHERE state IS NULL"
+            assert connection.execute(processes).fetchone() == (2,)
         # A story, not a dump: short ids, failures on one line, the hops visible.
         assert "Traceback" not in out
         # structlog quotes values with spaces from 25.x on; the floor (24.4) does not.

@@ -65,3 +65,39 @@ class TestDemo:
         publish, notify = handled[0], handled[1]
         assert notify["causation_id"] == publish["message_id"]
         assert notify["correlation_id"] == publish["correlation_id"]
+
+    async def test_the_process_manager_step(self) -> None:
+        """Step 8: the unpaid subscription is cancelled at its deadline, the paid one kept."""
+        with capture_logs() as logs:
+            await main()
+        events = [line["event"] for line in logs]
+        step = events.index(
+            "8. a process manager: linus and grace ask for paid subscriptions to ada; each"
+        )
+        assert step > events.index("   replayed")  # after the blog's story
+        invoiced = next(line for line in logs if line["event"] == "   invoices sent")
+        assert invoiced["invoices"] == ["linus: 5.00 for sub-linus", "grace: 5.00 for sub-grace"]
+        assert invoiced["deadlines_waiting"] == 2
+        assert invoiced["linus_process"] == "waiting for payment"
+        paid = next(line for line in logs if line["event"] == "   grace paid in time")
+        assert paid["notices"] == ["grace: welcome to ada's paid posts"]
+        assert paid["grace_process"] == "completed"
+        cancelled = next(line for line in logs if line["event"].startswith("   linus never paid"))
+        assert cancelled["notices"] == [
+            "linus: subscription cancelled, no payment within 30 minutes"
+        ]
+        assert cancelled["linus_process"] == "completed"
+        assert cancelled["deadlines_waiting"] == 0
+        ignored = [
+            line for line in logs if line["event"] == "message for a completed process ignored"
+        ]
+        assert [line["key"] for line in ignored] == ["sub-grace"]
+        # Both deadlines ran the process's handler; the fake clock made it instant.
+        deadlines = [
+            line
+            for line in logs
+            if line["event"] == "message handled"
+            and line["handler"] == "billing.subscription:billing.subscription.cancel-unpaid"
+        ]
+        assert len(deadlines) == 2
+        assert events[-1] == "done"

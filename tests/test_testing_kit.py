@@ -124,11 +124,14 @@ class TestBusRecorder:
             second.assert_published(PostPublished, title="between")
 
     async def test_the_middleware_misses_what_a_unit_of_work_took(self, tmp_path: Path) -> None:
-        """A per-handler unit of work takes the follow-ups first; record_outgoing sees them."""
-        for hooks, expected in (((), []), ((record_outgoing,), [("published", None)])):
+        """A per-handler unit of work takes the follow-ups first; record_outgoing sees them.
+
+        It sees them while the handler runs, so it names the handler too.
+        """
+        for hooks, expected in (((), []), ((record_outgoing,), [("published", "publish")])):
             bus = MessageBus(outbox=SQLiteOutbox(tmp_path / f"{len(hooks)}.db"), outgoing=hooks)
 
-            @bus.handler(PublishPost, middleware=[UnitOfWorkMiddleware(bus)])
+            @bus.handler(PublishPost, name="publish", middleware=[UnitOfWorkMiddleware(bus)])
             async def publish(command: PublishPost, ctx: Context[PublishPost]) -> PostId:
                 ctx.publish(PostPublished(7, command.title))
                 return PostId(7)
@@ -139,7 +142,7 @@ class TestBusRecorder:
             assert [(r.kind, r.handler) for r in recorder.records] == expected
 
     async def test_record_outgoing_sees_a_direct_publish_once(self) -> None:
-        """On a transport, bus.publish inside a handler is seen; a held follow-up only once."""
+        """On a transport, bus.publish inside a handler is seen, by it; a follow-up only once."""
         bus = MessageBus(transport=InMemoryTransport(), outgoing=[record_outgoing])
         bus.declare(PostIndexed, PostPublished)
 
@@ -154,7 +157,7 @@ class TestBusRecorder:
             with BusRecorder(bus) as recorder:
                 await bus.send(PublishPost("direct"))
         assert [(r.message, r.handler) for r in recorder.records] == [
-            (PostIndexed(3), None),
+            (PostIndexed(3), "publish-post"),
             (PostPublished(3, "direct"), "publish-post"),
         ]
 

@@ -22,10 +22,20 @@ from messagebus.demo._app import (
     RegisterUser,
     build_bus,
 )
+from messagebus.demo._billing import (
+    PAYMENT_WINDOW,
+    Billing,
+    PaymentReceived,
+    SubscriptionRequested,
+    build_billing,
+    subscriptions,
+)
 from messagebus.demo._narrated import NarratedTransport
 from messagebus.extension import Transport
 from messagebus.idempotency import SQLiteIdempotencyStore
 from messagebus.outbox import SQLiteOutbox
+from messagebus.sqlite import SQLiteDatabase
+from messagebus.testing import FakeClock
 from messagebus.transports.memory import InMemoryTransport
 
 ID_FIELDS = frozenset({"message_id", "correlation_id", "causation_id", "dead_letter_id"})
@@ -106,11 +116,15 @@ async def main(database: Path | None = None, transport: Transport | None = None)
                 idempotency=idempotency,
             )
             await tell(say, blog, bus)
+        await tell_billing(say, path)
         if database is None:
-            say("posts, outbox, dead letters and idempotency records were in a scratch file,")
-            say("   removed now: keep them with --database PATH")
+            say("posts, outbox, dead letters, idempotency records and processes were in a")
+            say("   scratch file, removed now: keep them with --database PATH")
     if database is not None:
-        say("posts, outbox, dead letters and idempotency records are in SQLite", path=str(path))
+        say(
+            "posts, outbox, dead letters, idempotency records and processes are in SQLite",
+            path=str(path),
+        )
     say("done")
 
 
@@ -200,3 +214,57 @@ async def scenarios(say: Any, blog: Blog, bus: MessageBus) -> None:
         words=sorted(blog.search_index),
         dead_letters=len(await bus.dead_letters.list()),
     )
+
+
+async def tell_billing(say: Any, path: Path) -> None:
+    """Tell the story of a process manager: the billing service's subscriptions.
+
+    Its clock is a :class:`~messagebus.testing.FakeClock` (the outbox, where the
+    deadlines wait, and the process store run on it), so half an hour passes at once.
+    Its process state joins the blog's file.
+    """
+    clock = FakeClock()
+    billing = Billing()
+    database = SQLiteDatabase(path)
+    bus = build_billing(billing, database, clock=clock)
+    processes = database.processes()
+    relay, outbox = bus.relay, bus.outbox
+    assert relay is not None  # the billing bus has an outbox
+    assert outbox is not None
+
+    async def stage(key: str) -> str:
+        record = await processes.get(subscriptions.name, key)
+        if record is None:  # pragma: no cover - each one started
+            return "none"
+        return "completed" if record.completed else "waiting for payment"
+
+    async with database, bus:
+        say("8. a process manager: linus and grace ask for paid subscriptions to ada; each")
+        say("   subscription's process sends an invoice and sets a 30-minute payment deadline")
+        say("   (a timeout, waiting in the outbox); billing runs on a fake clock: no one waits")
+        await bus.publish(SubscriptionRequested("sub-linus", "linus", "ada", 500))
+        await bus.publish(SubscriptionRequested("sub-grace", "grace", "ada", 500))
+        await relay.drain()
+        say(
+            "   invoices sent",
+            invoices=list(billing.invoices),
+            deadlines_waiting=(await outbox.status()).scheduled,
+            linus_process=await stage("sub-linus"),
+        )
+        await bus.publish(PaymentReceived("sub-grace", 500))
+        await relay.drain()
+        say(
+            "   grace paid in time",
+            notices=list(billing.notices),
+            grace_process=await stage("sub-grace"),
+        )
+        minutes = int(PAYMENT_WINDOW.total_seconds() // 60)
+        say(f"   {minutes} minutes pass on the fake clock: both deadlines fall due")
+        await clock.advance(PAYMENT_WINDOW.total_seconds())
+        await relay.drain()
+        say(
+            "   linus never paid: cancelled; grace's deadline met a completed process: ignored",
+            notices=billing.notices[1:],
+            linus_process=await stage("sub-linus"),
+            deadlines_waiting=(await outbox.status()).scheduled,
+        )

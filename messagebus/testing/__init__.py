@@ -5,7 +5,9 @@ For the tests of an application's own handlers (see the README's testing section
 :func:`record_outgoing` as the bus's outgoing hook to see everything that leaves the
 process) and asserts on it; :func:`replace_handler` and :func:`replace_subscriber` swap a
 handler for one block; :func:`run_until_idle` runs a service on the memory transport
-until nothing is left to do (:class:`Idle`).
+until nothing is left to do (:class:`Idle`); :class:`BusHarness` bundles them around one
+running bus, and drives a process manager (:class:`ProcessUnderTest`): given messages,
+its state, the timeouts it scheduled, the fake clock advanced to fire them.
 
 Every transport must pass :data:`TRANSPORT_CHECKS` (each a ``check_*`` coroutine taking
 a :class:`TransportHarness`). Nothing here imports a test framework; with pytest::
@@ -105,6 +107,7 @@ from messagebus.testing._outbox_checks import (
     check_outbox_status,
     check_outbox_store,
 )
+from messagebus.testing._process import ProcessUnderTest
 from messagebus.testing._recorder import BusRecorder, Recorded, record_outgoing
 from messagebus.testing._replace import replace_handler, replace_subscriber
 from messagebus.testing._transport_checks import (
@@ -152,6 +155,7 @@ __all__ = [
     "OutboxCheck",
     "OutboxHarness",
     "Probe",
+    "ProcessUnderTest",
     "Recorded",
     "TransportCheck",
     "TransportHarness",

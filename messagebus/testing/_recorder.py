@@ -18,16 +18,24 @@ It sees through two public doors, because neither alone sees everything:
   (``MessageBus(..., outgoing=[record_outgoing])``): it sees every envelope that
   leaves the process, to the transport or into the outbox, whoever sent it. It sees
   nothing on a bus that keeps everything in the process (no transport, no outbox),
-  and it cannot tell which handler sent what.
+  and it names a handler only when the recorder's middleware runs it (not a message
+  sent from outside any handler, nor a held one dispatched after its handler returned).
 
 An envelope seen through both is recorded once (by message id): the middleware sees it
-first, with the handler's name.
+first, with the handler's name. What :func:`record_outgoing` sees while a handler runs
+is recorded with that handler's name. What it sees written to the outbox in a unit of
+work is recorded once the unit commits, and never if it rolls back: those messages never
+leave. (A message published straight to the transport from inside an open unit of work
+is taken for one written in it.) A message scheduled for later (``ctx.schedule``,
+``Process.schedule``) is recorded as ``"scheduled"``, with its due time.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -36,9 +44,18 @@ import attrs
 from messagebus._bus import MessageBus
 from messagebus._envelope import Envelope
 from messagebus._messages import Command, Event, Message
+from messagebus._schedule import due_of
+from messagebus._unit_of_work import current_unit_of_work
 from messagebus.extension import CallNext, HandlerInfo, Middleware, held_follow_ups
 
 __all__ = ["BusRecorder", "Recorded", "record_outgoing"]
+
+
+Kind = Literal["published", "sent", "scheduled"]
+
+
+def _when(due: float) -> str:
+    return datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds")
 
 
 @attrs.frozen
@@ -48,13 +65,15 @@ class Recorded:
     Attributes:
         envelope: the message with its metadata (ids, correlation, causation, headers).
         kind: ``"published"`` for an event, ``"sent"`` for a command (``ctx.send``,
-            ``bus.enqueue``).
-        handler: the name of the handler that held it back; None if it was seen only
-            leaving the process (:func:`record_outgoing`).
+            ``bus.enqueue``), ``"scheduled"`` for either when it is due later (see
+            :attr:`due`).
+        handler: the name of the handler that held it back or sent it while it ran;
+            None if it was seen only leaving the process (:func:`record_outgoing`)
+            outside any handler the recorder's middleware ran.
     """
 
     envelope: Envelope[Message]
-    kind: Literal["published", "sent"]
+    kind: Kind
     handler: str | None
 
     @property
@@ -62,12 +81,19 @@ class Recorded:
         """The message itself."""
         return self.envelope.message
 
+    @property
+    def due(self) -> float | None:
+        """When a scheduled message is due (seconds since the Unix epoch); None otherwise."""
+        return due_of(self.envelope)
+
     def describe(self) -> str:
         """One line for a failure message: kind, message, handler, correlation, causation."""
         envelope = self.envelope
         by = "" if self.handler is None else f" by {self.handler}"
+        due = self.due
+        when = "" if due is None else f" due at {_when(due)}"
         return (
-            f"{self.kind} {envelope.message!r}{by} "
+            f"{self.kind} {envelope.message!r}{when}{by} "
             f"(correlation {envelope.correlation_id}, causation {envelope.causation_id})"
         )
 
@@ -114,6 +140,11 @@ class BusRecorder:
         """The envelopes of the commands recorded, in order."""
         return [record.envelope for record in self.records if record.kind == "sent"]
 
+    @property
+    def scheduled(self) -> list[Envelope[Message]]:
+        """The envelopes of the messages scheduled for later, in order."""
+        return [record.envelope for record in self.records if record.kind == "scheduled"]
+
     def clear(self) -> None:
         """Forget what was recorded so far (between the arrange and act of a test)."""
         self.records.clear()
@@ -137,6 +168,19 @@ class BusRecorder:
         """
         return self._find("sent", command_type, fields)
 
+    def assert_scheduled(
+        self, message_type: type[Message], /, *, due: float | None = None, **fields: Any
+    ) -> Envelope[Message]:
+        """Return the first scheduled message of ``message_type`` whose attributes equal ``fields``.
+
+        ``due`` (seconds since the Unix epoch, on the outbox store's clock), if given,
+        must equal its due time too.
+
+        Raises:
+            AssertionError: none was recorded; the message lists what was, with due times.
+        """
+        return self._find("scheduled", message_type, fields, due)
+
     def assert_nothing_published(self) -> None:
         """Raise :class:`AssertionError`, listing them, if any event was recorded."""
         self._none("published")
@@ -145,18 +189,30 @@ class BusRecorder:
         """Raise :class:`AssertionError`, listing them, if any command was recorded."""
         self._none("sent")
 
+    def assert_nothing_scheduled(self) -> None:
+        """Raise :class:`AssertionError`, listing them, if anything was scheduled."""
+        self._none("scheduled")
+
     def _find(
-        self, kind: str, message_type: type[Message], fields: dict[str, Any]
+        self,
+        kind: Kind,
+        message_type: type[Message],
+        fields: dict[str, Any],
+        due: float | None = None,
     ) -> Envelope[Message]:
         for record in self.records:
             message = record.message
-            if type(message) is message_type and all(
-                getattr(message, name, _MISSING) == value for name, value in fields.items()
+            if (
+                record.kind == kind
+                and type(message) is message_type
+                and all(getattr(message, name, _MISSING) == value for name, value in fields.items())
+                and (due is None or record.due == due)
             ):
                 return record.envelope
         wanted = ", ".join(f"{name}={value!r}" for name, value in fields.items())
+        when = "" if due is None else f" due at {_when(due)}"
         raise AssertionError(
-            f"expected {message_type.__qualname__}({wanted}) to be {kind}; " + self._listing()
+            f"expected {message_type.__qualname__}({wanted}) to be {kind}{when}; " + self._listing()
         )
 
     def _none(self, kind: str) -> None:
@@ -176,9 +232,11 @@ class BusRecorder:
         for envelope in envelopes:
             if envelope.message_id in self._seen:
                 continue  # held (with the handler's name), then seen leaving the process
-            kind: Literal["published", "sent"] = (
-                "published" if isinstance(envelope.message, Event) else "sent"
-            )
+            kind: Kind
+            if due_of(envelope) is not None:
+                kind = "scheduled"
+            else:
+                kind = "published" if isinstance(envelope.message, Event) else "sent"
             self._seen.add(envelope.message_id)
             self.records.append(Recorded(envelope, kind, handler))
 
@@ -188,6 +246,9 @@ _MISSING = object()
 _active: list[BusRecorder] = []
 """The recorders entered right now, for :func:`record_outgoing` (which has no bus)."""
 
+_handler: ContextVar[str | None] = ContextVar("messagebus_recorder_handler", default=None)
+"""The name of the handler running under a recorder's middleware in this task."""
+
 
 def record_outgoing(envelope: Envelope[Message]) -> Envelope[Message]:
     """Record ``envelope`` in every entered :class:`BusRecorder` (an outgoing hook).
@@ -196,8 +257,20 @@ def record_outgoing(envelope: Envelope[Message]) -> Envelope[Message]:
     record everything that leaves the process (see the module). It returns the envelope
     unchanged and costs a list test when no recorder is entered.
     """
-    for recorder in _active:
-        recorder._add((envelope,), None)
+    if not _active:
+        return envelope
+    handler = _handler.get()
+    recorders = tuple(_active)
+
+    def add() -> None:
+        for recorder in recorders:
+            recorder._add((envelope,), handler)
+
+    unit = current_unit_of_work()
+    if unit is None:
+        add()
+    else:
+        unit.after_commit(add)  # written to the outbox: it leaves only if this commits
     return envelope
 
 
@@ -212,11 +285,16 @@ class _Tap:
         recorders = self.recorders
 
         async def record(envelope: Envelope[Message], call_next: CallNext) -> Any:
-            result = await call_next(envelope)
-            if recorders:
-                held = held_follow_ups()
-                for recorder in recorders:
-                    recorder._add(held, name)
+            if not recorders:
+                return await call_next(envelope)
+            token = _handler.set(name)
+            try:
+                result = await call_next(envelope)
+            finally:
+                _handler.reset(token)
+            held = held_follow_ups()
+            for recorder in recorders:
+                recorder._add(held, name)
             return result
 
         return record
