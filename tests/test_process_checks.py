@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import attrs
 import pytest
 
 from messagebus.process import SQLiteProcessStore
 from messagebus.sqlite import SQLiteDatabase
 from messagebus.testing import (
     PROCESS_CHECKS,
+    NotApplicable,
     ProcessCheck,
     ProcessHarness,
     ProcessStores,
@@ -129,3 +131,22 @@ class TestFaultsAreCaught:
         paths = (tmp_path / f"db-{n}.sqlite3" for n in range(len(PROCESS_CHECKS)))
         with pytest.raises(AssertionError, match=r"^check_process_version_check: "):
             await check_process_store(lambda: faulty(next(paths), "no-version-check"))
+
+
+class TestStoresWithTheirOwnTime:
+    """A store that keeps its own time is spared the checks that move time."""
+
+    async def test_the_time_moving_checks_are_not_applicable(self, tmp_path: Path) -> None:
+        """takes_clock=False: NotApplicable before the check touches the store."""
+        harness = attrs.evolve(faulty(tmp_path / "db.sqlite3"), takes_clock=False)
+        paths = (tmp_path / f"db-{n}.sqlite3" for n in range(len(PROCESS_CHECKS)))
+        moot = await check_process_store(
+            lambda: attrs.evolve(faulty(next(paths)), takes_clock=False)
+        )
+        assert moot == [
+            "check_process_tombstone_retention",
+            "check_process_timeout_after_completion",
+            "check_process_crash_between_commit_and_relay",
+        ]
+        with pytest.raises(NotApplicable, match="takes_clock is False"):
+            await check_process_tombstone_retention(harness)
