@@ -1,13 +1,15 @@
 """A process manager whose start requests a timeout, then a hang until a test kills it.
 
-    python -m tests.process_crash sqlite PATH
-    python -m tests.process_crash postgres DSN SCHEMA
+    python -m tests.process_crash sqlite PATH [claim]
+    python -m tests.process_crash postgres DSN SCHEMA [claim]
 
 The bus runs :func:`payment_process` on the database with a fake clock standing at
 ``EPOCH``: ``OrderOpened("o-1")`` starts the instance, which requests a
 ``PaymentTimedOut`` due ``TIMEOUT`` seconds later, all in one transaction. Once that
-committed it prints ``committed`` and waits forever: its clock never moves, so its relay
-never delivers the timeout. The test kills it with SIGKILL there.
+committed it prints ``committed``; with ``claim``, a relay's store whose clock reads the
+due time then leases the timeout's row (``LEASE`` seconds) as a relay about to deliver
+it would, and it prints ``claimed``. Then it waits forever: the bus's clock never moves,
+so its relay never delivers the timeout. The test kills it with SIGKILL there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tests.inbox_support import database_at
 
 PROCESS = "test.crash.payment"
 TIMEOUT = 1800.0
+LEASE = 30.0
 
 
 @attrs.frozen
@@ -69,7 +72,7 @@ def payment_process(timed_out: list[str]) -> ProcessManager[Payment]:
     return payments
 
 
-async def main(kind: str, location: str, schema: str | None) -> None:
+async def main(kind: str, location: str, schema: str | None, claim: bool) -> None:
     clock = FakeClock()
     database = database_at(kind, location, schema)
     bus = MessageBus(outbox=database.outbox(clock=clock))
@@ -79,8 +82,15 @@ async def main(kind: str, location: str, schema: str | None) -> None:
     async with database, bus:
         await bus.publish(OrderOpened("o-1"))  # returns once the run committed
         print("committed", flush=True)
+        if claim:
+            due = FakeClock(start=clock.time() + TIMEOUT)
+            leased = await database.outbox(clock=due).claim("doomed-relay", lease=LEASE, limit=10)
+            assert len(leased) == 1, leased  # the timeout, and nothing else
+            print("claimed", flush=True)
         await anyio.sleep_forever()
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
+    args = [arg for arg in sys.argv[1:] if arg != "claim"]
+    schema = args[2] if len(args) > 2 else None
+    anyio.run(main, args[0], args[1], schema, "claim" in sys.argv[1:])

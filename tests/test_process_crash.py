@@ -2,9 +2,11 @@
 
 The child (tests/process_crash.py) starts an instance whose start requests a timeout,
 prints ``committed`` once the transaction committed, and is killed there, before any
-relay delivered the timeout (its clock never reaches the due time). A fresh bus on the
-same SQLite file or PostgreSQL schema finds the instance and the timeout in the outbox,
-delivers the timeout when due, and the manager handles it exactly once.
+relay delivered the timeout (its clock never reaches the due time); or later, once a
+relay of it leased the due timeout and before it delivered it. A fresh bus on the same
+SQLite file or PostgreSQL schema finds the instance and the timeout in the outbox,
+delivers the timeout when due (once the dead relay's lease ran out), and the manager
+handles it exactly once.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import pytest
 
 from messagebus import Event, MessageBus
 from messagebus.process import ProcessRecord
-from messagebus.testing import FakeClock
+from messagebus.testing import EPOCH, FakeClock
 from tests.inbox_support import database_at
-from tests.process_crash import PROCESS, TIMEOUT, OrderCancelled, payment_process
+from tests.process_crash import LEASE, PROCESS, TIMEOUT, OrderCancelled, payment_process
 
 pytestmark = pytest.mark.anyio
 
@@ -48,14 +50,14 @@ def where(request: pytest.FixtureRequest) -> Where:
     return Where("postgres", dsn, request.getfixturevalue("postgres_schema"))
 
 
-async def kill_after_commit(where: Where) -> None:
-    """Run the child until it prints ``committed``, then SIGKILL it."""
-    command = [sys.executable, "-m", "tests.process_crash", *where.args()]
+async def kill_after(where: Where, marker: str, *args: str) -> None:
+    """Run the child until it prints ``marker``, then SIGKILL it."""
+    command = [sys.executable, "-m", "tests.process_crash", *where.args(), *args]
     async with await anyio.open_process(command, cwd=ROOT) as process:
         assert process.stdout is not None
         seen = ""
         with anyio.fail_after(60):  # a bound for a stuck child, not a synchronisation
-            while "committed" not in seen:
+            while marker not in seen:
                 seen += (await process.stdout.receive()).decode()
         process.send_signal(signal.SIGKILL)
         assert await process.wait() == -signal.SIGKILL
@@ -66,7 +68,7 @@ class TestKilledBetweenCommitAndRelay:
 
     async def test_a_fresh_process_delivers_the_timeout_once(self, where: Where) -> None:
         """Not before it is due; when due, handled once, even with a second relay after."""
-        await kill_after_commit(where)
+        await kill_after(where, "committed")
         clock = FakeClock()
         timed_out: list[str] = []
         seen: list[Event] = []
@@ -108,3 +110,29 @@ class TestKilledBetweenCommitAndRelay:
             status = await later_outbox.status()
         assert timed_out == ["o-1"]
         assert (status.sent, status.pending, status.scheduled, status.dead) == (2, 0, 0, 0)
+
+    async def test_a_timeout_leased_by_the_killed_relay_comes_back_after_the_lease(
+        self, where: Where
+    ) -> None:
+        """Leased when due, then killed: not delivered while leased, then handled once."""
+        await kill_after(where, "claimed", "claim")
+        clock = FakeClock(start=EPOCH + TIMEOUT)
+        timed_out: list[str] = []
+        database = database_at(where.kind, where.location, where.schema)
+        bus = MessageBus(outbox=database.outbox(clock=clock))
+        processes = database.processes(clock=clock)
+        payment_process(timed_out).register(
+            bus, store=processes, inbox=database.idempotency(clock=clock)
+        )
+        bus.subscriber(OrderCancelled, lambda event: None, name="record-cancelled")
+        async with database, bus:
+            assert bus.relay is not None
+            assert await bus.relay.drain() == 0  # still leased by the dead relay
+            assert timed_out == []
+            await clock.advance(LEASE)
+            await bus.relay.drain()
+            assert timed_out == ["o-1"]
+            await bus.relay.drain()
+            record = await processes.get(PROCESS, "o-1")
+        assert timed_out == ["o-1"]
+        assert record == ProcessRecord(None, 1, 2, True)
