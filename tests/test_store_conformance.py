@@ -9,8 +9,8 @@ outbox has no in-memory store.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 import pytest
@@ -35,6 +35,7 @@ from messagebus.testing import (
     EVENT_LOG_CHECKS,
     IDEMPOTENCY_CHECKS,
     OUTBOX_CHECKS,
+    PROCESS_CHECKS,
     DeadLetterCheck,
     DeadLetterHarness,
     EventLogCheck,
@@ -44,6 +45,9 @@ from messagebus.testing import (
     NotApplicable,
     OutboxCheck,
     OutboxHarness,
+    ProcessCheck,
+    ProcessHarness,
+    ProcessStores,
 )
 
 pytestmark = pytest.mark.anyio
@@ -118,6 +122,21 @@ class Backend:
         if self.kind == "sqlite":
             return SQLiteEventLog(self.location, codec=codec)
         return PostgresEventLog(self.location, codec=codec, schema=self.schema)
+
+    @asynccontextmanager
+    async def process_stores(self, clock: Clock) -> AsyncIterator[ProcessStores]:
+        """The stores of a new database object on the test's database (another process)."""
+        database: SQLiteDatabase | PostgresDatabase
+        if self.kind.startswith("sqlite"):
+            database = SQLiteDatabase(self.location)
+        else:
+            database = PostgresDatabase(self.location, schema=self.schema)
+        async with database:
+            yield ProcessStores(
+                database.processes(clock=clock),
+                database.outbox(clock=clock),
+                database.idempotency(clock=clock),
+            )
 
     async def aclose(self) -> None:
         for database in (self.sqlite, self.postgres):
@@ -199,3 +218,13 @@ class TestEventLogs:
         else:
             harness = EventLogHarness(backend.event_log)
         await run(check, harness)
+
+
+class TestProcessStores:
+    """The SQLite and PostgreSQL process stores pass every check (on the outbox's database)."""
+
+    @pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+    @pytest.mark.parametrize("check", PROCESS_CHECKS, ids=by_name)
+    async def test_check(self, backend: Backend, check: ProcessCheck) -> None:
+        """The store keeps the part of the contract the check names."""
+        await run(check, ProcessHarness(backend.process_stores))

@@ -25,8 +25,10 @@ Every store must pass the checks of its family, each a ``check_*`` coroutine tak
 harness whose ``open`` makes the store: :data:`IDEMPOTENCY_CHECKS`
 (:class:`IdempotencyHarness`, ``open(clock)``), :data:`OUTBOX_CHECKS`
 (:class:`OutboxHarness`, ``open(clock)``), :data:`DEAD_LETTER_CHECKS`
-(:class:`DeadLetterHarness`, ``open()``) and :data:`EVENT_LOG_CHECKS`
-(:class:`EventLogHarness`, ``open(codec)``). Give each check a new harness on empty
+(:class:`DeadLetterHarness`, ``open()``), :data:`EVENT_LOG_CHECKS`
+(:class:`EventLogHarness`, ``open(codec)``) and :data:`PROCESS_CHECKS`
+(:class:`ProcessHarness`, ``open(clock)`` making the :class:`ProcessStores` of one
+database object). Give each check a new harness on empty
 records; the checks move the clock they pass by hand, never sleeping. With pytest::
 
     @pytest.mark.anyio
@@ -108,6 +110,20 @@ from messagebus.testing._outbox_checks import (
     check_outbox_store,
 )
 from messagebus.testing._process import ProcessUnderTest
+from messagebus.testing._process_checks import (
+    PROCESS_CHECKS,
+    ProcessCheck,
+    ProcessHarness,
+    ProcessStores,
+    check_process_crash_between_commit_and_relay,
+    check_process_start_and_load,
+    check_process_start_race,
+    check_process_store,
+    check_process_timeout_after_completion,
+    check_process_tombstone_retention,
+    check_process_update_race,
+    check_process_version_check,
+)
 from messagebus.testing._recorder import BusRecorder, Recorded, record_outgoing
 from messagebus.testing._replace import replace_handler, replace_subscriber
 from messagebus.testing._transport_checks import (
@@ -140,6 +156,7 @@ __all__ = [
     "IDEMPOTENCY_CHECKS",
     "LOG_CODEC",
     "OUTBOX_CHECKS",
+    "PROCESS_CHECKS",
     "TRANSPORT_CHECKS",
     "BusHarness",
     "BusRecorder",
@@ -155,6 +172,9 @@ __all__ = [
     "OutboxCheck",
     "OutboxHarness",
     "Probe",
+    "ProcessCheck",
+    "ProcessHarness",
+    "ProcessStores",
     "ProcessUnderTest",
     "Recorded",
     "TransportCheck",
@@ -210,6 +230,14 @@ __all__ = [
     "check_outbox_rollback",
     "check_outbox_status",
     "check_outbox_store",
+    "check_process_crash_between_commit_and_relay",
+    "check_process_start_and_load",
+    "check_process_start_race",
+    "check_process_store",
+    "check_process_timeout_after_completion",
+    "check_process_tombstone_retention",
+    "check_process_update_race",
+    "check_process_version_check",
     "check_provision_is_idempotent",
     "check_queue_isolation",
     "check_restart_continues",
