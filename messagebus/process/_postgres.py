@@ -8,7 +8,7 @@ Table layout (created on first use, idempotently; ``<table>`` defaults to
             (double precision, epoch seconds), PRIMARY KEY (process, key))
     <table>_expires_ix (expires_at)
 
-The contract is :class:`~messagebus.extension.ProcessStore`'s. :meth:`load_in` reads
+The contract is :class:`~messagebus.process.ProcessStore`'s. :meth:`load_in` reads
 with ``FOR UPDATE``: a concurrent run of the same instance waits at its own load until
 this transaction ends, then reads the committed row, so updates of one instance are
 serialised. Two starts of one key: the second ``INSERT ... ON CONFLICT DO NOTHING``

@@ -12,7 +12,7 @@ Table layout (created on first use, idempotently; ``<table>`` defaults to
             PRIMARY KEY (process, key))
     <table>_expires_ix (expires_at)       -- for cleanup()
 
-The contract is :class:`~messagebus.extension.ProcessStore`'s. SQLite serialises
+The contract is :class:`~messagebus.process.ProcessStore`'s. SQLite serialises
 writers: a unit of work holds the file's write lock from its ``BEGIN IMMEDIATE``, so an
 instance loaded in one cannot change before it commits, and two starts of one key take
 turns (the second finds the first's row). The version check on save still guards
