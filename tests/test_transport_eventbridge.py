@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 from messagebus import (
@@ -289,6 +290,79 @@ class TestPublish:
                 await refusing.publish("t", [envelope(1)])
         assert isinstance(caught.value.__cause__, EventBridgeClientError)
         assert isinstance(caught.value, TransportError)
+
+
+class TestCoalescing:
+    """Concurrent publishers share PutEvents calls, as the SQS transport's senders do."""
+
+    @pytest.mark.parametrize("publishers", [1, 10, 25, 31])
+    async def test_n_publishers_make_ceil_n_over_10_calls(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge, publishers: int
+    ) -> None:
+        """Full calls go at once; the rest waits for the window (here: for the close)."""
+        made = EventBridgeTransport(InMemoryTransport(broker), bridge, publish_window=3600)
+        done: list[int] = []
+
+        async def publish(n: int) -> None:
+            await made.publish("t", [envelope(n)])
+            done.append(n)
+
+        async with anyio.create_task_group() as group, made:
+            await made.provision(topology(a=(PUBLISHED,)))
+            for n in range(publishers):
+                group.start_soon(publish, n)
+            await anyio.wait_all_tasks_blocked()
+            assert bridge.put_events_calls == publishers // 10
+            assert len(done) == publishers // 10 * 10
+        assert bridge.put_events_calls == -(-publishers // 10)
+        assert sorted(done) == list(range(publishers))
+        received: list[str] = []
+        async with EventBridgeTransport(InMemoryTransport(broker), bridge) as reader:
+            while batch := await detail_ids(reader, "a"):
+                received += batch
+        assert sorted(received) == sorted(f"m{n}" for n in range(publishers))
+
+    async def test_each_publisher_gets_its_own_failure(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """A refused entry fails its publisher alone; the call's other events arrive."""
+        made = EventBridgeTransport(InMemoryTransport(broker), bridge, publish_window=3600)
+        outcomes: dict[int, str] = {}
+
+        async def publish(n: int, message: Outgoing) -> None:
+            try:
+                await made.publish("t", [message])
+            except SendError as error:
+                outcomes[n] = error.failed[0][1]
+            else:
+                outcomes[n] = "sent"
+
+        async with made:
+            await made.provision(topology(a=(PUBLISHED,)))
+            async with anyio.create_task_group() as group:
+                for n in range(10):
+                    body = json.loads(envelope(n).body)
+                    if n == 3:
+                        body["source"] = "aws.forbidden"
+                    group.start_soon(publish, n, Outgoing(json.dumps(body).encode(), f"m{n}"))
+        assert bridge.put_events_calls == 1
+        assert outcomes.pop(3).startswith("NotAuthorizedForSourceException")
+        assert set(outcomes.values()) == {"sent"}
+
+    async def test_publishing_on_a_closed_transport_is_refused(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """Calls run in the transport's task group: outside ``async with`` there is none."""
+        made = EventBridgeTransport(InMemoryTransport(broker), bridge)
+        with pytest.raises(TransportError, match="not open"):
+            await made.publish("t", [envelope(1)])
+
+    def test_a_negative_window_is_refused(self, broker: MemoryBroker) -> None:
+        """publish_window is seconds to wait, never negative."""
+        with pytest.raises(InvalidArgumentError):
+            EventBridgeTransport(
+                InMemoryTransport(broker), MemoryEventBridge(broker), publish_window=-1
+            )
 
 
 class TestProvision:

@@ -14,6 +14,12 @@
   :class:`~messagebus.SendError` listing each message and its reason, after the others
   were sent. EventBridge cannot delay: a delay is an
   :class:`~messagebus.InvalidArgumentError`.
+- Publishes of concurrent tasks share PutEvents calls (the SQS transport's coalescing,
+  :mod:`messagebus.transports._coalesce`): a publish that does not fill a call waits up
+  to ``publish_window`` seconds for others to join it; a full call goes at once; each
+  caller waits for its own entries only and gets its own errors. Up to 8 calls run at
+  once, in a task group the transport holds while it is open. EventBridge keeps no
+  order within or across calls, so neither does this.
 - ``send``, ``receive`` and the queues of ``provision`` are the queue transport's (SQS,
   or in memory): commands still go point to point, and events arrive in each
   subscribing service's queue through a rule whose target is that queue. A delivery
@@ -28,9 +34,8 @@
   infrastructure code does (``events.amazonaws.com``, ``sqs:SendMessage``, condition
   ``aws:SourceArn`` = the rule's ARN).
 
-Not yet: publishes of concurrent tasks sharing calls (the SQS transport's coalescing),
-FIFO queues as targets (EventBridge keeps no order within a call), direct Lambda
-targets.
+Not yet: FIFO queues as targets (EventBridge keeps no order within a call), direct
+Lambda targets.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import anyio
 import attrs
@@ -46,9 +51,10 @@ import attrs
 from messagebus._errors import (
     InvalidArgumentError,
     MessageTooLargeError,
-    SendError,
     TransportError,
 )
+from messagebus.transports._batch_calls import Failures
+from messagebus.transports._coalesce import SendCollector
 from messagebus.transports._protocol import (
     Capabilities,
     Delivery,
@@ -56,7 +62,7 @@ from messagebus.transports._protocol import (
     Topology,
     Transport,
 )
-from messagebus.transports.eventbridge._double import MAX_ENTRIES, entry_size
+from messagebus.transports.eventbridge._double import entry_size
 from messagebus.transports.eventbridge._errors import RETRYABLE_ENTRY_CODES, translated
 
 __all__ = ["EventBridgeDelivery", "EventBridgeTransport", "EventsClient", "unwrap_event"]
@@ -121,11 +127,11 @@ class EventBridgeDelivery:
         await self._inner.extend(visibility)
 
 
-@attrs.frozen
-class _Entry:
-    index: int
-    entry: dict[str, Any]
-    size: int
+class _Item(TypedDict):
+    """A PutEvents entry waiting in the collector, ``Id`` its place in its call."""
+
+    Id: str
+    Entry: dict[str, str]
 
 
 class EventBridgeTransport:
@@ -147,6 +153,8 @@ class EventBridgeTransport:
         retry_delay: seconds before the first retry (doubling after each).
         max_entry_bytes, max_request_bytes: AWS's limits (256 KiB on LocalStack and
             before 2026; AWS takes 1 MB per entry since).
+        publish_window: seconds a publish that does not fill a PutEvents call waits for
+            concurrent publishes to join it (0: only those of the same moment).
     """
 
     def __init__(
@@ -163,9 +171,12 @@ class EventBridgeTransport:
         retry_delay: float = 0.05,
         max_entry_bytes: int = DEFAULT_MAX_BYTES,
         max_request_bytes: int = DEFAULT_MAX_BYTES,
+        publish_window: float = 0.005,
     ) -> None:
         if max_attempts < 1:
             raise InvalidArgumentError(f"max_attempts must be at least 1: {max_attempts}")
+        if publish_window < 0:
+            raise InvalidArgumentError(f"publish_window must be at least 0: {publish_window}")
         self.queues = queues
         if (events is None) == (open_events is None):
             raise InvalidArgumentError("give the events client or open_events, one of them")
@@ -179,6 +190,8 @@ class EventBridgeTransport:
         self._retry_delay = retry_delay
         self._max_entry_bytes = max_entry_bytes
         self._max_request_bytes = max_request_bytes
+        self._publish_window = publish_window
+        self._collector: SendCollector[_Item] | None = None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -208,6 +221,20 @@ class EventBridgeTransport:
                 self._events = await stack.enter_async_context(self._open_events())
                 stack.callback(setattr, self, "_events", None)
             await stack.enter_async_context(self.queues)
+            # Shared PutEvents calls run here, apart from the publishers that asked for
+            # them; on leaving, what is pending goes at once and is waited for.
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            self._collector = collector = SendCollector(
+                self._put_events,
+                tasks,
+                self._publish_window,
+                max_bytes=self._max_request_bytes,
+                in_order=False,
+                attempts=self._max_attempts,
+                retry_delay=self._retry_delay,
+            )
+            stack.callback(setattr, self, "_collector", None)
+            stack.callback(collector.close)
             self._stack = stack.pop_all()
         return self
 
@@ -290,28 +317,24 @@ class EventBridgeTransport:
         return [EventBridgeDelivery(unwrap_event(each.body), inner=each) for each in deliveries]
 
     async def publish(self, topic: str, messages: Sequence[Outgoing]) -> None:
-        """Put ``messages`` on the bus with PutEvents; see the module.
+        """Put ``messages`` on the bus with PutEvents, sharing calls; see the module.
 
         ``topic`` is not used: rules route by ``detail-type``, the wire type.
         """
         if not messages:
             return
-        entries = [self._entry(index, message) for index, message in enumerate(messages)]
-        failed: list[tuple[str, str]] = []
-        sent_any = False
-        for chunk in self._chunks(entries):
-            try:
-                failures = await self._put(chunk)
-            except TransportError as error:
-                if not sent_any:
-                    raise
-                failures = {entry.index: str(error) for entry in chunk}
-            sent_any = sent_any or len(failures) < len(chunk)
-            failed.extend((messages[index].message_id, why) for index, why in failures.items())
-        if failed:
-            raise SendError(failed)
+        if self._collector is None:
+            raise TransportError("EventBridgeTransport is not open: use it in 'async with'")
+        entries = [self._entry(message) for message in messages]
+        await self._collector.send(
+            messages,
+            {},
+            lambda index, entry_id: {"Id": entry_id, "Entry": entries[index][0]},
+            sizes=[size for _, size in entries],
+        )
 
-    def _entry(self, index: int, message: Outgoing) -> _Entry:
+    def _entry(self, message: Outgoing) -> tuple[dict[str, str], int]:
+        """Return the PutEvents entry of ``message`` and its size as AWS counts it."""
         if message.delay:
             raise InvalidArgumentError("EventBridge cannot delay an event: send it to a queue")
         try:
@@ -330,46 +353,21 @@ class EventBridgeTransport:
         size = entry_size(entry)
         if size > self._max_entry_bytes:
             raise MessageTooLargeError(message.message_id, size, self._max_entry_bytes)
-        return _Entry(index, entry, size)
+        return entry, size
 
-    def _chunks(self, entries: Sequence[_Entry]) -> list[list[_Entry]]:
-        chunks: list[list[_Entry]] = []
-        current: list[_Entry] = []
-        size = 0
-        for entry in entries:
-            if current and (
-                len(current) == MAX_ENTRIES or size + entry.size > self._max_request_bytes
-            ):
-                chunks.append(current)
-                current, size = [], 0
-            current.append(entry)
-            size += entry.size
-        chunks.append(current)
-        return chunks
-
-    async def _put(self, chunk: list[_Entry]) -> dict[int, str]:
-        """Send ``chunk``, retrying entries failed on AWS's side; return what failed."""
-        pending = chunk
-        failed: dict[int, str] = {}
-        delay = self._retry_delay
-        for attempt in range(1, self._max_attempts + 1):
-            with translated(f"event bus {self.bus!r}"):
-                answer = await self.events.put_events(Entries=[each.entry for each in pending])
-            if not answer.get("FailedEntryCount"):
-                return failed
-            retry: list[_Entry] = []
-            for entry, result in zip(pending, answer.get("Entries", []), strict=True):
-                code = result.get("ErrorCode")
-                if not code:
-                    continue
-                why = f"{code}: {result.get('ErrorMessage', '')}"
-                if code in RETRYABLE_ENTRY_CODES and attempt < self._max_attempts:
-                    retry.append(entry)
-                else:
-                    failed[entry.index] = why
-            if not retry:
-                return failed
-            pending = retry
-            await anyio.sleep(delay)  # AWS asks for a backoff before sending again
-            delay *= 2
-        return failed
+    async def _put_events(self, batch: list[_Item]) -> Failures:
+        """One PutEvents call; its per-entry errors in SQS's ``Failed`` shape (by ``Id``)."""
+        with translated(f"event bus {self.bus!r}"):
+            answer = await self.events.put_events(Entries=[item["Entry"] for item in batch])
+        if not answer.get("FailedEntryCount"):
+            return []
+        return [
+            {
+                "Id": item["Id"],
+                "Code": code,
+                "Message": result.get("ErrorMessage", ""),
+                "SenderFault": code not in RETRYABLE_ENTRY_CODES,
+            }
+            for item, result in zip(batch, answer.get("Entries", []), strict=True)
+            if (code := result.get("ErrorCode"))
+        ]

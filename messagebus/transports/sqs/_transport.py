@@ -12,7 +12,7 @@ How the contract maps onto AWS:
 - :meth:`~SQSTransport.send` uses SendMessageBatch: at most 10 messages and 1 MiB per
   call, split by count and bytes. Sizes are checked before anything is sent.
   Concurrent sends to one queue share calls (``send_window``, 5 ms by default; see
-  :mod:`messagebus.transports.sqs._coalesce`): 25 tasks sending one message each make
+  :mod:`messagebus.transports._coalesce`): 25 tasks sending one message each make
   3 calls, and each task gets its own messages' outcome. On a FIFO
   queue each message's MessageGroupId is its ``group_key`` (``"default"`` if None), its
   MessageDeduplicationId its ``deduplication_id`` or ``message_id``, and the calls go one
@@ -56,18 +56,16 @@ from messagebus._errors import (
     TransportError,
     UnsupportedBackendError,
 )
+from messagebus.transports._batch_calls import MAX_ENTRIES, Failures, call_batch
+from messagebus.transports._coalesce import SendCollector
 from messagebus.transports._protocol import Capabilities, Outgoing, Topology, Transport
 from messagebus.transports.sqs._background import Background
 from messagebus.transports.sqs._batching import (
-    MAX_ENTRIES,
     DeleteBatcher,
-    Failures,
-    call_batch,
     delete_error,
     encode_texts,
     send_all,
 )
-from messagebus.transports.sqs._coalesce import SendCollector
 from messagebus.transports.sqs._errors import translated
 from messagebus.transports.sqs._names import Names, ResolvedQueue, ResolvedTopic
 from messagebus.transports.sqs._provision import (
