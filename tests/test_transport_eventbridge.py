@@ -173,6 +173,46 @@ class TestDouble:
         ]
         assert answer["FailedEntryCount"] == 4
 
+    async def test_rules_and_targets_read_back_as_aws_shows_them(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """DescribeRule and ListTargetsByRule: ARN by bus, pattern, group; unknown: not found."""
+        await InMemoryTransport(broker).provision(Topology(queues=(QueueSpec("f", fifo=True),)))
+        await bridge.put_rule(Name="r", EventPattern='{"source": ["blog"]}')
+        group = {"MessageGroupId": "g"}
+        await bridge.put_targets(
+            Rule="r", Targets=[{"Id": "q", "Arn": bridge.queue_arn("f"), "SqsParameters": group}]
+        )
+        rule = await bridge.describe_rule(Name="r")
+        assert rule["Arn"] == "arn:aws:events:us-east-1:000000000000:rule/r"
+        assert json.loads(rule["EventPattern"]) == {"source": ["blog"]}
+        assert (await bridge.list_targets_by_rule(Rule="r"))["Targets"] == [
+            {"Id": "q", "Arn": bridge.queue_arn("f"), "SqsParameters": group}
+        ]
+        with pytest.raises(EventBridgeClientError, match="ResourceNotFound"):
+            await bridge.list_targets_by_rule(Rule="nothing")
+
+    async def test_a_fifo_target_without_a_group_is_refused(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """As AWS: a FIFO queue target needs SqsParameters.MessageGroupId."""
+        await InMemoryTransport(broker).provision(Topology(queues=(QueueSpec("f", fifo=True),)))
+        await bridge.put_rule(Name="r", EventPattern='{"source": ["blog"]}')
+        answer = await bridge.put_targets(
+            Rule="r",
+            Targets=[
+                {"Id": "bare", "Arn": bridge.queue_arn("f")},
+                {"Id": "named", "Arn": "arn:aws:sqs:us-east-1:000000000000:gone.fifo"},
+                {
+                    "Id": "grouped",
+                    "Arn": bridge.queue_arn("f"),
+                    "SqsParameters": {"MessageGroupId": "g"},
+                },
+            ],
+        )
+        assert [failed["TargetId"] for failed in answer["FailedEntries"]] == ["bare", "named"]
+        assert answer["FailedEntryCount"] == 2
+
     async def test_more_than_10_entries_is_a_validation_error(
         self, bridge: MemoryEventBridge
     ) -> None:
@@ -388,6 +428,45 @@ class TestProvision:
         )
         with pytest.raises(InvalidArgumentError, match="message_types"):
             await transport.provision(bare)
+
+    async def test_a_fifo_queue_is_targeted_as_one_group(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """SqsParameters.MessageGroupId = the queue's name; events arrive in that group."""
+        fifo = Topology(
+            queues=(QueueSpec("f", fifo=True),),
+            topics=(TopicSpec("t", message_types=(PUBLISHED,)),),
+            subscriptions=(TopicSubscription("t", "f"),),
+        )
+        async with EventBridgeTransport(InMemoryTransport(broker), bridge, bus="app") as made:
+            await made.provision(fifo)
+            await made.publish("t", [envelope(1), envelope(2)])
+            (first,) = await made.receive("f", wait=0)  # one group: one at a time
+            assert await made.receive("f", wait=0) == []
+            await first.ack()
+            (second,) = await made.receive("f", wait=0)
+        assert sorted(json.loads(each.body)["id"] for each in (first, second)) == ["m1", "m2"]
+
+    async def test_the_queue_transport_grants_each_rule_and_names_the_target(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """A queue transport with allow_service (SQS) is asked once per rule, by its ARN."""
+        granted: list[tuple[str, str, str]] = []
+
+        class Granting(InMemoryTransport):
+            async def allow_service(self, queue: str, *, service: str, source_arn: str) -> str:
+                granted.append((queue, service, source_arn))
+                return bridge.queue_arn(queue)
+
+        async with EventBridgeTransport(Granting(broker), bridge, bus="app", prefix="p-") as made:
+            await made.provision(topology(a=(PUBLISHED,), b=(DELETED,)))
+            await made.publish("t", [envelope(1)])
+            assert await detail_ids(made, "a") == ["m1"]
+        rules = "arn:aws:events:us-east-1:000000000000:rule/app/p-"
+        assert granted == [
+            ("a", "events.amazonaws.com", f"{rules}a-events"),
+            ("b", "events.amazonaws.com", f"{rules}b-events"),
+        ]
 
     async def test_commands_go_to_the_queue_transport(
         self, transport: EventBridgeTransport

@@ -30,12 +30,19 @@
   ``detail-type`` against the wire types of the topics it subscribes to (from
   :attr:`~messagebus.transports.TopicSpec.message_types`), targeting the queue. A
   service's topology names all its subscriptions, so the rule is replaced, not merged.
-  It does not set the SQS queue policy that lets EventBridge send to a queue on AWS:
-  infrastructure code does (``events.amazonaws.com``, ``sqs:SendMessage``, condition
-  ``aws:SourceArn`` = the rule's ARN).
+  A queue transport that can grant AWS services the right to send to its queues (the
+  SQS transport's ``allow_service``) is asked to, for each rule: the queue's policy
+  then lets ``events.amazonaws.com`` ``sqs:SendMessage`` with condition
+  ``aws:SourceArn`` = the rule's ARN, and the target is the ARN it answers. Other queue
+  transports (in memory) get ``queue_arn``'s ARN.
+- A FIFO queue (its :class:`~messagebus.transports.QueueSpec` says so, or its ARN ends
+  in ``.fifo``) is targeted with ``SqsParameters.MessageGroupId`` = the logical queue
+  name, and the SQS transport turns on its content-based deduplication (AWS requires
+  both). EventBridge's group id is static: all the events a rule delivers to a FIFO
+  queue are one group, handled one at a time in the order EventBridge delivered them,
+  which is not the order they were published in (EventBridge keeps none).
 
-Not yet: FIFO queues as targets (EventBridge keeps no order within a call), direct
-Lambda targets.
+Not yet: direct Lambda targets.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import anyio
 import attrs
@@ -68,6 +75,7 @@ from messagebus.transports.eventbridge._errors import RETRYABLE_ENTRY_CODES, tra
 __all__ = ["EventBridgeDelivery", "EventBridgeTransport", "EventsClient", "unwrap_event"]
 
 DEFAULT_MAX_BYTES = 256 * 1024
+EVENTS_SERVICE = "events.amazonaws.com"
 
 
 class EventsClient(Protocol):
@@ -82,6 +90,13 @@ class EventsClient(Protocol):
     async def put_rule(self, *, Name: str, EventPattern: str, EventBusName: str) -> Any: ...
 
     async def put_targets(self, *, Rule: str, Targets: Any, EventBusName: str) -> Any: ...
+
+
+@runtime_checkable
+class _AllowsServices(Protocol):
+    """A queue transport that can let an AWS service send to a queue (the SQS one)."""
+
+    async def allow_service(self, queue: str, *, service: str, source_arn: str) -> str: ...
 
 
 def unwrap_event(body: bytes) -> bytes:
@@ -144,9 +159,10 @@ class EventBridgeTransport:
         open_events: opens the client when the transport is entered, closed when it is
             left (``eventbridge://`` URLs use this).
         bus: the event bus's name or ARN.
-        queue_arn: the ARN of a logical queue, for rule targets; by default
-            ``arn:aws:sqs:<region>:<account>:<prefix><queue>``, the region and account
-            read from the bus's ARN (DescribeEventBus) when provisioning.
+        queue_arn: the ARN of a logical queue, for rule targets, when the queue
+            transport cannot tell it (the SQS transport can, and sets the queue's
+            policy); by default ``arn:aws:sqs:<region>:<account>:<prefix><queue>``, the
+            region and account read from the bus's ARN (DescribeEventBus).
         prefix: put before queue names in the default ``queue_arn`` and before rule
             names (use the queue transport's).
         max_attempts: PutEvents attempts per entry failed on AWS's side, in all.
@@ -250,6 +266,7 @@ class EventBridgeTransport:
             InvalidArgumentError: a subscribed topic whose message types are unknown.
         """
         types_of = {topic.name: topic.message_types for topic in topology.topics}
+        fifo = {queue.name: queue.fifo for queue in topology.queues}
         wanted: dict[str, set[str]] = {}
         for subscription in topology.subscriptions:
             types = types_of.get(subscription.topic)
@@ -264,19 +281,28 @@ class EventBridgeTransport:
             return
         if self.bus != "default":
             await self._create_bus()
-        queue_arn = self._queue_arn or await self._queue_arns()
+        queue_arn = self._queue_arn
         for queue, wire_types in sorted(wanted.items()):
             rule = f"{self._prefix}{queue}-events"
             with translated(f"rule {rule!r}"):
-                await self.events.put_rule(
+                made = await self.events.put_rule(
                     Name=rule,
                     EventPattern=json.dumps({"detail-type": sorted(wire_types)}),
                     EventBusName=self.bus,
                 )
+            if isinstance(self.queues, _AllowsServices):
+                arn = await self.queues.allow_service(
+                    queue, service=EVENTS_SERVICE, source_arn=str(made["RuleArn"])
+                )
+            else:
+                queue_arn = queue_arn or await self._queue_arns()
+                arn = queue_arn(queue)
+            target: dict[str, Any] = {"Id": "queue", "Arn": arn}
+            if fifo.get(queue) or arn.endswith(".fifo"):
+                target["SqsParameters"] = {"MessageGroupId": queue}
+            with translated(f"rule {rule!r}"):
                 answer = await self.events.put_targets(
-                    Rule=rule,
-                    EventBusName=self.bus,
-                    Targets=[{"Id": "queue", "Arn": queue_arn(queue)}],
+                    Rule=rule, EventBusName=self.bus, Targets=[target]
                 )
             if answer.get("FailedEntryCount"):
                 raise TransportError(f"rule {rule!r}: target refused: {answer['FailedEntries']}")

@@ -70,6 +70,7 @@ from messagebus.transports.sqs._errors import translated
 from messagebus.transports.sqs._names import Names, ResolvedQueue, ResolvedTopic
 from messagebus.transports.sqs._provision import (
     MAX_VISIBILITY,
+    allow_service,
     create_queue,
     create_topic,
     subscribe,
@@ -293,6 +294,23 @@ class SQSTransport:
             topic = await self._topic(subscription.topic)
             queue = await self._queue(subscription.queue)
             await subscribe(sqs, sns, subscription, topic, queue)
+
+    async def allow_service(self, queue: str, *, service: str, source_arn: str) -> str:
+        """Let AWS ``service`` send to ``queue`` on behalf of ``source_arn``; return its ARN.
+
+        Adds one statement to the queue's policy (``Principal.Service`` = ``service``,
+        ``sqs:SendMessage``, condition ``aws:SourceArn`` = ``source_arn``), once; a FIFO
+        queue also gets content-based deduplication. The EventBridge transport's
+        provisioning calls it for each rule targeting a queue
+        (``service="events.amazonaws.com"``, the rule's ARN).
+
+        Raises:
+            DestinationNotFoundError: there is no such queue.
+        """
+        sqs, _ = self._clients()
+        return await allow_service(
+            sqs, await self._queue(queue), service=service, source_arn=source_arn
+        )
 
     async def _queue(self, logical: str) -> ResolvedQueue:
         if (known := self._queues.get(logical)) is not None:
