@@ -305,6 +305,20 @@ class TestPublish:
         assert "AccessDeniedException" in caught.value.failed[0][1]
         assert await detail_ids(transport, "a") == ["m1"]
 
+    async def test_a_body_over_the_limit_is_refused_for_queues_too(
+        self, transport: EventBridgeTransport, bridge: MemoryEventBridge
+    ) -> None:
+        """The declared body limit holds for send and publish alike, sized by the body."""
+        await transport.provision(topology(a=(PUBLISHED,)))
+        limit = transport.capabilities.max_message_bytes
+        big = Outgoing(b"x" * (limit + 1), "big")
+        for call in (transport.send, transport.publish):
+            with pytest.raises(MessageTooLargeError) as caught:
+                await call("a", [big])
+            assert (caught.value.size, caught.value.limit) == (limit + 1, limit)
+        assert bridge.put_events_calls == 0
+        assert await transport.receive("a", wait=0) == []
+
     async def test_a_delay_is_refused(self, transport: EventBridgeTransport) -> None:
         """EventBridge cannot delay an event."""
         with pytest.raises(InvalidArgumentError):
@@ -397,12 +411,13 @@ class TestCoalescing:
         with pytest.raises(TransportError, match="not open"):
             await made.publish("t", [envelope(1)])
 
-    def test_a_negative_window_is_refused(self, broker: MemoryBroker) -> None:
-        """publish_window is seconds to wait, never negative."""
+    @pytest.mark.parametrize("option", [{"publish_window": -1}, {"max_entry_bytes": 1024}])
+    def test_impossible_options_are_refused(
+        self, broker: MemoryBroker, option: dict[str, Any]
+    ) -> None:
+        """A negative window; an entry limit leaving no room for a body."""
         with pytest.raises(InvalidArgumentError):
-            EventBridgeTransport(
-                InMemoryTransport(broker), MemoryEventBridge(broker), publish_window=-1
-            )
+            EventBridgeTransport(InMemoryTransport(broker), MemoryEventBridge(broker), **option)
 
 
 class TestProvision:
@@ -487,7 +502,7 @@ class TestProvision:
     async def test_it_is_a_transport(self, transport: EventBridgeTransport) -> None:
         """The protocol, with EventBridge's entry limit as the message limit."""
         assert isinstance(transport, Transport)
-        assert transport.capabilities.max_message_bytes == 256 * 1024
+        assert transport.capabilities.max_message_bytes == 255 * 1024  # room for the rest
 
 
 def test_unwrap_leaves_other_bodies_alone() -> None:

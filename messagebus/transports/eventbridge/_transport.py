@@ -7,10 +7,12 @@
   the methods of :class:`EventsClient`). Each message is one entry: ``Detail`` is our
   CloudEvents envelope JSON, ``DetailType`` its ``type`` (the wire type), ``Source`` its
   ``source`` (the service), ``EventBusName`` the bus. A call carries at most 10 entries
-  and ``max_request_bytes``; an entry over ``max_entry_bytes`` (sized as AWS counts) is
-  refused before anything is sent (:class:`~messagebus.MessageTooLargeError`). Entries
-  AWS fails on its side (``InternalFailure``, throttling) are sent again, alone, up to
-  ``max_attempts`` in all; what is still not sent then, or was refused, raises
+  and ``max_request_bytes``; a body over ``capabilities.max_message_bytes``
+  (``max_entry_bytes`` less 1 KiB kept for the entry's other fields), or an entry over
+  ``max_entry_bytes`` (sized as AWS counts), is refused before anything is sent
+  (:class:`~messagebus.MessageTooLargeError`). Entries AWS fails on its side
+  (``InternalFailure``, throttling) are sent again, alone, up to ``max_attempts`` in
+  all; what is still not sent then, or was refused, raises
   :class:`~messagebus.SendError` listing each message and its reason, after the others
   were sent. EventBridge cannot delay: a delay is an
   :class:`~messagebus.InvalidArgumentError`.
@@ -76,6 +78,8 @@ __all__ = ["EventBridgeDelivery", "EventBridgeTransport", "EventsClient", "unwra
 
 DEFAULT_MAX_BYTES = 256 * 1024
 EVENTS_SERVICE = "events.amazonaws.com"
+ENTRY_RESERVE = 1024
+"""Bytes of an entry kept for ``Source``, ``DetailType`` and ``Time`` beside the body."""
 
 
 class EventsClient(Protocol):
@@ -191,6 +195,10 @@ class EventBridgeTransport:
     ) -> None:
         if max_attempts < 1:
             raise InvalidArgumentError(f"max_attempts must be at least 1: {max_attempts}")
+        if max_entry_bytes <= ENTRY_RESERVE:
+            raise InvalidArgumentError(
+                f"max_entry_bytes must be more than {ENTRY_RESERVE}: {max_entry_bytes}"
+            )
         if publish_window < 0:
             raise InvalidArgumentError(f"publish_window must be at least 0: {publish_window}")
         self.queues = queues
@@ -206,18 +214,27 @@ class EventBridgeTransport:
         self._retry_delay = retry_delay
         self._max_entry_bytes = max_entry_bytes
         self._max_request_bytes = max_request_bytes
+        self._max_body_bytes = min(
+            queues.capabilities.max_message_bytes, max_entry_bytes - ENTRY_RESERVE
+        )
         self._publish_window = publish_window
         self._collector: SendCollector[_Item] | None = None
 
     @property
     def capabilities(self) -> Capabilities:
-        """The queue transport's, with EventBridge's size limit for any message."""
+        """The queue transport's, with EventBridge's size limit and its routing by type.
+
+        ``max_message_bytes`` is the largest body an entry surely holds: the entry limit
+        less :data:`ENTRY_RESERVE` bytes for the other fields. It holds for sends to
+        queues too, so that a message's size never decides whether it may be published.
+        """
         inner = self.queues.capabilities
         return attrs.evolve(
             inner,
             fan_out=True,
-            max_message_bytes=min(inner.max_message_bytes, self._max_entry_bytes),
+            max_message_bytes=self._max_body_bytes,
             topic_system="aws_eventbridge",
+            routes_by_type=True,
         )
 
     @property
@@ -325,8 +342,14 @@ class EventBridgeTransport:
                 raise
 
     async def send(self, queue: str, messages: Sequence[Outgoing]) -> None:
-        """Send to a queue of the queue transport."""
+        """Send to a queue of the queue transport (bodies up to ``max_message_bytes``)."""
+        for message in messages:
+            self._check_size(message)
         await self.queues.send(queue, messages)
+
+    def _check_size(self, message: Outgoing) -> None:
+        if len(message.body) > self._max_body_bytes:
+            raise MessageTooLargeError(message.message_id, len(message.body), self._max_body_bytes)
 
     async def receive(
         self,
@@ -363,6 +386,7 @@ class EventBridgeTransport:
         """Return the PutEvents entry of ``message`` and its size as AWS counts it."""
         if message.delay:
             raise InvalidArgumentError("EventBridge cannot delay an event: send it to a queue")
+        self._check_size(message)
         try:
             envelope = json.loads(message.body)
             wire_type, source = str(envelope["type"]), str(envelope["source"])
