@@ -49,8 +49,9 @@ import structlog
 from aiobotocore.config import AioConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks.sqs import (
+from sqs import (  # benchmarks/sqs.py: the same LocalStack, clients and counting
     KEY_ID,
     REGION,
     SECRET,
@@ -60,6 +61,7 @@ from benchmarks.sqs import (
     session_with,
     shares,
 )
+
 from messagebus import MessageBus, Worker
 from messagebus.transports import QueueSpec
 from messagebus.transports.eventbridge import EventBridgeTransport
