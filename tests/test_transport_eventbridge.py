@@ -203,6 +203,7 @@ class TestDouble:
             Targets=[
                 {"Id": "bare", "Arn": bridge.queue_arn("f")},
                 {"Id": "named", "Arn": "arn:aws:sqs:us-east-1:000000000000:gone.fifo"},
+                {"Id": "unknown", "Arn": bridge.queue_arn("not-yet")},  # AWS takes it too
                 {
                     "Id": "grouped",
                     "Arn": bridge.queue_arn("f"),
@@ -318,6 +319,21 @@ class TestPublish:
             assert (caught.value.size, caught.value.limit) == (limit + 1, limit)
         assert bridge.put_events_calls == 0
         assert await transport.receive("a", wait=0) == []
+
+    async def test_an_entry_over_the_limit_is_refused_by_its_aws_size(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """A body within the limit whose source and type overflow the entry: its entry size."""
+        body = {"specversion": "1.0", "id": "m1", "type": PUBLISHED, "source": "s" * 1500}
+        message = Outgoing(json.dumps(body).encode(), "m1")
+        async with EventBridgeTransport(
+            InMemoryTransport(broker), bridge, max_entry_bytes=3000
+        ) as made:
+            assert len(message.body) <= made.capabilities.max_message_bytes
+            with pytest.raises(MessageTooLargeError) as caught:
+                await made.publish("t", [message])
+        assert caught.value.size > caught.value.limit == 3000
+        assert bridge.put_events_calls == 0
 
     async def test_a_delay_is_refused(self, transport: EventBridgeTransport) -> None:
         """EventBridge cannot delay an event."""
@@ -461,6 +477,19 @@ class TestProvision:
             await first.ack()
             (second,) = await made.receive("f", wait=0)
         assert sorted(json.loads(each.body)["id"] for each in (first, second)) == ["m1", "m2"]
+
+    async def test_a_target_eventbridge_refuses_is_a_transport_error(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """A FIFO queue this topology does not declare gets no group: the refusal surfaces."""
+        await InMemoryTransport(broker).provision(Topology(queues=(QueueSpec("f", fifo=True),)))
+        undeclared = Topology(
+            topics=(TopicSpec("t", message_types=(PUBLISHED,)),),
+            subscriptions=(TopicSubscription("t", "f"),),
+        )
+        async with EventBridgeTransport(InMemoryTransport(broker), bridge) as made:
+            with pytest.raises(TransportError, match=r"target refused.*MessageGroupId"):
+                await made.provision(undeclared)
 
     async def test_the_queue_transport_grants_each_rule_and_names_the_target(
         self, broker: MemoryBroker, bridge: MemoryEventBridge
