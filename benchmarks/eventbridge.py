@@ -35,37 +35,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import secrets
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import attrs
-import structlog
 from aiobotocore.config import AioConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqs import (  # benchmarks/sqs.py: the same LocalStack, clients and counting
+from sqs import (  # benchmarks/sqs.py: the same LocalStack, clients, rows and counting
     KEY_ID,
     REGION,
     SECRET,
-    OrderPlaced,
+    RawConsumer,
     Requests,
-    endpoint_for,
+    arguments,
+    run_on_localstack,
+    sample,
     session_with,
-    shares,
+    sqs_transport,
+    timed,
 )
+from sqs import run_bus as sqs_run_bus
 
-from messagebus import MessageBus, Worker
-from messagebus.transports import QueueSpec
 from messagebus.transports.eventbridge import EventBridgeTransport
-from messagebus.transports.sqs import SQSTransport
 
 LINES = ("X-1:2", "Y-7:1")
 
@@ -80,6 +77,10 @@ class Calls(Requests):
         super().record()
         if str(kwargs.get("event_name", "")).endswith(".PutEvents"):
             self.put_events += 1
+
+    def reset(self) -> None:
+        super().reset()
+        self.put_events = 0
 
 
 @attrs.frozen
@@ -139,8 +140,7 @@ async def run_raw(endpoint: str, args: argparse.Namespace) -> Figure:
         pattern = json.dumps({"detail-type": ["bench.order.placed"]})
         await events.put_rule(Name=name, EventBusName=name, EventPattern=pattern)
         await events.put_targets(Rule=name, EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
-        calls.count = calls.put_events = 0
-        done = 0
+        calls.reset()
 
         async def produce(share: range) -> None:
             numbers = list(share)
@@ -149,88 +149,23 @@ async def run_raw(endpoint: str, args: argparse.Namespace) -> Figure:
                 answer = await events.put_events(Entries=entries)
                 assert not answer.get("FailedEntryCount")
 
-        async def consume() -> None:
-            nonlocal done
-            while done < args.n:
-                answer = await sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                )
-                messages = answer.get("Messages", [])
-                if messages:
-                    await sqs.delete_message_batch(
-                        QueueUrl=url,
-                        Entries=[
-                            {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
-                            for i, message in enumerate(messages)
-                        ],
-                    )
-                    done += len(messages)
-
-        started = time.perf_counter()
-        with anyio.fail_after(600):  # a bounded benchmark: it stops by itself
-            async with anyio.create_task_group() as tasks:
-                for share in shares(args.n, args.producers):
-                    tasks.start_soon(produce, share)
-                for _ in range(args.consumers):
-                    tasks.start_soon(consume)
-        return Figure(time.perf_counter() - started, calls.count, calls.put_events)
+        seconds = await timed(produce, RawConsumer(sqs, url, args.n).run, args)
+        return Figure(seconds, calls.count, calls.put_events)
 
 
 async def run_bus(endpoint: str, args: argparse.Namespace) -> Figure:
+    """benchmarks/sqs.py's bus events row, on EventBridge instead of SNS."""
     calls = Calls()
     prefix = f"bench-{secrets.token_hex(4)}-"
-    queues = SQSTransport(
-        region=REGION,
-        endpoint_url=endpoint,
-        prefix=prefix,
-        session=session_with(calls),
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-    )
     # What eventbridge://REGION?bus=...&prefix=... makes, with clients that count calls.
     transport = EventBridgeTransport(
-        queues,
+        sqs_transport(endpoint, calls, prefix=prefix),
         bus=f"{prefix}bus",
         prefix=prefix,
         open_events=lambda: client("events", calls, endpoint),
     )
-    bus = MessageBus(
-        transport=transport, service="orders", queue=QueueSpec("orders", max_receives=None)
-    )
-    handled = 0
-    all_handled = anyio.Event()
-
-    @bus.subscriber(OrderPlaced)
-    async def on_placed(event: OrderPlaced) -> None:
-        nonlocal handled
-        handled += 1
-        if handled == args.n:
-            all_handled.set()
-
-    async with bus:
-        await bus.provision()
-        calls.count = calls.put_events = 0
-
-        async def produce(share: range) -> None:
-            for n in share:
-                await bus.publish(OrderPlaced(n, "c-1234", LINES))
-
-        workers = [
-            Worker(bus, concurrency=args.concurrency, batch=10, wait=1) for _ in range(args.workers)
-        ]
-        started = time.perf_counter()
-        with anyio.fail_after(600):  # a bounded benchmark: it stops by itself
-            async with anyio.create_task_group() as tasks:
-                for worker in workers:
-                    await tasks.start(worker.run)
-                async with anyio.create_task_group() as producers:
-                    for share in shares(args.n, args.bus_producers):
-                        producers.start_soon(produce, share)
-                await all_handled.wait()
-                seconds = time.perf_counter() - started
-                for worker in workers:
-                    worker.stop()
-    return Figure(seconds, calls.count, calls.put_events)
+    figure = await sqs_run_bus(endpoint, args, events=True, transport=transport, requests=calls)
+    return Figure(figure.seconds, figure.requests, calls.put_events)
 
 
 async def main_async(endpoint: str, args: argparse.Namespace) -> None:
@@ -238,13 +173,7 @@ async def main_async(endpoint: str, args: argparse.Namespace) -> None:
         "raw aiobotocore PutEvents loop": run_raw,
         "bus.publish -> EventBridge -> worker": run_bus,
     }
-    samples: dict[str, list[Figure]] = {name: [] for name in variants}
-    small = argparse.Namespace(**{**vars(args), "n": min(args.n, 200)})
-    for run in variants.values():
-        await run(endpoint, small)  # warm up: connections, LocalStack's code paths
-    for _ in range(args.runs):
-        for name, run in variants.items():  # interleaved, so drift hits both alike
-            samples[name].append(await run(endpoint, args))
+    samples = await sample(variants, endpoint, args, warm_up=200)
     rates = {
         name: statistics.median(args.n / f.seconds for f in figures)
         for name, figures in samples.items()
@@ -266,21 +195,8 @@ async def main_async(endpoint: str, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2_000)
-    parser.add_argument("--producers", type=int, default=4)
-    parser.add_argument("--consumers", type=int, default=4)
-    parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--bus-producers", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=40)
-    parser.add_argument("--endpoint", help="a running LocalStack on 127.0.0.1 (default: start one)")
-    args = parser.parse_args(argv)
-    # The bus logs through structlog; printing a line per message would be the benchmark.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    with endpoint_for(args.endpoint) as endpoint:
-        anyio.run(main_async, endpoint, args, backend="asyncio")
-    return 0
+    parser = arguments(__doc__ or "", n=2_000, runs=1)
+    return run_on_localstack(main_async, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
