@@ -50,9 +50,9 @@ import secrets
 import statistics
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import attrs
@@ -61,6 +61,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
 if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.type_defs import (
         DeleteMessageBatchRequestEntryTypeDef,
         SendMessageBatchRequestEntryTypeDef,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from messagebus import Command, Event, MessageBus, Worker
+from messagebus.extension import Transport
 from messagebus.transports import Outgoing, QueueSpec, Topology
 from messagebus.transports.sqs import SQSTransport
 from tests.localstack import localstack_server, require_loopback
@@ -99,6 +101,10 @@ class Requests:
 
     def record(self, **_: object) -> None:
         self.count += 1
+
+    def reset(self) -> None:
+        """Count from zero (once the set-up's requests are made)."""
+        self.count = 0
 
 
 @attrs.frozen
@@ -144,8 +150,8 @@ async def run_raw(endpoint: str, args: argparse.Namespace) -> Figure:
         aws_secret_access_key=SECRET,
     ) as sqs:
         url = (await sqs.create_queue(QueueName=f"bench-raw-{secrets.token_hex(5)}"))["QueueUrl"]
-        requests.count = 0
-        done = 0
+        requests.reset()
+        consumer = RawConsumer(sqs, url, args.n)
 
         async def produce(share: range) -> None:
             numbers = list(share)
@@ -157,37 +163,57 @@ async def run_raw(endpoint: str, args: argparse.Namespace) -> Figure:
                 answer = await sqs.send_message_batch(QueueUrl=url, Entries=entries)
                 assert not answer.get("Failed")
 
-        async def consume() -> None:
-            nonlocal done
-            while done < args.n:
-                answer = await sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                )
-                messages = answer.get("Messages", [])
-                if messages:
-                    entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
-                        {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
-                        for i, message in enumerate(messages)
-                    ]
-                    await sqs.delete_message_batch(QueueUrl=url, Entries=entries)
-                    done += len(messages)
-
-        seconds = await timed(produce, consume, args)
+        seconds = await timed(produce, consumer.run, args)
         return Figure(seconds, requests.count)
+
+
+@attrs.define
+class RawConsumer:
+    """Receives (up to 10, 1 s long poll) and batch-deletes until ``n`` messages came.
+
+    Any number of tasks may :meth:`run` it at once on the one queue.
+    """
+
+    sqs: SQSClient
+    url: str
+    n: int
+    done: int = 0
+
+    async def run(self) -> None:
+        while self.done < self.n:
+            answer = await self.sqs.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            messages = answer.get("Messages", [])
+            if messages:
+                entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                    {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
+                    for i, message in enumerate(messages)
+                ]
+                await self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+                self.done += len(messages)
+
+
+def sqs_transport(
+    endpoint: str, requests: Requests, *, prefix: str | None = None, **options: Any
+) -> SQSTransport:
+    """An SQSTransport on ``prefix`` (or a fresh one) whose clients count into ``requests``."""
+    return SQSTransport(
+        region=REGION,
+        endpoint_url=endpoint,
+        prefix=prefix or f"bench-{secrets.token_hex(5)}-",
+        session=session_with(requests),
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        **options,
+    )
 
 
 async def run_transport(endpoint: str, args: argparse.Namespace) -> Figure:
     requests = Requests()
-    async with SQSTransport(
-        region=REGION,
-        endpoint_url=endpoint,
-        prefix=f"bench-{secrets.token_hex(5)}-",
-        session=session_with(requests),
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-    ) as transport:
+    async with sqs_transport(endpoint, requests) as transport:
         await transport.provision(Topology(queues=(QueueSpec("orders", max_receives=None),)))
-        requests.count = 0
+        requests.reset()
         done = 0
 
         async def produce(share: range) -> None:
@@ -214,19 +240,24 @@ async def run_transport(endpoint: str, args: argparse.Namespace) -> Figure:
         return Figure(seconds, requests.count)
 
 
-async def run_bus(endpoint: str, args: argparse.Namespace, *, events: bool) -> Figure:
-    """Producers enqueue (or publish) one message at a time; workers run no-op handlers."""
-    requests = Requests()
-    transport = SQSTransport(
-        region=REGION,
-        endpoint_url=endpoint,
-        prefix=f"bench-{secrets.token_hex(5)}-",
-        session=session_with(requests),
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-        ack_window=args.ack_window,
-        send_window=args.send_window,
-    )
+async def run_bus(
+    endpoint: str,
+    args: argparse.Namespace,
+    *,
+    events: bool,
+    transport: Transport | None = None,
+    requests: Requests | None = None,
+) -> Figure:
+    """Producers enqueue (or publish) one message at a time; workers run no-op handlers.
+
+    ``transport`` (its clients counting into ``requests``) replaces the SQSTransport made
+    here (benchmarks/eventbridge.py gives its EventBridgeTransport).
+    """
+    requests = Requests() if requests is None else requests
+    if transport is None:
+        transport = sqs_transport(
+            endpoint, requests, ack_window=args.ack_window, send_window=args.send_window
+        )
     bus = MessageBus(
         transport=transport, service="orders", queue=QueueSpec("orders", max_receives=None)
     )
@@ -254,7 +285,7 @@ async def run_bus(endpoint: str, args: argparse.Namespace, *, events: bool) -> F
     lines = ("X-1:2", "Y-7:1")
     async with bus:
         await bus.provision()
-        requests.count = 0
+        requests.reset()
 
         async def produce(share: range) -> None:
             for n in share:
@@ -316,6 +347,27 @@ def endpoint_for(given: str | None) -> Iterator[str]:
         yield endpoint
 
 
+F = TypeVar("F")
+
+
+async def sample(
+    variants: Mapping[str, Callable[[str, argparse.Namespace], Awaitable[F]]],
+    endpoint: str,
+    args: argparse.Namespace,
+    *,
+    warm_up: int,
+) -> dict[str, list[F]]:
+    """Run each variant once on ``warm_up`` messages, then ``args.runs`` times, interleaved."""
+    samples: dict[str, list[F]] = {name: [] for name in variants}
+    small = argparse.Namespace(**{**vars(args), "n": min(args.n, warm_up)})
+    for run in variants.values():
+        await run(endpoint, small)  # warm up: connections, LocalStack's code paths
+    for _ in range(args.runs):
+        for name, run in variants.items():  # interleaved, so drift hits both alike
+            samples[name].append(await run(endpoint, args))
+    return samples
+
+
 async def main_async(endpoint: str, args: argparse.Namespace) -> None:
     variants = {
         "raw aiobotocore": run_raw,
@@ -323,13 +375,7 @@ async def main_async(endpoint: str, args: argparse.Namespace) -> None:
         "bus commands (enqueue -> worker)": run_bus_commands,
         "bus events (publish -> SNS -> worker)": run_bus_events,
     }
-    samples: dict[str, list[Figure]] = {name: [] for name in variants}
-    small = argparse.Namespace(**{**vars(args), "n": min(args.n, 500)})
-    for run in variants.values():
-        await run(endpoint, small)  # warm up: connections, LocalStack's code paths
-    for _ in range(args.runs):
-        for name, run in variants.items():  # interleaved, so drift hits both alike
-            samples[name].append(await run(endpoint, args))
+    samples = await sample(variants, endpoint, args, warm_up=500)
     rates = {
         name: statistics.median(args.n / f.seconds for f in figures)
         for name, figures in samples.items()
@@ -353,24 +399,36 @@ async def main_async(endpoint: str, args: argparse.Namespace) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=5_000)
+def arguments(description: str, *, n: int, runs: int) -> argparse.ArgumentParser:
+    """The options the LocalStack benchmarks share (this one and eventbridge.py)."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--n", type=int, default=n)
     parser.add_argument("--producers", type=int, default=4)
     parser.add_argument("--consumers", type=int, default=4)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=runs)
     parser.add_argument("--bus-producers", type=int, default=100)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=40)
-    parser.add_argument("--ack-window", type=float, default=0.005, help="bus rows' transport")
-    parser.add_argument("--send-window", type=float, default=0.005, help="bus rows' transport")
     parser.add_argument("--endpoint", help="a running LocalStack on 127.0.0.1 (default: start one)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_on_localstack(
+    main: Callable[[str, argparse.Namespace], Coroutine[Any, Any, None]], args: argparse.Namespace
+) -> int:
+    """Run ``main(endpoint, args)`` on asyncio against LocalStack, the bus's logs quiet."""
     # The bus logs through structlog; printing a line per message would be the benchmark.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     with endpoint_for(args.endpoint) as endpoint:
-        anyio.run(main_async, endpoint, args, backend="asyncio")
+        anyio.run(main, endpoint, args, backend="asyncio")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments(__doc__ or "", n=5_000, runs=3)
+    parser.add_argument("--ack-window", type=float, default=0.005, help="bus rows' transport")
+    parser.add_argument("--send-window", type=float, default=0.005, help="bus rows' transport")
+    return run_on_localstack(main_async, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A small application, written once, that the tests run on memory and on SQS unchanged.
+"""A small application, written once, that the tests run on every transport unchanged.
 
 A blog service: the ``PublishPost`` command's handler stores the post and publishes
 ``PostPublished``; two subscribers react to that event (one notifies followers, one
@@ -48,8 +48,8 @@ class Blog:
                 await self._changed.wait()
 
 
-def build(transport: Transport, blog: Blog) -> MessageBus:
-    """The blog service on ``transport``, recording into ``blog``."""
+def build(transport: Transport | str, blog: Blog) -> MessageBus:
+    """The blog service on ``transport`` (or its URL), recording into ``blog``."""
     bus = MessageBus(transport=transport, service="blog", source="/blog")
 
     @bus.handler(PublishPost)

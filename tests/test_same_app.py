@@ -1,10 +1,12 @@
-"""The same application module, unchanged, passes its tests on memory and on SQS.
+"""The same application module, unchanged, passes its tests on every transport.
 
-tests/blog_app.py builds its bus on whatever transport it is given. Each test here runs
-once on an :class:`InMemoryTransport` and once on an :class:`SQSTransport` on LocalStack
-(asyncio only: on trio the SQS case is skipped, its refusal of trio is tested apart).
-SNS delivers to SQS asynchronously, so the tests wait for the application's effects
-with deadlines, never with sleeps; each SQS test has its own name prefix.
+tests/blog_app.py builds its bus on whatever transport it is given, here by URL only, as
+an application is configured: ``memory://NAME``; ``sqs://`` (SQS for commands, SNS for
+events) and ``eventbridge://`` (SQS for commands, EventBridge for events, routed by
+rules to the queue), both on LocalStack (asyncio only: on trio those cases are skipped,
+the refusal of trio is tested apart). SNS and EventBridge deliver to SQS asynchronously,
+so the tests wait for the application's effects with deadlines, never with sleeps; each
+AWS test has its own name prefix (and bus).
 """
 
 from __future__ import annotations
@@ -17,41 +19,37 @@ import anyio
 import pytest
 
 from messagebus import MessageBus, Worker
-from messagebus.extension import Transport
-from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from tests.blog_app import Blog, PostPublished, PublishPost, build
 
 pytestmark = pytest.mark.anyio
 
-PATIENCE = {"memory": 5.0, "sqs": 30.0}
+PATIENCE = {"memory": 5.0, "sqs": 30.0, "eventbridge": 30.0}
 
 
-@pytest.fixture(params=["memory", "sqs"])
+@pytest.fixture(params=["memory", "sqs", "eventbridge"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
 def make_transport(
-    kind: str, anyio_backend: str, request: pytest.FixtureRequest
-) -> Callable[[], Transport]:
-    """A function opening a fresh transport of ``kind`` (SQS: a fresh name prefix)."""
+    kind: str, anyio_backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], str]:
+    """A function giving the URL of a fresh transport of ``kind`` (a fresh name each)."""
+    name = f"app{secrets.token_hex(4)}"
     if kind == "memory":
-        broker = MemoryBroker()
-        return lambda: InMemoryTransport(broker)
+        return lambda: f"memory://{name}"
     if anyio_backend != "asyncio":
-        pytest.skip("SQSTransport runs on asyncio only (its refusal of trio is tested apart)")
-    from messagebus.transports.sqs import SQSTransport
-
+        pytest.skip(
+            "the AWS transports run on asyncio only (their refusal of trio is tested apart)"
+        )
     endpoint = str(request.getfixturevalue("localstack_endpoint"))
-    prefix = f"app{secrets.token_hex(4)}-"
-    return lambda: SQSTransport(
-        region="us-east-1",
-        endpoint_url=endpoint,
-        prefix=prefix,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # the standard chain, not the URL
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    where = f"us-east-1?prefix={name}-&endpoint_url={endpoint}"
+    if kind == "sqs":
+        return lambda: f"sqs://{where}"
+    return lambda: f"eventbridge://{where}&bus={name}-bus"
 
 
 @asynccontextmanager
@@ -74,7 +72,7 @@ class TestTheSameApplication:
     """build(transport) works the same whichever transport it gets."""
 
     async def test_an_enqueued_command_s_event_reaches_both_subscribers(
-        self, make_transport: Callable[[], Transport], kind: str
+        self, make_transport: Callable[[], str], kind: str
     ) -> None:
         """enqueue -> worker -> handler -> event via the topic -> both subscribers, once each."""
         blog = Blog()
@@ -86,7 +84,7 @@ class TestTheSameApplication:
         assert blog.indexed == ["Hello"]
 
     async def test_a_sent_command_answers_and_its_event_travels(
-        self, make_transport: Callable[[], Transport], kind: str
+        self, make_transport: Callable[[], str], kind: str
     ) -> None:
         """send() runs the handler here and returns its result; the event goes round."""
         blog = Blog()
@@ -96,7 +94,7 @@ class TestTheSameApplication:
         assert blog.indexed == ["Direct"]
 
     async def test_published_events_reach_both_subscribers(
-        self, make_transport: Callable[[], Transport], kind: str
+        self, make_transport: Callable[[], str], kind: str
     ) -> None:
         """Five events published at once: each subscriber sees all five."""
         blog = Blog()

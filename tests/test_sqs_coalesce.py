@@ -16,9 +16,9 @@ import pytest
 
 from messagebus import SendError, TransportError, TransportUnavailableError
 from messagebus.transports import Outgoing
+from messagebus.transports._batch_calls import Failures
+from messagebus.transports._coalesce import FIFO_SKIPPED, SendCollector
 from messagebus.transports.sqs._background import Background
-from messagebus.transports.sqs._batching import Failures
-from messagebus.transports.sqs._coalesce import FIFO_SKIPPED, SendCollector
 
 pytestmark = pytest.mark.anyio
 

@@ -7,6 +7,13 @@ as tests/databases.py does; an asyncio-only transport skips trio).
 SQS runs on LocalStack (tests/localstack.py), asyncio only, at a smaller scale than the
 default (1,000 messages, 4 producers and 4 consumers) so that the suite takes about a
 minute there; ``short`` stays at 1 s, LocalStack's timer tick.
+
+EventBridge runs on its in-memory double (both event loops) and on LocalStack's
+EventBridge with SQS for the queues, configured by URL as an application is. LocalStack
+delivers to SQS asynchronously and slowly (about 200 events/s), which the checks' polling
+absorbs; its other gaps (order scrambled within a PutEvents call, an unknown bus silently
+accepted, no target dead-letter queue) touch no check here: the checks publish one event
+at a time, to a bus that exists, and dead letters are the queues' own.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from collections.abc import Callable
 import pytest
 
 from messagebus.testing import TRANSPORT_CHECKS, NotApplicable, TransportCheck, TransportHarness
-from messagebus.transports import TransportWrapper
+from messagebus.transports import TransportWrapper, transport_from_url
+from messagebus.transports.eventbridge import EventBridgeTransport, MemoryEventBridge
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 
 pytestmark = pytest.mark.anyio
@@ -70,7 +78,40 @@ def sqs(request: pytest.FixtureRequest, anyio_backend: str) -> TransportHarness:
     )
 
 
+def eventbridge(request: pytest.FixtureRequest, anyio_backend: str) -> TransportHarness:
+    """The EventBridge double and memory queues on one broker: a second one is a restart."""
+    broker = MemoryBroker()
+    bridge = MemoryEventBridge(broker)
+    return TransportHarness(
+        lambda: EventBridgeTransport(InMemoryTransport(broker), bridge, bus="conformance"),
+        short=0.1,
+        patience=10.0,
+    )
+
+
+def eventbridge_localstack(request: pytest.FixtureRequest, anyio_backend: str) -> TransportHarness:
+    """eventbridge:// on LocalStack: a fresh bus and prefix; a second one is a restart."""
+    if anyio_backend != "asyncio":
+        pytest.skip("the EventBridge transport on AWS runs on asyncio only (aiobotocore)")
+    endpoint = str(request.getfixturevalue("localstack_endpoint"))
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    prefix = f"b{secrets.token_hex(4)}-"
+    url = f"eventbridge://us-east-1?bus={prefix}bus&prefix={prefix}&endpoint_url={endpoint}"
+    return TransportHarness(
+        lambda: transport_from_url(url),
+        prefix="cf",
+        messages=1000,
+        concurrency=4,
+        short=1.0,
+        patience=30.0,
+    )
+
+
 HARNESSES: dict[str, Callable[[pytest.FixtureRequest, str], TransportHarness]] = {
+    "eventbridge": eventbridge,
+    "eventbridge_localstack": eventbridge_localstack,
     "memory": memory,
     "sqs": sqs,
     "traced": traced,

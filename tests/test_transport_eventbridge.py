@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 from messagebus import (
@@ -172,6 +173,47 @@ class TestDouble:
         ]
         assert answer["FailedEntryCount"] == 4
 
+    async def test_rules_and_targets_read_back_as_aws_shows_them(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """DescribeRule and ListTargetsByRule: ARN by bus, pattern, group; unknown: not found."""
+        await InMemoryTransport(broker).provision(Topology(queues=(QueueSpec("f", fifo=True),)))
+        await bridge.put_rule(Name="r", EventPattern='{"source": ["blog"]}')
+        group = {"MessageGroupId": "g"}
+        await bridge.put_targets(
+            Rule="r", Targets=[{"Id": "q", "Arn": bridge.queue_arn("f"), "SqsParameters": group}]
+        )
+        rule = await bridge.describe_rule(Name="r")
+        assert rule["Arn"] == "arn:aws:events:us-east-1:000000000000:rule/r"
+        assert json.loads(rule["EventPattern"]) == {"source": ["blog"]}
+        assert (await bridge.list_targets_by_rule(Rule="r"))["Targets"] == [
+            {"Id": "q", "Arn": bridge.queue_arn("f"), "SqsParameters": group}
+        ]
+        with pytest.raises(EventBridgeClientError, match="ResourceNotFound"):
+            await bridge.list_targets_by_rule(Rule="nothing")
+
+    async def test_a_fifo_target_without_a_group_is_refused(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """As AWS: a FIFO queue target needs SqsParameters.MessageGroupId."""
+        await InMemoryTransport(broker).provision(Topology(queues=(QueueSpec("f", fifo=True),)))
+        await bridge.put_rule(Name="r", EventPattern='{"source": ["blog"]}')
+        answer = await bridge.put_targets(
+            Rule="r",
+            Targets=[
+                {"Id": "bare", "Arn": bridge.queue_arn("f")},
+                {"Id": "named", "Arn": "arn:aws:sqs:us-east-1:000000000000:gone.fifo"},
+                {"Id": "unknown", "Arn": bridge.queue_arn("not-yet")},  # AWS takes it too
+                {
+                    "Id": "grouped",
+                    "Arn": bridge.queue_arn("f"),
+                    "SqsParameters": {"MessageGroupId": "g"},
+                },
+            ],
+        )
+        assert [failed["TargetId"] for failed in answer["FailedEntries"]] == ["bare", "named"]
+        assert answer["FailedEntryCount"] == 2
+
     async def test_more_than_10_entries_is_a_validation_error(
         self, bridge: MemoryEventBridge
     ) -> None:
@@ -264,6 +306,35 @@ class TestPublish:
         assert "AccessDeniedException" in caught.value.failed[0][1]
         assert await detail_ids(transport, "a") == ["m1"]
 
+    async def test_a_body_over_the_limit_is_refused_for_queues_too(
+        self, transport: EventBridgeTransport, bridge: MemoryEventBridge
+    ) -> None:
+        """The declared body limit holds for send and publish alike, sized by the body."""
+        await transport.provision(topology(a=(PUBLISHED,)))
+        limit = transport.capabilities.max_message_bytes
+        big = Outgoing(b"x" * (limit + 1), "big")
+        for call in (transport.send, transport.publish):
+            with pytest.raises(MessageTooLargeError) as caught:
+                await call("a", [big])
+            assert (caught.value.size, caught.value.limit) == (limit + 1, limit)
+        assert bridge.put_events_calls == 0
+        assert await transport.receive("a", wait=0) == []
+
+    async def test_an_entry_over_the_limit_is_refused_by_its_aws_size(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """A body within the limit whose source and type overflow the entry: its entry size."""
+        body = {"specversion": "1.0", "id": "m1", "type": PUBLISHED, "source": "s" * 1500}
+        message = Outgoing(json.dumps(body).encode(), "m1")
+        async with EventBridgeTransport(
+            InMemoryTransport(broker), bridge, max_entry_bytes=3000
+        ) as made:
+            assert len(message.body) <= made.capabilities.max_message_bytes
+            with pytest.raises(MessageTooLargeError) as caught:
+                await made.publish("t", [message])
+        assert caught.value.size > caught.value.limit == 3000
+        assert bridge.put_events_calls == 0
+
     async def test_a_delay_is_refused(self, transport: EventBridgeTransport) -> None:
         """EventBridge cannot delay an event."""
         with pytest.raises(InvalidArgumentError):
@@ -291,6 +362,80 @@ class TestPublish:
         assert isinstance(caught.value, TransportError)
 
 
+class TestCoalescing:
+    """Concurrent publishers share PutEvents calls, as the SQS transport's senders do."""
+
+    @pytest.mark.parametrize("publishers", [1, 10, 25, 31])
+    async def test_n_publishers_make_ceil_n_over_10_calls(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge, publishers: int
+    ) -> None:
+        """Full calls go at once; the rest waits for the window (here: for the close)."""
+        made = EventBridgeTransport(InMemoryTransport(broker), bridge, publish_window=3600)
+        done: list[int] = []
+
+        async def publish(n: int) -> None:
+            await made.publish("t", [envelope(n)])
+            done.append(n)
+
+        async with anyio.create_task_group() as group, made:
+            await made.provision(topology(a=(PUBLISHED,)))
+            for n in range(publishers):
+                group.start_soon(publish, n)
+            await anyio.wait_all_tasks_blocked()
+            assert bridge.put_events_calls == publishers // 10
+            assert len(done) == publishers // 10 * 10
+        assert bridge.put_events_calls == -(-publishers // 10)
+        assert sorted(done) == list(range(publishers))
+        received: list[str] = []
+        async with EventBridgeTransport(InMemoryTransport(broker), bridge) as reader:
+            while batch := await detail_ids(reader, "a"):
+                received += batch
+        assert sorted(received) == sorted(f"m{n}" for n in range(publishers))
+
+    async def test_each_publisher_gets_its_own_failure(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """A refused entry fails its publisher alone; the call's other events arrive."""
+        made = EventBridgeTransport(InMemoryTransport(broker), bridge, publish_window=3600)
+        outcomes: dict[int, str] = {}
+
+        async def publish(n: int, message: Outgoing) -> None:
+            try:
+                await made.publish("t", [message])
+            except SendError as error:
+                outcomes[n] = error.failed[0][1]
+            else:
+                outcomes[n] = "sent"
+
+        async with made:
+            await made.provision(topology(a=(PUBLISHED,)))
+            async with anyio.create_task_group() as group:
+                for n in range(10):
+                    body = json.loads(envelope(n).body)
+                    if n == 3:
+                        body["source"] = "aws.forbidden"
+                    group.start_soon(publish, n, Outgoing(json.dumps(body).encode(), f"m{n}"))
+        assert bridge.put_events_calls == 1
+        assert outcomes.pop(3).startswith("NotAuthorizedForSourceException")
+        assert set(outcomes.values()) == {"sent"}
+
+    async def test_publishing_on_a_closed_transport_is_refused(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """Calls run in the transport's task group: outside ``async with`` there is none."""
+        made = EventBridgeTransport(InMemoryTransport(broker), bridge)
+        with pytest.raises(TransportError, match="not open"):
+            await made.publish("t", [envelope(1)])
+
+    @pytest.mark.parametrize("option", [{"publish_window": -1}, {"max_entry_bytes": 1024}])
+    def test_impossible_options_are_refused(
+        self, broker: MemoryBroker, option: dict[str, Any]
+    ) -> None:
+        """A negative window; an entry limit leaving no room for a body."""
+        with pytest.raises(InvalidArgumentError):
+            EventBridgeTransport(InMemoryTransport(broker), MemoryEventBridge(broker), **option)
+
+
 class TestProvision:
     """The bus, the rules, the queues."""
 
@@ -315,6 +460,58 @@ class TestProvision:
         with pytest.raises(InvalidArgumentError, match="message_types"):
             await transport.provision(bare)
 
+    async def test_a_fifo_queue_is_targeted_as_one_group(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """SqsParameters.MessageGroupId = the queue's name; events arrive in that group."""
+        fifo = Topology(
+            queues=(QueueSpec("f", fifo=True),),
+            topics=(TopicSpec("t", message_types=(PUBLISHED,)),),
+            subscriptions=(TopicSubscription("t", "f"),),
+        )
+        async with EventBridgeTransport(InMemoryTransport(broker), bridge, bus="app") as made:
+            await made.provision(fifo)
+            await made.publish("t", [envelope(1), envelope(2)])
+            (first,) = await made.receive("f", wait=0)  # one group: one at a time
+            assert await made.receive("f", wait=0) == []
+            await first.ack()
+            (second,) = await made.receive("f", wait=0)
+        assert sorted(json.loads(each.body)["id"] for each in (first, second)) == ["m1", "m2"]
+
+    async def test_a_target_eventbridge_refuses_is_a_transport_error(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """A FIFO queue this topology does not declare gets no group: the refusal surfaces."""
+        await InMemoryTransport(broker).provision(Topology(queues=(QueueSpec("f", fifo=True),)))
+        undeclared = Topology(
+            topics=(TopicSpec("t", message_types=(PUBLISHED,)),),
+            subscriptions=(TopicSubscription("t", "f"),),
+        )
+        async with EventBridgeTransport(InMemoryTransport(broker), bridge) as made:
+            with pytest.raises(TransportError, match=r"target refused.*MessageGroupId"):
+                await made.provision(undeclared)
+
+    async def test_the_queue_transport_grants_each_rule_and_names_the_target(
+        self, broker: MemoryBroker, bridge: MemoryEventBridge
+    ) -> None:
+        """A queue transport with allow_service (SQS) is asked once per rule, by its ARN."""
+        granted: list[tuple[str, str, str]] = []
+
+        class Granting(InMemoryTransport):
+            async def allow_service(self, queue: str, *, service: str, source_arn: str) -> str:
+                granted.append((queue, service, source_arn))
+                return bridge.queue_arn(queue)
+
+        async with EventBridgeTransport(Granting(broker), bridge, bus="app", prefix="p-") as made:
+            await made.provision(topology(a=(PUBLISHED,), b=(DELETED,)))
+            await made.publish("t", [envelope(1)])
+            assert await detail_ids(made, "a") == ["m1"]
+        rules = "arn:aws:events:us-east-1:000000000000:rule/app/p-"
+        assert granted == [
+            ("a", "events.amazonaws.com", f"{rules}a-events"),
+            ("b", "events.amazonaws.com", f"{rules}b-events"),
+        ]
+
     async def test_commands_go_to_the_queue_transport(
         self, transport: EventBridgeTransport
     ) -> None:
@@ -334,7 +531,7 @@ class TestProvision:
     async def test_it_is_a_transport(self, transport: EventBridgeTransport) -> None:
         """The protocol, with EventBridge's entry limit as the message limit."""
         assert isinstance(transport, Transport)
-        assert transport.capabilities.max_message_bytes == 256 * 1024
+        assert transport.capabilities.max_message_bytes == 255 * 1024  # room for the rest
 
 
 def test_unwrap_leaves_other_bodies_alone() -> None:

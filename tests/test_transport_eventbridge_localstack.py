@@ -36,16 +36,27 @@ pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyn
 PUBLISHED = "blog.post.published"
 
 
-@pytest.fixture
-async def events(localstack_endpoint: str) -> AsyncIterator[Any]:
-    async with get_session().create_client(
-        "events",
+def client(name: str, endpoint: str) -> Any:
+    session: Any = get_session()  # the client's type follows a literal name; any will do
+    return session.create_client(
+        name,
         region_name=REGION,
-        endpoint_url=localstack_endpoint,
+        endpoint_url=endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-    ) as client:
-        yield client
+    )
+
+
+@pytest.fixture
+async def events(localstack_endpoint: str) -> AsyncIterator[Any]:
+    async with client("events", localstack_endpoint) as made:
+        yield made
+
+
+@pytest.fixture
+async def sqs(localstack_endpoint: str) -> AsyncIterator[Any]:
+    async with client("sqs", localstack_endpoint) as made:
+        yield made
 
 
 def on_localstack(endpoint: str, events: Any, prefix: str) -> EventBridgeTransport:
@@ -157,4 +168,49 @@ async def test_the_url_names_the_same_setup(
         )
         await transport.publish("p", [envelope(1)])
         assert isinstance(transport, EventBridgeTransport)
+        assert await received_ids(transport, "a", 1) == ["m1"]
+
+
+async def test_provisioning_lets_each_rule_send_to_its_queue(
+    localstack_endpoint: str, events: Any, sqs: Any
+) -> None:
+    """The queue policy allows events.amazonaws.com for the rule's ARN, once; FIFO too.
+
+    LocalStack delivers without checking the policy (AWS drops what the policy does not
+    allow): so the policy itself is read back here, and the FIFO queue's target and its
+    content-based deduplication, which AWS requires of a FIFO target, are checked too.
+    """
+    prefix = f"e{secrets.token_hex(4)}-"
+    topology = Topology(
+        queues=(QueueSpec("a"), QueueSpec("f", fifo=True)),
+        topics=(TopicSpec("p", message_types=(PUBLISHED,)),),
+        subscriptions=(TopicSubscription("p", "a"), TopicSubscription("p", "f")),
+    )
+    async with on_localstack(localstack_endpoint, events, prefix) as transport:
+        await transport.provision(topology)
+        await transport.provision(topology)  # the statements are not added twice
+        for queue, name in (("a", f"{prefix}a"), ("f", f"{prefix}f.fifo")):
+            rule = await events.describe_rule(
+                Name=f"{prefix}{queue}-events", EventBusName=f"{prefix}bus"
+            )
+            url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+            attributes = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]))[
+                "Attributes"
+            ]
+            (statement,) = json.loads(attributes["Policy"])["Statement"]
+            assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+            assert statement["Action"] == "sqs:SendMessage"
+            assert statement["Resource"] == attributes["QueueArn"]
+            assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule["Arn"]}}
+            (target,) = (
+                await events.list_targets_by_rule(
+                    Rule=f"{prefix}{queue}-events", EventBusName=f"{prefix}bus"
+                )
+            )["Targets"]
+            assert target["Arn"] == attributes["QueueArn"]
+            if queue == "f":
+                assert target["SqsParameters"] == {"MessageGroupId": "f"}
+                assert attributes["ContentBasedDeduplication"] == "true"
+        await transport.publish("p", [envelope(1)])
+        assert await received_ids(transport, "f", 1) == ["m1"]
         assert await received_ids(transport, "a", 1) == ["m1"]

@@ -40,14 +40,9 @@ from messagebus import (
 )
 from messagebus.extension import Delivery, Transport
 from messagebus.transports import Outgoing, QueueSpec, TopicSpec, TopicSubscription, Topology
+from messagebus.transports._batch_calls import BatchOutcome, Failures, call_batch
 from messagebus.transports.sqs import SQSDelivery, SQSTransport
-from messagebus.transports.sqs._batching import (
-    BatchOutcome,
-    DeleteBatcher,
-    Failures,
-    call_batch,
-    plan_batches,
-)
+from messagebus.transports.sqs._batching import DeleteBatcher, plan_batches
 from messagebus.transports.sqs._errors import client_error, translated, vendor_error
 from messagebus.transports.sqs._names import Names
 

@@ -18,6 +18,7 @@ from messagebus.transports._protocol import Delivery, Outgoing, Transport
 __all__ = [
     "CODEC",
     "NotApplicable",
+    "OtherProbe",
     "Probe",
     "TransportHarness",
     "absent",
@@ -40,8 +41,17 @@ class Probe(Event, name="messagebus.testing.probe"):
     number: int = 0
 
 
+@attrs.frozen
+class OtherProbe(Event, name="messagebus.testing.other-probe"):
+    """A probe of another wire type, for a second topic (a transport may route by type)."""
+
+    text: str
+    number: int = 0
+
+
 _registry = MessageRegistry()
 _registry.add(Probe)
+_registry.add(OtherProbe)
 CODEC = WireCodec(_registry, source="/messagebus/testing")
 """Encodes and decodes the checks' messages, as the bus would."""
 
@@ -86,10 +96,11 @@ def probe(
     group_key: str | None = None,
     attempt: int = 1,
     parent: Envelope[Message] | None = None,
+    kind: type[Probe | OtherProbe] = Probe,
 ) -> Envelope[Message]:
-    """Return an envelope of :class:`Probe` with the metadata given."""
+    """Return an envelope of a :class:`Probe` (or of ``kind``) with the metadata given."""
     return Envelope(
-        Probe(text, number),
+        kind(text, number),
         headers=headers,
         idempotency_key=idempotency_key,
         group_key=group_key,
@@ -110,9 +121,9 @@ def outgoing(envelope: Envelope[Message], *, delay: float = 0.0) -> Outgoing:
 
 
 def text_of(delivery: Delivery) -> str:
-    """Return the :class:`Probe` text a delivery carries."""
+    """Return the text of the :class:`Probe` (or :class:`OtherProbe`) a delivery carries."""
     message = CODEC.decode(delivery.body).message
-    assert isinstance(message, Probe), f"not a probe: {message!r}"
+    assert isinstance(message, Probe | OtherProbe), f"not a probe: {message!r}"
     return message.text
 
 

@@ -63,6 +63,11 @@ class Capabilities:
             conventions name it (``"aws_sqs"``); tracing reads it.
         topic_system: the ``messaging.system`` of its topics (``"aws_sns"``), when
             publishing goes through another service than the queues; None: ``system``.
+        routes_by_type: topics route by the messages' wire types, not by name
+            (EventBridge): a published message reaches every queue subscribed to a
+            topic whose :attr:`TopicSpec.message_types` hold its type, whichever topic
+            it was published to; a topic is no resource, so publishing to one never
+            provisioned is no error.
     """
 
     ordered_groups: bool
@@ -75,6 +80,7 @@ class Capabilities:
     fifo_delay: bool
     system: str = "messagebus"
     topic_system: str | None = None
+    routes_by_type: bool = False
 
 
 @attrs.frozen

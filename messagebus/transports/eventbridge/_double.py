@@ -18,7 +18,10 @@ What it keeps of AWS:
   JSON object (``MalformedDetail``); an ``aws.`` source is refused;
 - each matching rule's each target gets its own copy, the body being the AWS event JSON
   (``version, id, detail-type, source, account, time, region, resources, detail``);
-- an unknown bus or rule is a ``ResourceNotFoundException``.
+- an unknown bus or rule is a ``ResourceNotFoundException``;
+- a FIFO queue's target needs ``SqsParameters.MessageGroupId`` (else ``FailedEntries``),
+  and its events arrive in that group; DescribeRule and ListTargetsByRule read back
+  what was made (rule ARNs ``rule/<name>``, ``rule/<bus>/<name>`` off the default bus).
 
 For tests it adds :meth:`MemoryEventBridge.fail_entries` (the next entries fail with the
 given codes, as AWS's ``InternalFailure`` or throttling do) and :attr:`put_events_calls`.
@@ -61,10 +64,16 @@ class EventBridgeClientError(Exception):
         self.response: dict[str, Any] = {"Error": {"Code": code, "Message": message}}
 
 
+@attrs.frozen
+class _Target:
+    arn: str
+    group: str | None  # SqsParameters.MessageGroupId, for a FIFO queue
+
+
 @attrs.define
 class _Rule:
     pattern: dict[str, Any]
-    targets: dict[str, str] = attrs.field(factory=dict)  # target id -> ARN
+    targets: dict[str, _Target] = attrs.field(factory=dict)  # by target id
 
 
 class MemoryEventBridge:
@@ -133,7 +142,34 @@ class MemoryEventBridge:
             raise EventBridgeClientError("InvalidEventPatternException", str(exc)) from None
         existing = rules.get(Name)
         rules[Name] = _Rule(pattern, existing.targets if existing else {})
-        return {"RuleArn": f"{self._bus_arn(EventBusName)}/{Name}"}
+        return {"RuleArn": self._rule_arn(EventBusName, Name)}
+
+    async def describe_rule(
+        self, *, Name: str, EventBusName: str = "default", **_: object
+    ) -> dict[str, Any]:
+        """Return a rule's name, ARN, bus and pattern (JSON), as AWS does."""
+        await anyio.lowlevel.checkpoint()
+        rule = self._rule(EventBusName, Name)
+        return {
+            "Name": Name,
+            "Arn": self._rule_arn(EventBusName, Name),
+            "EventBusName": EventBusName,
+            "EventPattern": json.dumps(rule.pattern),
+            "State": "ENABLED",
+        }
+
+    async def list_targets_by_rule(
+        self, *, Rule: str, EventBusName: str = "default", **_: object
+    ) -> dict[str, Any]:
+        """Return a rule's targets (``Id``, ``Arn``, ``SqsParameters`` when given)."""
+        await anyio.lowlevel.checkpoint()
+        targets: list[dict[str, Any]] = []
+        for target_id, target in self._rule(EventBusName, Rule).targets.items():
+            shown: dict[str, Any] = {"Id": target_id, "Arn": target.arn}
+            if target.group is not None:
+                shown["SqsParameters"] = {"MessageGroupId": target.group}
+            targets.append(shown)
+        return {"Targets": targets}
 
     async def put_targets(
         self,
@@ -143,14 +179,33 @@ class MemoryEventBridge:
         EventBusName: str = "default",
         **_: object,
     ) -> dict[str, Any]:
-        """Add or replace targets of a rule (SQS queues of the broker, by ARN)."""
+        """Add or replace targets of a rule (SQS queues of the broker, by ARN).
+
+        A FIFO queue's target without ``SqsParameters.MessageGroupId`` is refused in
+        ``FailedEntries``, as AWS does.
+        """
         await anyio.lowlevel.checkpoint()
-        rule = self._bus(EventBusName).get(Rule)
-        if rule is None:
-            raise EventBridgeClientError("ResourceNotFoundException", f"no rule {Rule}")
+        rule = self._rule(EventBusName, Rule)
+        failed: list[dict[str, str]] = []
         for target in Targets:
-            rule.targets[str(target["Id"])] = str(target["Arn"])
-        return {"FailedEntryCount": 0, "FailedEntries": []}
+            arn, group = str(target["Arn"]), target.get("SqsParameters", {}).get("MessageGroupId")
+            if group is None and self._is_fifo(arn):
+                failed.append(
+                    {
+                        "TargetId": str(target["Id"]),
+                        "ErrorCode": "ValidationException",
+                        "ErrorMessage": "a FIFO queue target needs SqsParameters.MessageGroupId",
+                    }
+                )
+                continue
+            rule.targets[str(target["Id"])] = _Target(arn, group)
+        return {"FailedEntryCount": len(failed), "FailedEntries": failed}
+
+    def _is_fifo(self, arn: str) -> bool:
+        try:
+            return arn.endswith(".fifo") or self.broker.queue(arn.rsplit(":", 1)[-1]).spec.fifo
+        except DestinationNotFoundError:
+            return False
 
     async def put_events(self, *, Entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Route each entry to the targets of every rule it matches; see the module."""
@@ -212,8 +267,9 @@ class MemoryEventBridge:
         now = self.broker.clock()
         for rule in self._buses[bus].values():
             if matches(rule.pattern, event):
-                for arn in rule.targets.values():
-                    self._target(arn).put(Outgoing(body, event_id), now)
+                for target in rule.targets.values():
+                    outgoing = Outgoing(body, event_id, group_key=target.group)
+                    self._target(target.arn).put(outgoing, now)
         return event_id
 
     def _target(self, arn: str) -> Any:
@@ -229,6 +285,18 @@ class MemoryEventBridge:
         if rules is None:
             raise EventBridgeClientError("ResourceNotFoundException", f"no event bus {name}")
         return rules
+
+    def _rule(self, bus: str, name: str) -> _Rule:
+        rule = self._bus(bus).get(name)
+        if rule is None:
+            raise EventBridgeClientError("ResourceNotFoundException", f"no rule {name}")
+        return rule
+
+    def _rule_arn(self, bus: str, name: str) -> str:
+        # AWS: rule/<name> on the default bus, rule/<bus>/<name> on another.
+        bus = bus.rsplit("/", 1)[-1]
+        path = name if bus == "default" else f"{bus}/{name}"
+        return f"arn:aws:events:{self.region}:{self.account}:rule/{path}"
 
     def _bus_arn(self, name: str) -> str:
         return f"arn:aws:events:{self.region}:{self.account}:event-bus/{name}"

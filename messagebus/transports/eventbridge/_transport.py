@@ -7,13 +7,21 @@
   the methods of :class:`EventsClient`). Each message is one entry: ``Detail`` is our
   CloudEvents envelope JSON, ``DetailType`` its ``type`` (the wire type), ``Source`` its
   ``source`` (the service), ``EventBusName`` the bus. A call carries at most 10 entries
-  and ``max_request_bytes``; an entry over ``max_entry_bytes`` (sized as AWS counts) is
-  refused before anything is sent (:class:`~messagebus.MessageTooLargeError`). Entries
-  AWS fails on its side (``InternalFailure``, throttling) are sent again, alone, up to
-  ``max_attempts`` in all; what is still not sent then, or was refused, raises
+  and ``max_request_bytes``; a body over ``capabilities.max_message_bytes``
+  (``max_entry_bytes`` less 1 KiB kept for the entry's other fields), or an entry over
+  ``max_entry_bytes`` (sized as AWS counts), is refused before anything is sent
+  (:class:`~messagebus.MessageTooLargeError`). Entries AWS fails on its side
+  (``InternalFailure``, throttling) are sent again, alone, up to ``max_attempts`` in
+  all; what is still not sent then, or was refused, raises
   :class:`~messagebus.SendError` listing each message and its reason, after the others
   were sent. EventBridge cannot delay: a delay is an
   :class:`~messagebus.InvalidArgumentError`.
+- Publishes of concurrent tasks share PutEvents calls (the SQS transport's coalescing,
+  :mod:`messagebus.transports._coalesce`): a publish that does not fill a call waits up
+  to ``publish_window`` seconds for others to join it; a full call goes at once; each
+  caller waits for its own entries only and gets its own errors. Up to 8 calls run at
+  once, in a task group the transport holds while it is open. EventBridge keeps no
+  order within or across calls, so neither does this.
 - ``send``, ``receive`` and the queues of ``provision`` are the queue transport's (SQS,
   or in memory): commands still go point to point, and events arrive in each
   subscribing service's queue through a rule whose target is that queue. A delivery
@@ -24,13 +32,19 @@
   ``detail-type`` against the wire types of the topics it subscribes to (from
   :attr:`~messagebus.transports.TopicSpec.message_types`), targeting the queue. A
   service's topology names all its subscriptions, so the rule is replaced, not merged.
-  It does not set the SQS queue policy that lets EventBridge send to a queue on AWS:
-  infrastructure code does (``events.amazonaws.com``, ``sqs:SendMessage``, condition
-  ``aws:SourceArn`` = the rule's ARN).
+  A queue transport that can grant AWS services the right to send to its queues (the
+  SQS transport's ``allow_service``) is asked to, for each rule: the queue's policy
+  then lets ``events.amazonaws.com`` ``sqs:SendMessage`` with condition
+  ``aws:SourceArn`` = the rule's ARN, and the target is the ARN it answers. Other queue
+  transports (in memory) get ``queue_arn``'s ARN.
+- A FIFO queue (its :class:`~messagebus.transports.QueueSpec` says so, or its ARN ends
+  in ``.fifo``) is targeted with ``SqsParameters.MessageGroupId`` = the logical queue
+  name, and the SQS transport turns on its content-based deduplication (AWS requires
+  both). EventBridge's group id is static: all the events a rule delivers to a FIFO
+  queue are one group, handled one at a time in the order EventBridge delivered them,
+  which is not the order they were published in (EventBridge keeps none).
 
-Not yet: publishes of concurrent tasks sharing calls (the SQS transport's coalescing),
-FIFO queues as targets (EventBridge keeps no order within a call), direct Lambda
-targets.
+Not yet: direct Lambda targets.
 """
 
 from __future__ import annotations
@@ -38,7 +52,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import anyio
 import attrs
@@ -46,9 +60,10 @@ import attrs
 from messagebus._errors import (
     InvalidArgumentError,
     MessageTooLargeError,
-    SendError,
     TransportError,
 )
+from messagebus.transports._batch_calls import Failures
+from messagebus.transports._coalesce import SendCollector
 from messagebus.transports._protocol import (
     Capabilities,
     Delivery,
@@ -56,12 +71,15 @@ from messagebus.transports._protocol import (
     Topology,
     Transport,
 )
-from messagebus.transports.eventbridge._double import MAX_ENTRIES, entry_size
+from messagebus.transports.eventbridge._double import entry_size
 from messagebus.transports.eventbridge._errors import RETRYABLE_ENTRY_CODES, translated
 
 __all__ = ["EventBridgeDelivery", "EventBridgeTransport", "EventsClient", "unwrap_event"]
 
 DEFAULT_MAX_BYTES = 256 * 1024
+EVENTS_SERVICE = "events.amazonaws.com"
+ENTRY_RESERVE = 1024
+"""Bytes of an entry kept for ``Source``, ``DetailType`` and ``Time`` beside the body."""
 
 
 class EventsClient(Protocol):
@@ -76,6 +94,13 @@ class EventsClient(Protocol):
     async def put_rule(self, *, Name: str, EventPattern: str, EventBusName: str) -> Any: ...
 
     async def put_targets(self, *, Rule: str, Targets: Any, EventBusName: str) -> Any: ...
+
+
+@runtime_checkable
+class _AllowsServices(Protocol):
+    """A queue transport that can let an AWS service send to a queue (the SQS one)."""
+
+    async def allow_service(self, queue: str, *, service: str, source_arn: str) -> str: ...
 
 
 def unwrap_event(body: bytes) -> bytes:
@@ -121,11 +146,11 @@ class EventBridgeDelivery:
         await self._inner.extend(visibility)
 
 
-@attrs.frozen
-class _Entry:
-    index: int
-    entry: dict[str, Any]
-    size: int
+class _Item(TypedDict):
+    """A PutEvents entry waiting in the collector, ``Id`` its place in its call."""
+
+    Id: str
+    Entry: dict[str, str]
 
 
 class EventBridgeTransport:
@@ -138,15 +163,18 @@ class EventBridgeTransport:
         open_events: opens the client when the transport is entered, closed when it is
             left (``eventbridge://`` URLs use this).
         bus: the event bus's name or ARN.
-        queue_arn: the ARN of a logical queue, for rule targets; by default
-            ``arn:aws:sqs:<region>:<account>:<prefix><queue>``, the region and account
-            read from the bus's ARN (DescribeEventBus) when provisioning.
+        queue_arn: the ARN of a logical queue, for rule targets, when the queue
+            transport cannot tell it (the SQS transport can, and sets the queue's
+            policy); by default ``arn:aws:sqs:<region>:<account>:<prefix><queue>``, the
+            region and account read from the bus's ARN (DescribeEventBus).
         prefix: put before queue names in the default ``queue_arn`` and before rule
             names (use the queue transport's).
         max_attempts: PutEvents attempts per entry failed on AWS's side, in all.
         retry_delay: seconds before the first retry (doubling after each).
         max_entry_bytes, max_request_bytes: AWS's limits (256 KiB on LocalStack and
             before 2026; AWS takes 1 MB per entry since).
+        publish_window: seconds a publish that does not fill a PutEvents call waits for
+            concurrent publishes to join it (0: only those of the same moment).
     """
 
     def __init__(
@@ -163,9 +191,16 @@ class EventBridgeTransport:
         retry_delay: float = 0.05,
         max_entry_bytes: int = DEFAULT_MAX_BYTES,
         max_request_bytes: int = DEFAULT_MAX_BYTES,
+        publish_window: float = 0.005,
     ) -> None:
         if max_attempts < 1:
             raise InvalidArgumentError(f"max_attempts must be at least 1: {max_attempts}")
+        if max_entry_bytes <= ENTRY_RESERVE:
+            raise InvalidArgumentError(
+                f"max_entry_bytes must be more than {ENTRY_RESERVE}: {max_entry_bytes}"
+            )
+        if publish_window < 0:
+            raise InvalidArgumentError(f"publish_window must be at least 0: {publish_window}")
         self.queues = queues
         if (events is None) == (open_events is None):
             raise InvalidArgumentError("give the events client or open_events, one of them")
@@ -179,16 +214,27 @@ class EventBridgeTransport:
         self._retry_delay = retry_delay
         self._max_entry_bytes = max_entry_bytes
         self._max_request_bytes = max_request_bytes
+        self._max_body_bytes = min(
+            queues.capabilities.max_message_bytes, max_entry_bytes - ENTRY_RESERVE
+        )
+        self._publish_window = publish_window
+        self._collector: SendCollector[_Item] | None = None
 
     @property
     def capabilities(self) -> Capabilities:
-        """The queue transport's, with EventBridge's size limit for any message."""
+        """The queue transport's, with EventBridge's size limit and its routing by type.
+
+        ``max_message_bytes`` is the largest body an entry surely holds: the entry limit
+        less :data:`ENTRY_RESERVE` bytes for the other fields. It holds for sends to
+        queues too, so that a message's size never decides whether it may be published.
+        """
         inner = self.queues.capabilities
         return attrs.evolve(
             inner,
             fan_out=True,
-            max_message_bytes=min(inner.max_message_bytes, self._max_entry_bytes),
+            max_message_bytes=self._max_body_bytes,
             topic_system="aws_eventbridge",
+            routes_by_type=True,
         )
 
     @property
@@ -208,6 +254,20 @@ class EventBridgeTransport:
                 self._events = await stack.enter_async_context(self._open_events())
                 stack.callback(setattr, self, "_events", None)
             await stack.enter_async_context(self.queues)
+            # Shared PutEvents calls run here, apart from the publishers that asked for
+            # them; on leaving, what is pending goes at once and is waited for.
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            self._collector = collector = SendCollector(
+                self._put_events,
+                tasks,
+                self._publish_window,
+                max_bytes=self._max_request_bytes,
+                in_order=False,
+                attempts=self._max_attempts,
+                retry_delay=self._retry_delay,
+            )
+            stack.callback(setattr, self, "_collector", None)
+            stack.callback(collector.close)
             self._stack = stack.pop_all()
         return self
 
@@ -223,6 +283,7 @@ class EventBridgeTransport:
             InvalidArgumentError: a subscribed topic whose message types are unknown.
         """
         types_of = {topic.name: topic.message_types for topic in topology.topics}
+        fifo = {queue.name: queue.fifo for queue in topology.queues}
         wanted: dict[str, set[str]] = {}
         for subscription in topology.subscriptions:
             types = types_of.get(subscription.topic)
@@ -237,19 +298,28 @@ class EventBridgeTransport:
             return
         if self.bus != "default":
             await self._create_bus()
-        queue_arn = self._queue_arn or await self._queue_arns()
+        queue_arn = self._queue_arn
         for queue, wire_types in sorted(wanted.items()):
             rule = f"{self._prefix}{queue}-events"
             with translated(f"rule {rule!r}"):
-                await self.events.put_rule(
+                made = await self.events.put_rule(
                     Name=rule,
                     EventPattern=json.dumps({"detail-type": sorted(wire_types)}),
                     EventBusName=self.bus,
                 )
+            if isinstance(self.queues, _AllowsServices):
+                arn = await self.queues.allow_service(
+                    queue, service=EVENTS_SERVICE, source_arn=str(made["RuleArn"])
+                )
+            else:
+                queue_arn = queue_arn or await self._queue_arns()
+                arn = queue_arn(queue)
+            target: dict[str, Any] = {"Id": "queue", "Arn": arn}
+            if fifo.get(queue) or arn.endswith(".fifo"):
+                target["SqsParameters"] = {"MessageGroupId": queue}
+            with translated(f"rule {rule!r}"):
                 answer = await self.events.put_targets(
-                    Rule=rule,
-                    EventBusName=self.bus,
-                    Targets=[{"Id": "queue", "Arn": queue_arn(queue)}],
+                    Rule=rule, EventBusName=self.bus, Targets=[target]
                 )
             if answer.get("FailedEntryCount"):
                 raise TransportError(f"rule {rule!r}: target refused: {answer['FailedEntries']}")
@@ -272,8 +342,14 @@ class EventBridgeTransport:
                 raise
 
     async def send(self, queue: str, messages: Sequence[Outgoing]) -> None:
-        """Send to a queue of the queue transport."""
+        """Send to a queue of the queue transport (bodies up to ``max_message_bytes``)."""
+        for message in messages:
+            self._check_size(message)
         await self.queues.send(queue, messages)
+
+    def _check_size(self, message: Outgoing) -> None:
+        if len(message.body) > self._max_body_bytes:
+            raise MessageTooLargeError(message.message_id, len(message.body), self._max_body_bytes)
 
     async def receive(
         self,
@@ -290,30 +366,27 @@ class EventBridgeTransport:
         return [EventBridgeDelivery(unwrap_event(each.body), inner=each) for each in deliveries]
 
     async def publish(self, topic: str, messages: Sequence[Outgoing]) -> None:
-        """Put ``messages`` on the bus with PutEvents; see the module.
+        """Put ``messages`` on the bus with PutEvents, sharing calls; see the module.
 
         ``topic`` is not used: rules route by ``detail-type``, the wire type.
         """
         if not messages:
             return
-        entries = [self._entry(index, message) for index, message in enumerate(messages)]
-        failed: list[tuple[str, str]] = []
-        sent_any = False
-        for chunk in self._chunks(entries):
-            try:
-                failures = await self._put(chunk)
-            except TransportError as error:
-                if not sent_any:
-                    raise
-                failures = {entry.index: str(error) for entry in chunk}
-            sent_any = sent_any or len(failures) < len(chunk)
-            failed.extend((messages[index].message_id, why) for index, why in failures.items())
-        if failed:
-            raise SendError(failed)
+        if self._collector is None:
+            raise TransportError("EventBridgeTransport is not open: use it in 'async with'")
+        entries = [self._entry(message) for message in messages]
+        await self._collector.send(
+            messages,
+            {},
+            lambda index, entry_id: {"Id": entry_id, "Entry": entries[index][0]},
+            sizes=[size for _, size in entries],
+        )
 
-    def _entry(self, index: int, message: Outgoing) -> _Entry:
+    def _entry(self, message: Outgoing) -> tuple[dict[str, str], int]:
+        """Return the PutEvents entry of ``message`` and its size as AWS counts it."""
         if message.delay:
             raise InvalidArgumentError("EventBridge cannot delay an event: send it to a queue")
+        self._check_size(message)
         try:
             envelope = json.loads(message.body)
             wire_type, source = str(envelope["type"]), str(envelope["source"])
@@ -330,46 +403,21 @@ class EventBridgeTransport:
         size = entry_size(entry)
         if size > self._max_entry_bytes:
             raise MessageTooLargeError(message.message_id, size, self._max_entry_bytes)
-        return _Entry(index, entry, size)
+        return entry, size
 
-    def _chunks(self, entries: Sequence[_Entry]) -> list[list[_Entry]]:
-        chunks: list[list[_Entry]] = []
-        current: list[_Entry] = []
-        size = 0
-        for entry in entries:
-            if current and (
-                len(current) == MAX_ENTRIES or size + entry.size > self._max_request_bytes
-            ):
-                chunks.append(current)
-                current, size = [], 0
-            current.append(entry)
-            size += entry.size
-        chunks.append(current)
-        return chunks
-
-    async def _put(self, chunk: list[_Entry]) -> dict[int, str]:
-        """Send ``chunk``, retrying entries failed on AWS's side; return what failed."""
-        pending = chunk
-        failed: dict[int, str] = {}
-        delay = self._retry_delay
-        for attempt in range(1, self._max_attempts + 1):
-            with translated(f"event bus {self.bus!r}"):
-                answer = await self.events.put_events(Entries=[each.entry for each in pending])
-            if not answer.get("FailedEntryCount"):
-                return failed
-            retry: list[_Entry] = []
-            for entry, result in zip(pending, answer.get("Entries", []), strict=True):
-                code = result.get("ErrorCode")
-                if not code:
-                    continue
-                why = f"{code}: {result.get('ErrorMessage', '')}"
-                if code in RETRYABLE_ENTRY_CODES and attempt < self._max_attempts:
-                    retry.append(entry)
-                else:
-                    failed[entry.index] = why
-            if not retry:
-                return failed
-            pending = retry
-            await anyio.sleep(delay)  # AWS asks for a backoff before sending again
-            delay *= 2
-        return failed
+    async def _put_events(self, batch: list[_Item]) -> Failures:
+        """One PutEvents call; its per-entry errors in SQS's ``Failed`` shape (by ``Id``)."""
+        with translated(f"event bus {self.bus!r}"):
+            answer = await self.events.put_events(Entries=[item["Entry"] for item in batch])
+        if not answer.get("FailedEntryCount"):
+            return []
+        return [
+            {
+                "Id": item["Id"],
+                "Code": code,
+                "Message": result.get("ErrorMessage", ""),
+                "SenderFault": code not in RETRYABLE_ENTRY_CODES,
+            }
+            for item, result in zip(batch, answer.get("Entries", []), strict=True)
+            if (code := result.get("ErrorCode"))
+        ]

@@ -1,7 +1,7 @@
 """The SQS transport's own background tasks: calls made for callers that may go away.
 
 Batched deletes and sends, the batching windows' timers and long polls run apart from
-the tasks that asked for them (see :mod:`messagebus.transports.sqs._coalesce`), in a
+the tasks that asked for them (see :mod:`messagebus.transports._coalesce`), in a
 :class:`Background`: plain asyncio tasks (the transport is asyncio-only), not an anyio
 task group. A task group must be left in the task and cancel-scope nesting it was
 entered in, and a transport is entered and left by its owner, who may well close it
@@ -14,17 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["Background", "Spawner"]
-
-
-class Spawner(Protocol):
-    """What starts the batching's calls: an anyio task group, or a :class:`Background`."""
-
-    def start_soon(
-        self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: object = None
-    ) -> object: ...
+__all__ = ["Background"]
 
 
 class Background:

@@ -2,11 +2,11 @@
 
 - :func:`plan_batches` splits a send into calls of at most ``max_entries`` messages and
   ``max_bytes`` bytes each, in order (FIFO groups keep their order across calls).
-- :func:`call_batch` makes one batch call and retries, entry by entry, what AWS failed
-  for its own reasons (``SenderFault`` false); what it failed for ours is reported.
+- :func:`~messagebus.transports._batch_calls.call_batch` (shared with the other AWS
+  transports) makes one batch call and retries what AWS failed on its side.
 - :func:`send_all` sends a whole send or publish that way, in order for FIFO, and turns
-  what is left undone into the contract's errors (:func:`raise_failures`, which the
-  coalescing of :mod:`messagebus.transports.sqs._coalesce` shares); :func:`encode_texts`
+  what is left undone into the contract's errors (``raise_failures``, which the
+  coalescing of :mod:`messagebus.transports._coalesce` shares); :func:`encode_texts`
   checks sizes before anything goes.
 - :class:`DeleteBatcher` turns concurrent :meth:`Delivery.ack` calls on one queue into
   DeleteMessageBatch calls: an ack waits a short window for others to join, a full batch
@@ -24,34 +24,31 @@ import attrs
 from messagebus._errors import (
     DeliveryExpiredError,
     MessageTooLargeError,
-    SendError,
     TransportError,
 )
+from messagebus.transports._batch_calls import (
+    CONCURRENT_BATCHES,
+    MAX_ENTRIES,
+    BatchOutcome,
+    Failures,
+    Spawner,
+    WindowTimer,
+    call_batch,
+    copy_error,
+    raise_failures,
+)
 from messagebus.transports._protocol import Outgoing
-from messagebus.transports.sqs._background import Spawner
 from messagebus.transports.sqs._errors import EXPIRED_CODES
 
 __all__ = [
-    "CONCURRENT_BATCHES",
-    "MAX_ENTRIES",
-    "BatchOutcome",
     "DeleteBatcher",
-    "call_batch",
-    "copy_error",
     "delete_error",
     "encode_texts",
     "plan_batches",
-    "raise_failures",
     "send_all",
 ]
 
 E = TypeVar("E", bound=Mapping[str, object])
-Failures = Sequence[Mapping[str, object]]
-
-MAX_ENTRIES = 10
-CONCURRENT_BATCHES = 8
-ENTRY_ATTEMPTS = 3
-ENTRY_RETRY_DELAY = 0.05
 
 
 def plan_batches(sizes: Sequence[int], max_entries: int, max_bytes: int) -> list[range]:
@@ -72,66 +69,6 @@ def plan_batches(sizes: Sequence[int], max_entries: int, max_bytes: int) -> list
     if start < len(sizes):
         batches.append(range(start, len(sizes)))
     return batches
-
-
-@attrs.frozen
-class BatchOutcome:
-    """What one batch left undone.
-
-    Attributes:
-        failed: entry id -> the reason it was not done.
-        error: the call-level error when the whole call failed (its entries are all in
-            ``failed``); None when AWS answered.
-    """
-
-    failed: Mapping[str, str]
-    error: TransportError | None = None
-
-
-async def call_batch(
-    call: Callable[[list[E]], Awaitable[Failures]], entries: list[E]
-) -> BatchOutcome:
-    """Make one batch call; retry the entries AWS failed on its side, up to 3 attempts.
-
-    ``call`` sends the entries and returns AWS's ``Failed`` list (or raises a
-    :class:`TransportError` for the whole call). Entries failed with ``SenderFault`` are
-    final at once: sending them again cannot help.
-    """
-    failed: dict[str, str] = {}
-    pending = entries
-    for attempt in range(ENTRY_ATTEMPTS):
-        try:
-            failures = await call(pending)
-        except TransportError as error:
-            failed.update((str(entry["Id"]), str(error)) for entry in pending)
-            return BatchOutcome(failed, error)
-        by_id = {str(failure["Id"]): failure for failure in failures}
-        retry: list[E] = []
-        for entry in pending:
-            failure = by_id.get(str(entry["Id"]))
-            if failure is None:
-                continue
-            reason = f"{failure.get('Code', '')}: {failure.get('Message', '')}".strip(": ")
-            failed[str(entry["Id"])] = reason
-            if not failure.get("SenderFault") and attempt + 1 < ENTRY_ATTEMPTS:
-                retry.append(entry)
-        if not retry:
-            break
-        for entry in retry:
-            del failed[str(entry["Id"])]
-        pending = retry
-        await anyio.sleep(ENTRY_RETRY_DELAY * 2**attempt)
-    return BatchOutcome(failed)
-
-
-def copy_error(error: TransportError) -> TransportError:
-    """Return a fresh instance of ``error`` with the same cause: one per waiting task.
-
-    Raising one exception object in several tasks would tangle their tracebacks.
-    """
-    copy = type(error)(*error.args)
-    copy.__cause__ = error.__cause__
-    return copy
 
 
 @attrs.define(eq=False)
@@ -162,7 +99,11 @@ class DeleteBatcher:
     window: float = 0.005
     max_entries: int = 10
     _pending: list[_PendingDelete] = attrs.field(factory=list, init=False)
-    _timer: anyio.CancelScope | None = attrs.field(default=None, init=False)
+    _timer: WindowTimer = attrs.field(init=False)
+
+    @_timer.default
+    def _make_timer(self) -> WindowTimer:
+        return WindowTimer(self.task_group, self.window, self._flush_pending)
 
     async def ack(self, receipt_handle: str) -> None:
         """Delete one message; return once its entry is done (raise its error if any)."""
@@ -170,29 +111,20 @@ class DeleteBatcher:
         self._pending.append(entry)
         if len(self._pending) >= self.max_entries:
             self._flush()
-        elif self._timer is None:
-            self._timer = anyio.CancelScope()
-            self.task_group.start_soon(self._flush_after_window, self._timer)
+        else:
+            self._timer.start()
         await entry.done.wait()
         if entry.error is not None:
             raise entry.error
 
     def close(self) -> None:
         """Send everything pending now, and stop the window's timer (the transport closes)."""
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.stop()
         self._flush_pending()
 
     def _flush_pending(self) -> None:
         while self._pending:
             self._flush()
-
-    async def _flush_after_window(self, timer: anyio.CancelScope) -> None:
-        with timer:
-            await anyio.sleep(self.window)
-        if self._timer is timer:
-            self._timer = None
-        self._flush_pending()
 
     def _flush(self) -> None:
         batch = self._pending[: self.max_entries]
@@ -292,27 +224,3 @@ async def send_all(
         failed.update((int(entry_id), reason) for entry_id, reason in outcome.failed.items())
     errors = [outcome.error for outcome in outcomes if outcome.error is not None]
     raise_failures(messages, refused, failed, errors)
-
-
-def raise_failures(
-    messages: Sequence[Outgoing],
-    refused: Mapping[int, str],
-    failed: Mapping[int, str],
-    errors: Sequence[TransportError],
-) -> None:
-    """Turn what a send left undone into the contract's error; return if nothing was.
-
-    ``failed`` maps indexes of ``messages`` to reasons (``refused`` included); ``errors``
-    are the call-level errors of the calls that failed as a whole.
-
-    Raises:
-        A copy of the first call-level error if every message was in such a call (so
-        each waiting task raises its own), else SendError listing every failed message.
-    """
-    if not failed:
-        return
-    if errors and len(failed) == len(messages) and not refused:
-        raise copy_error(errors[0]) from errors[0].__cause__
-    raise SendError(
-        [(messages[index].message_id, failed[index]) for index in sorted(failed)]
-    ) from (errors[0] if errors else None)

@@ -13,6 +13,10 @@ Everything is idempotent, so provisioning at every start-up is safe:
 - A subscription delivers raw (``RawMessageDelivery=true``: the body is the envelope,
   not wrapped in SNS JSON), and the queue's policy gains one statement allowing that
   topic, and only it, to ``sqs:SendMessage``; statements already there are kept.
+- :func:`allow_service` does the same for another AWS service sending on behalf of one
+  resource (EventBridge for a rule: ``events.amazonaws.com``, ``aws:SourceArn`` = the
+  rule's ARN), and turns on content-based deduplication on a FIFO queue, which AWS
+  requires of a FIFO queue that EventBridge targets (it sends no deduplication id).
 
 What production needs to grant instead: sqs:CreateQueue/GetQueueUrl/GetQueueAttributes/
 SetQueueAttributes and sns:CreateTopic/Subscribe for provisioning; sqs:SendMessage,
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.literals import QueueAttributeNameType
 
-__all__ = ["create_queue", "create_topic", "subscribe"]
+__all__ = ["allow_service", "create_queue", "create_topic", "subscribe"]
 
 DLQ_RETENTION = 14 * 24 * 3600
 TOPIC_MAX_BYTES = 1024 * 1024
@@ -114,7 +118,7 @@ async def subscribe(
 ) -> None:
     """Subscribe ``queue`` to ``topic`` with raw delivery and let the topic send to it."""
     arn = await queue_arn(sqs, queue.url)
-    await _allow_topic(sqs, queue.url, arn, topic.arn)
+    await _allow(sqs, queue.url, arn, "sns.amazonaws.com", topic.arn, sid="MessageBusTopic")
     with translated(f"subscription {subscription.topic} -> {subscription.queue}"):
         await sns.subscribe(
             TopicArn=topic.arn,
@@ -125,8 +129,30 @@ async def subscribe(
         )
 
 
-async def _allow_topic(sqs: SQSClient, url: str, arn: str, topic_arn: str) -> None:
-    sid = "MessageBusTopic" + hashlib.sha256(topic_arn.encode()).hexdigest()[:24]
+async def allow_service(
+    sqs: SQSClient, queue: ResolvedQueue, *, service: str, source_arn: str
+) -> str:
+    """Let ``service`` send to ``queue`` for ``source_arn`` only; return the queue's ARN.
+
+    Idempotent: the statement is added once (by its ``Sid``), others are kept. A FIFO
+    queue also gets ``ContentBasedDeduplication`` (see the module).
+    """
+    arn = await queue_arn(sqs, queue.url)
+    await _allow(sqs, queue.url, arn, service, source_arn, sid="MessageBusService")
+    if queue.fifo:
+        with translated(queue.url):
+            await sqs.set_queue_attributes(
+                QueueUrl=queue.url, Attributes={"ContentBasedDeduplication": "true"}
+            )
+    return arn
+
+
+async def _allow(
+    sqs: SQSClient, url: str, arn: str, service: str, source_arn: str, *, sid: str
+) -> None:
+    # The SNS statements' Sid hashes the topic ARN alone, as before services were added.
+    key = source_arn if service == "sns.amazonaws.com" else f"{service} {source_arn}"
+    sid += hashlib.sha256(key.encode()).hexdigest()[:24]
     with translated(url):
         answer = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
         existing = answer.get("Attributes", {}).get("Policy")
@@ -139,10 +165,10 @@ async def _allow_topic(sqs: SQSClient, url: str, arn: str, topic_arn: str) -> No
             {
                 "Sid": sid,
                 "Effect": "Allow",
-                "Principal": {"Service": "sns.amazonaws.com"},
+                "Principal": {"Service": service},
                 "Action": "sqs:SendMessage",
                 "Resource": arn,
-                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
             }
         )
         await sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})

@@ -12,7 +12,7 @@ How the contract maps onto AWS:
 - :meth:`~SQSTransport.send` uses SendMessageBatch: at most 10 messages and 1 MiB per
   call, split by count and bytes. Sizes are checked before anything is sent.
   Concurrent sends to one queue share calls (``send_window``, 5 ms by default; see
-  :mod:`messagebus.transports.sqs._coalesce`): 25 tasks sending one message each make
+  :mod:`messagebus.transports._coalesce`): 25 tasks sending one message each make
   3 calls, and each task gets its own messages' outcome. On a FIFO
   queue each message's MessageGroupId is its ``group_key`` (``"default"`` if None), its
   MessageDeduplicationId its ``deduplication_id`` or ``message_id``, and the calls go one
@@ -56,22 +56,21 @@ from messagebus._errors import (
     TransportError,
     UnsupportedBackendError,
 )
+from messagebus.transports._batch_calls import MAX_ENTRIES, Failures, call_batch
+from messagebus.transports._coalesce import SendCollector
 from messagebus.transports._protocol import Capabilities, Outgoing, Topology, Transport
 from messagebus.transports.sqs._background import Background
 from messagebus.transports.sqs._batching import (
-    MAX_ENTRIES,
     DeleteBatcher,
-    Failures,
-    call_batch,
     delete_error,
     encode_texts,
     send_all,
 )
-from messagebus.transports.sqs._coalesce import SendCollector
 from messagebus.transports.sqs._errors import translated
 from messagebus.transports.sqs._names import Names, ResolvedQueue, ResolvedTopic
 from messagebus.transports.sqs._provision import (
     MAX_VISIBILITY,
+    allow_service,
     create_queue,
     create_topic,
     subscribe,
@@ -295,6 +294,23 @@ class SQSTransport:
             topic = await self._topic(subscription.topic)
             queue = await self._queue(subscription.queue)
             await subscribe(sqs, sns, subscription, topic, queue)
+
+    async def allow_service(self, queue: str, *, service: str, source_arn: str) -> str:
+        """Let AWS ``service`` send to ``queue`` on behalf of ``source_arn``; return its ARN.
+
+        Adds one statement to the queue's policy (``Principal.Service`` = ``service``,
+        ``sqs:SendMessage``, condition ``aws:SourceArn`` = ``source_arn``), once; a FIFO
+        queue also gets content-based deduplication. The EventBridge transport's
+        provisioning calls it for each rule targeting a queue
+        (``service="events.amazonaws.com"``, the rule's ARN).
+
+        Raises:
+            DestinationNotFoundError: there is no such queue.
+        """
+        sqs, _ = self._clients()
+        return await allow_service(
+            sqs, await self._queue(queue), service=service, source_arn=source_arn
+        )
 
     async def _queue(self, logical: str) -> ResolvedQueue:
         if (known := self._queues.get(logical)) is not None:

@@ -1,16 +1,17 @@
-"""Coalescing for the SQS transport: concurrent sends to one destination share calls.
+"""Coalescing for the AWS transports: concurrent sends to one destination share calls.
 
 The bus sends one message per :meth:`~messagebus.MessageBus.enqueue` or ``publish``, and
-each handler of a worker sends its own follow-ups, so under load many tasks call
-:meth:`SQSTransport.send` (or ``publish``) with one message each at about the same
-time. A :class:`SendCollector` (one per queue or topic) turns those calls into
-SendMessageBatch (PublishBatch) calls of up to 10 entries and ``max_bytes`` bytes:
+each handler of a worker sends its own follow-ups, so under load many tasks call a
+transport's ``send`` (or ``publish``) with one message each at about the same time. A
+:class:`SendCollector` (one per queue, topic or event bus) turns those calls into batch
+calls (SendMessageBatch, PublishBatch, PutEvents) of up to 10 entries and ``max_bytes``
+bytes:
 
 - A caller's messages join the destination's pending batch in order. A batch that is
   full (10 entries, or the next message would pass ``max_bytes``) goes at once; what is
   left goes when ``window`` seconds have passed since the first message waiting for it.
 - Each caller waits for its own entries only, and gets what
-  :func:`~messagebus.transports.sqs._batching.raise_failures` makes of them: nothing,
+  :func:`~messagebus.transports._batch_calls.raise_failures` makes of them: nothing,
   :class:`~messagebus.SendError` listing its own failed messages, or the call-level
   error (:class:`~messagebus.DestinationNotFoundError`,
   :class:`~messagebus.TransportUnavailableError`, a copy each) when every one of its
@@ -40,15 +41,18 @@ import anyio
 import attrs
 
 from messagebus._errors import TransportError
-from messagebus.transports._protocol import Outgoing
-from messagebus.transports.sqs._background import Spawner
-from messagebus.transports.sqs._batching import (
+from messagebus.transports._batch_calls import (
     CONCURRENT_BATCHES,
+    ENTRY_ATTEMPTS,
+    ENTRY_RETRY_DELAY,
     MAX_ENTRIES,
     Failures,
+    Spawner,
+    WindowTimer,
     call_batch,
     raise_failures,
 )
+from messagebus.transports._protocol import Outgoing
 
 __all__ = ["SendCollector"]
 
@@ -97,12 +101,15 @@ class SendCollector(Generic[E]):
         call: makes one batch call with the entries given; returns AWS's ``Failed``
             list or raises :class:`TransportError` for the whole call.
         task_group: where the calls and the window's timer run (the transport's
-            :class:`~messagebus.transports.sqs._background.Background`).
+            :class:`~messagebus.transports.sqs._background.Background`, or
+            an anyio task group the transport holds).
         window: seconds the first message of a batch waits for others to join.
         max_bytes: the most body bytes per call (SQS 1 MiB; SNS 256 KiB).
         in_order: one call at a time, in order (FIFO).
         max_entries: the most entries per call (AWS: 10).
         concurrency: the most calls at once when not in order.
+        attempts, retry_delay: per entry failed on AWS's side (see
+            :func:`~messagebus.transports._batch_calls.call_batch`).
     """
 
     call: Callable[[list[E]], Awaitable[Failures]]
@@ -112,13 +119,19 @@ class SendCollector(Generic[E]):
     in_order: bool
     max_entries: int = MAX_ENTRIES
     concurrency: int = CONCURRENT_BATCHES
+    attempts: int = ENTRY_ATTEMPTS
+    retry_delay: float = ENTRY_RETRY_DELAY
     _pending: list[_Item[E]] = attrs.field(factory=list, init=False)
     _pending_bytes: int = attrs.field(default=0, init=False)
     _next_id: int = attrs.field(default=0, init=False)
-    _timer: anyio.CancelScope | None = attrs.field(default=None, init=False)
+    _timer: WindowTimer = attrs.field(init=False)
     _ready: deque[list[_Item[E]]] = attrs.field(factory=deque, init=False)
     _draining: bool = attrs.field(default=False, init=False)
     _limiter: anyio.CapacityLimiter = attrs.field(init=False)
+
+    @_timer.default
+    def _make_timer(self) -> WindowTimer:
+        return WindowTimer(self.task_group, self.window, self._flush_pending)
 
     @_limiter.default
     def _make_limiter(self) -> anyio.CapacityLimiter:
@@ -129,11 +142,14 @@ class SendCollector(Generic[E]):
         messages: Sequence[Outgoing],
         refused: Mapping[int, str],
         entry: Callable[[int, str], E],
+        sizes: Sequence[int] | None = None,
     ) -> None:
         """Send ``messages`` with others' in shared calls; return once all of them are done.
 
         ``refused`` holds, by index, messages not to send (reported as failed);
-        ``entry(index, entry_id)`` makes the request entry of ``messages[index]``.
+        ``entry(index, entry_id)`` makes the request entry of ``messages[index]``;
+        ``sizes`` are the entries' sizes as the API counts them against ``max_bytes``
+        (by default the bodies' lengths).
 
         Raises:
             SendError, or the call-level error: see the module docstring.
@@ -142,7 +158,7 @@ class SendCollector(Generic[E]):
         for index, message in enumerate(messages):
             if index in refused:
                 continue
-            size = len(message.body)
+            size = len(message.body) if sizes is None else sizes[index]
             if self._pending and (
                 len(self._pending) >= self.max_entries
                 or self._pending_bytes + size > self.max_bytes
@@ -155,9 +171,8 @@ class SendCollector(Generic[E]):
             caller.unsettled += 1
         if len(self._pending) >= self.max_entries or self._pending_bytes >= self.max_bytes:
             self._flush()
-        if self._pending and self._timer is None:
-            self._timer = anyio.CancelScope()
-            self.task_group.start_soon(self._flush_after_window, self._timer)
+        if self._pending:
+            self._timer.start()
         if caller.unsettled:
             try:
                 await caller.done.wait()
@@ -171,16 +186,10 @@ class SendCollector(Generic[E]):
 
     def close(self) -> None:
         """Send what is pending now and stop the window's timer (the transport closes)."""
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._pending:
-            self._flush()
+        self._timer.stop()
+        self._flush_pending()
 
-    async def _flush_after_window(self, timer: anyio.CancelScope) -> None:
-        with timer:
-            await anyio.sleep(self.window)
-        if self._timer is timer:
-            self._timer = None
+    def _flush_pending(self) -> None:
         if self._pending:
             self._flush()
 
@@ -222,7 +231,12 @@ class SendCollector(Generic[E]):
         if not items:
             return
         try:
-            outcome = await call_batch(self.call, [item.entry for item in items])
+            outcome = await call_batch(
+                self.call,
+                [item.entry for item in items],
+                attempts=self.attempts,
+                retry_delay=self.retry_delay,
+            )
         except Exception as error:  # noqa: BLE001 - a bug below: each caller raises it
             for item in items:
                 item.caller.crash = error
