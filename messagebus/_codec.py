@@ -333,17 +333,16 @@ class WireCodec:
                 message_type, version, data = upcast
         if message_type is None:
             raise DecodeError(f"unknown message type {name!r} version {version!r}")
-        where = f"{name} v{version}"
         try:
             message = self._message(message_type, data)
         except msgspec.ValidationError as exc:
-            raise DecodeError(f"{where}: {describe(exc, 'data')}") from exc
+            raise DecodeError(f"{name} v{version}: {describe(exc, 'data')}") from exc
         except Refused as exc:
-            raise DecodeError(f"{where}: {exc}") from exc
+            raise DecodeError(f"{name} v{version}: {exc}") from exc
         except DecodeError:
             raise
         except Exception as exc:  # a validator's or hook's failure is the body's
-            raise DecodeError(f"{where}: data does not fit the type: {exc!r}") from exc
+            raise DecodeError(f"{name} v{version}: data does not fit the type: {exc!r}") from exc
         headers = None
         if event.headers is not None:
             try:

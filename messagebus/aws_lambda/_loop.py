@@ -1,0 +1,263 @@
+"""Where an invocation runs: one event loop per execution environment, kept between calls.
+
+Lambda calls the function synchronously, one invocation at a time, and reuses the
+process (a warm container) for later ones; the bus, entered once, must stay entered in
+one event loop across them. Two ways to hold that loop, behind one small interface
+(:class:`Loop`: enter an async context manager, run a coroutine function to its end,
+leave):
+
+- :class:`ResidentLoop` (asyncio, the default backend): an asyncio loop driven on the
+  calling thread, ``run_until_complete`` once per invocation. No thread hop per call
+  (a portal's costs tens of microseconds, a batch of ten records' worth), and between
+  invocations the loop does not run at all: nothing the bus holds (its relay's poll, a
+  client's pool) can act after the function returned, exactly as Lambda's freeze
+  would have it. The bus is entered by a host task that waits for :meth:`leave`, so
+  its task group and cancel scopes are entered and left by one task, as anyio
+  requires. This is the one place in the Lambda entry point that speaks asyncio: no
+  anyio API drives a loop a step at a time.
+- :class:`PortalLoop` (any anyio backend; trio): the loop in a thread of its own, an
+  anyio blocking portal, each invocation one hop into it.
+
+Contract, both: calls are serialised (Lambda makes one at a time; a caller that makes
+two at once waits); :meth:`Loop.run` returns only when the coroutine has ended, and
+raises what it raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import anyio
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from anyio.from_thread import BlockingPortal
+
+__all__ = ["Loop", "PortalLoop", "ResidentLoop"]
+
+T = TypeVar("T")
+
+
+class Loop(Protocol):
+    """An event loop that outlives one invocation; see the module."""
+
+    def enter(self, manager: AbstractAsyncContextManager[Any]) -> None:
+        """Start the loop and enter ``manager`` in it; raise what entering raised."""
+        ...
+
+    def run(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``function(*args)`` in the loop to its end; return or raise its outcome."""
+        ...
+
+    def move_on_after(self, delay: float) -> AbstractAsyncContextManager[object]:
+        """Return a block cancelled after ``delay`` seconds, which then ends quietly.
+
+        ``anyio.move_on_after``'s meaning, entered with ``async with`` inside :meth:`run`.
+        """
+        ...
+
+    def leave(self) -> None:
+        """Leave the manager entered (if any) and stop the loop."""
+        ...
+
+
+class ResidentLoop:
+    """An asyncio loop driven on the calling thread, one turn (or more) a call."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._host: asyncio.Task[None] | None = None
+        self._release: asyncio.Future[None] | None = None
+        self._lock = threading.Lock()
+
+    def enter(self, manager: AbstractAsyncContextManager[Any]) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        entered: asyncio.Future[None] = loop.create_future()
+        release = self._release = loop.create_future()
+
+        async def host() -> None:
+            async with manager:
+                entered.set_result(None)
+                await release
+
+        async def entering() -> None:
+            await asyncio.wait((entered, host_task), return_when=asyncio.FIRST_COMPLETED)
+
+        with self._lock:
+            host_task = self._host = loop.create_task(host())
+            self._drive(loop, entering())
+            if host_task.done():  # entering failed: the host has ended with its error
+                self._host = None
+                host_task.result()
+
+    def run(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+        loop = self._loop
+        assert loop is not None, "run before enter"
+        with self._lock:
+            return self._drive(loop, function(*args))
+
+    def move_on_after(self, delay: float) -> AbstractAsyncContextManager[object]:
+        return _MoveOnAfter(asyncio.timeout(delay))
+
+    def leave(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        host, self._host = self._host, None
+        with self._lock:
+            try:
+                if host is not None:
+                    assert self._release is not None
+                    self._release.set_result(None)
+                    self._drive(loop, host)
+            finally:
+                self._close(loop)
+
+    def _drive(self, loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
+        """Run ``loop`` until ``awaitable`` is done; on a helper thread if this one runs one.
+
+        A thread already running an event loop (an async test calling the entry point
+        directly) cannot drive a second one: the call goes to a thread of its own then,
+        the rare path.
+        """
+        if asyncio._get_running_loop() is None:
+            return self._turns(loop, awaitable)
+        outcome: list[Any] = []
+
+        def drive() -> None:
+            try:
+                outcome.append((True, self._turns(loop, awaitable)))
+            except BaseException as exc:  # noqa: BLE001  # handed to the caller below
+                outcome.append((False, exc))
+
+        helper = threading.Thread(target=drive, name="messagebus-lambda-loop")
+        helper.start()
+        helper.join()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+    def _turns(self, loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
+        """Run ``loop`` until ``awaitable`` is done: one turn when it never waits."""
+        task = asyncio.ensure_future(awaitable, loop=loop)
+        # A batch whose handlers never wait (in-memory stores, no I/O) ends in its task's
+        # first step: one turn of the loop, stopped right after it, is then the whole
+        # call, a third cheaper than run_until_complete's own set-up. Anything the turn
+        # scheduled (a done callback) runs at the start of the next call's turn.
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        if not task.done():
+            return loop.run_until_complete(task)
+        return task.result()
+
+    def _close(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close ``loop`` as ``asyncio.run`` does: cancel what is left, finish generators."""
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                self._drive(loop, asyncio.gather(*left, return_exceptions=True))
+            self._drive(loop, loop.shutdown_asyncgens())
+            self._drive(loop, loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
+class _MoveOnAfter:
+    """``asyncio.timeout`` that ends its block quietly on expiry, as anyio's move_on_after.
+
+    Costs a third of an anyio cancel scope in a task that has not used anyio yet, as
+    each call's task is; anyio's scopes inside the block (a handler's) see the
+    cancellation as they see any asyncio cancellation.
+    """
+
+    __slots__ = ("_timeout",)
+
+    def __init__(self, timeout: asyncio.Timeout) -> None:
+        self._timeout = timeout
+
+    async def __aenter__(self) -> object:
+        return await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        try:
+            await self._timeout.__aexit__(kind, error, tb)
+        except TimeoutError:
+            if self._timeout.expired():
+                return True  # the time is up: the block's cancellation ends here
+            raise
+        return False
+
+
+class _AnyioMoveOnAfter:
+    """``anyio.move_on_after`` entered with ``async with``, for :class:`PortalLoop`."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, delay: float) -> None:
+        self._scope = anyio.move_on_after(delay)
+
+    async def __aenter__(self) -> object:
+        return self._scope.__enter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return bool(self._scope.__exit__(kind, error, tb))
+
+
+class PortalLoop:
+    """The loop in a thread of its own (an anyio blocking portal), for any backend."""
+
+    def __init__(self, backend: str) -> None:
+        self._backend = backend
+        self._portal: AbstractContextManager[BlockingPortal] | None = None
+        self._call: BlockingPortal | None = None
+        self._entered: AbstractContextManager[Any] | None = None
+
+    def enter(self, manager: AbstractAsyncContextManager[Any]) -> None:
+        from anyio.from_thread import start_blocking_portal  # noqa: PLC0415  # trio only
+
+        self._portal = start_blocking_portal(self._backend)
+        self._call = self._portal.__enter__()
+        try:
+            entered = self._call.wrap_async_context_manager(manager)
+            entered.__enter__()
+            self._entered = entered
+        except BaseException:
+            self.leave()
+            raise
+
+    def run(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+        assert self._call is not None, "run before enter"
+        return self._call.call(function, *args)
+
+    def move_on_after(self, delay: float) -> AbstractAsyncContextManager[object]:
+        return _AnyioMoveOnAfter(delay)
+
+    def leave(self) -> None:
+        entered, self._entered = self._entered, None
+        portal, self._portal = self._portal, None
+        self._call = None
+        try:
+            if entered is not None:
+                entered.__exit__(None, None, None)
+        finally:
+            if portal is not None:
+                portal.__exit__(None, None, None)
