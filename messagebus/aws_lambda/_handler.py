@@ -55,7 +55,7 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
@@ -214,24 +214,24 @@ class _Batch:
         self,
         records: list[Record],
         context: LambdaContext,
-        move_on_after: Callable[[float], AbstractAsyncContextManager[object]],
+        move_on_after: Callable[[float], AbstractContextManager[object]],
     ) -> list[bool]:
         """Handle ``records``; return for each whether it is done (True) or failed.
 
-        ``move_on_after`` is the loop's ``anyio.move_on_after``, entered with ``async with``.
+        ``move_on_after`` is the loop's ``anyio.move_on_after``.
         """
         # Idempotency claims made now must not outlive the invocation (see _deadline).
         with deadline(lambda: context.get_remaining_time_in_millis() / 1000):
             outcomes = [_FAILED] * len(records)
             budget = context.get_remaining_time_in_millis() / 1000 - self.margin
-            async with move_on_after(budget):
+            with move_on_after(budget):
                 if self.concurrency == 1:
                     await self._in_order(records, outcomes, context)
                 else:
                     await self._in_lanes(records, outcomes, context)
             relay = self.bus.relay
             if relay is not None:
-                async with move_on_after(context.get_remaining_time_in_millis() / 2000):
+                with move_on_after(context.get_remaining_time_in_millis() / 2000):
                     await relay.drain()
             return outcomes
 
@@ -305,26 +305,7 @@ class _Batch:
                 return  # the later records of a FIFO group wait behind this one
 
     async def _one(self, record: Record, copies: bool, shared: list[Redelivery] | None) -> bool:
-        """Handle one record; True when it must not come back."""
-        bus = self.bus
-        for content in record.contents(bus.codec, self.router):
-            if isinstance(content, Unreadable):
-                letter = DeadLetter.from_undecodable(
-                    content.text.encode(), record.queue, content.error
-                )
-                await bus.record_dead_letter(letter)
-            elif not await self._handled(record, content, copies, shared):
-                return _FAILED  # what this record carried after it runs when it comes back
-        return _DONE
-
-    async def _handled(
-        self,
-        record: Record,
-        envelope: Envelope[Message],
-        copies: bool,
-        shared: list[Redelivery] | None,
-    ) -> bool:
-        """Run ``envelope`` through the bus; True when its record need not come back for it.
+        """Handle one record; True when it must not come back.
 
         ``copies``: whether deferred retries can go back to the service's queue as
         delayed copies (:meth:`_can_copy`). ``shared``: the redeliveries list of the
@@ -332,37 +313,53 @@ class _Batch:
         None to set this record's own.
         """
         bus = self.bus
-        try:
-            if shared is not None:
-                if shared:
-                    shared.clear()  # the previous record's, handled already
-                await bus.handle_delivered(envelope)
-                redeliveries = shared
-            else:
-                if record.receive_count > 1:
-                    attempt = envelope.attempt + record.receive_count - 1
-                    envelope = envelope.replace(attempt=attempt)
-                # A queue's or stream's record can always come back (failed); a direct
-                # invocation only through a delayed copy, else its retries wait here.
-                with (
-                    collecting(enabled=copies or record.item_id is not None) as redeliveries,
-                    receiving(self._received_of(record)),
-                ):
-                    await bus.handle_delivered(envelope)
-            if redeliveries:
-                if not copies:
-                    return _FAILED
-                await send_copies(
-                    bus.running_transport(), bus.codec, bus.router.service, redeliveries
+        for content in record.contents(bus.codec, self.router):
+            if isinstance(content, Unreadable):
+                letter = DeadLetter.from_undecodable(
+                    content.text.encode(), record.queue, content.error
                 )
-        except TransportError as error:
-            self.log.warning(
-                "follow-ups not handed on; record failed",
-                queue=record.queue,
-                error=f"{type(error).__qualname__}: {error}",
-            )
-            return _FAILED
+                await bus.record_dead_letter(letter)
+                continue
+            try:
+                if shared is None:
+                    redeliveries = await self._delivered(record, content, copies)
+                else:
+                    shared.clear()  # the previous record's, handled already
+                    await bus.handle_delivered(content)
+                    redeliveries = shared
+                if redeliveries:
+                    if not copies:
+                        return _FAILED  # what it carried after this runs when it comes back
+                    await send_copies(
+                        bus.running_transport(), bus.codec, bus.router.service, redeliveries
+                    )
+            except TransportError as error:
+                self.log.warning(
+                    "follow-ups not handed on; record failed",
+                    queue=record.queue,
+                    error=f"{type(error).__qualname__}: {error}",
+                )
+                return _FAILED
         return _DONE
+
+    async def _delivered(
+        self, record: Record, envelope: Envelope[Message], copies: bool
+    ) -> list[Redelivery]:
+        """Run ``envelope`` through the bus in ``record``'s own context; return its redeliveries.
+
+        Raises:
+            TransportError: the follow-ups could not be handed on.
+        """
+        if record.receive_count > 1:
+            envelope = envelope.replace(attempt=envelope.attempt + record.receive_count - 1)
+        # A queue's or stream's record can always come back (failed); a direct
+        # invocation only through a delayed copy, else its retries wait here.
+        with (
+            collecting(enabled=copies or record.item_id is not None) as redeliveries,
+            receiving(self._received_of(record)),
+        ):
+            await self.bus.handle_delivered(envelope)
+        return redeliveries
 
     def _received_of(self, record: Record) -> Received:
         """Return where ``record`` came from; one object per queue for first deliveries."""

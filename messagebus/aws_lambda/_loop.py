@@ -54,10 +54,10 @@ class Loop(Protocol):
         """Run ``function(*args)`` in the loop to its end; return or raise its outcome."""
         ...
 
-    def move_on_after(self, delay: float) -> AbstractAsyncContextManager[object]:
+    def move_on_after(self, delay: float) -> AbstractContextManager[object]:
         """Return a block cancelled after ``delay`` seconds, which then ends quietly.
 
-        ``anyio.move_on_after``'s meaning, entered with ``async with`` inside :meth:`run`.
+        ``anyio.move_on_after``'s meaning, entered inside :meth:`run`.
         """
         ...
 
@@ -74,6 +74,10 @@ class ResidentLoop:
         self._host: asyncio.Task[None] | None = None
         self._release: asyncio.Future[None] | None = None
         self._lock = threading.Lock()
+        self._waited = False
+        """Whether the call in progress has waited (its first turn did not end it)."""
+        self._unarmed: list[_MoveOnAfter] = []
+        """The deadlines entered in the call's first turn: their timers start if it waits."""
 
     def enter(self, manager: AbstractAsyncContextManager[Any]) -> None:
         loop = self._loop = asyncio.new_event_loop()
@@ -101,8 +105,9 @@ class ResidentLoop:
         with self._lock:
             return self._drive(loop, function(*args))
 
-    def move_on_after(self, delay: float) -> AbstractAsyncContextManager[object]:
-        return _MoveOnAfter(asyncio.timeout(delay))
+    def move_on_after(self, delay: float) -> AbstractContextManager[object]:
+        assert self._loop is not None, "move_on_after outside run"
+        return _MoveOnAfter(self, self._loop.time() + delay)
 
     def leave(self) -> None:
         loop, self._loop = self._loop, None
@@ -153,9 +158,18 @@ class ResidentLoop:
         # scheduled (a done callback) runs at the start of the next call's turn.
         loop.call_soon(loop.stop)
         loop.run_forever()
-        if not task.done():
+        if task.done():
+            return task.result()
+        # It waits: the deadlines entered so far start their timers now, and any entered
+        # from here on at once (see _MoveOnAfter).
+        self._waited = True
+        try:
+            unarmed, self._unarmed = self._unarmed, []
+            for deadline in unarmed:
+                deadline.arm()
             return loop.run_until_complete(task)
-        return task.result()
+        finally:
+            self._waited = False
 
     def _close(self, loop: asyncio.AbstractEventLoop) -> None:
         """Close ``loop`` as ``asyncio.run`` does: cancel what is left, finish generators."""
@@ -172,54 +186,62 @@ class ResidentLoop:
 
 
 class _MoveOnAfter:
-    """``asyncio.timeout`` that ends its block quietly on expiry, as anyio's move_on_after.
+    """``anyio.move_on_after`` for :class:`ResidentLoop`: the timer starts only if needed.
 
-    Costs a third of an anyio cancel scope in a task that has not used anyio yet, as
-    each call's task is; anyio's scopes inside the block (a handler's) see the
-    cancellation as they see any asyncio cancellation.
+    A deadline can only act when the task it cancels waits: the cancellation is
+    delivered at an ``await`` that yields to the loop. A call's first step runs without
+    yielding, so a deadline entered in it needs no timer unless the call goes on to
+    wait; the loop then starts it (:meth:`arm`), at once if the time is already up.
+    Batches that never wait (the common case of quick handlers) thus cost no timer
+    handle and no scope, where an ``asyncio.timeout`` costs as much as the loop's turn.
+    On expiry the task is cancelled; the cancellation ends at this block, which then
+    ends quietly, with ``asyncio.timeout``'s accounting (``uncancel``) so that a
+    cancellation from outside still propagates.
     """
 
-    __slots__ = ("_timeout",)
+    __slots__ = ("_cancelling", "_expired", "_handle", "_resident", "_task", "_when")
 
-    def __init__(self, timeout: asyncio.Timeout) -> None:
-        self._timeout = timeout
+    def __init__(self, resident: ResidentLoop, when: float) -> None:
+        self._resident = resident
+        self._when = when
+        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
 
-    async def __aenter__(self) -> object:
-        return await self._timeout.__aenter__()
+    def __enter__(self) -> object:
+        task = asyncio.current_task()
+        assert task is not None, "a deadline outside a task"
+        self._task = task
+        self._cancelling = task.cancelling()
+        if self._resident._waited:
+            self.arm()
+        else:
+            self._resident._unarmed.append(self)
+        return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         kind: type[BaseException] | None,
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        try:
-            await self._timeout.__aexit__(kind, error, tb)
-        except TimeoutError:
-            if self._timeout.expired():
-                return True  # the time is up: the block's cancellation ends here
-            raise
+        handle = self._handle
+        if handle is not None:
+            handle.cancel()
+            self._handle = None
+        elif not self._expired:
+            self._resident._unarmed.remove(self)  # never started: the call did not wait
+        if self._expired and self._task.uncancel() <= self._cancelling:
+            return kind is asyncio.CancelledError  # the time is up: it ends here
         return False
 
+    def arm(self) -> None:
+        """Start the timer (due now if the time is up already)."""
+        self._handle = self._task.get_loop().call_at(self._when, self._expire)
 
-class _AnyioMoveOnAfter:
-    """``anyio.move_on_after`` entered with ``async with``, for :class:`PortalLoop`."""
-
-    __slots__ = ("_scope",)
-
-    def __init__(self, delay: float) -> None:
-        self._scope = anyio.move_on_after(delay)
-
-    async def __aenter__(self) -> object:
-        return self._scope.__enter__()
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        return bool(self._scope.__exit__(kind, error, tb))
+    def _expire(self) -> None:
+        self._handle = None
+        self._expired = True
+        self._task.cancel()
 
 
 class PortalLoop:
@@ -248,8 +270,8 @@ class PortalLoop:
         assert self._call is not None, "run before enter"
         return self._call.call(function, *args)
 
-    def move_on_after(self, delay: float) -> AbstractAsyncContextManager[object]:
-        return _AnyioMoveOnAfter(delay)
+    def move_on_after(self, delay: float) -> AbstractContextManager[object]:
+        return anyio.move_on_after(delay)
 
     def leave(self) -> None:
         entered, self._entered = self._entered, None
