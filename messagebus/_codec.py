@@ -322,7 +322,11 @@ class WireCodec:
 
     def _envelope(self, event: _Event) -> Envelope[Message]:
         content_type = event.datacontenttype
-        if content_type is not None and content_type.partition(";")[0].strip() != _JSON:
+        if (
+            content_type is not None
+            and content_type != _JSON  # the usual value, told apart without parsing it
+            and content_type.partition(";")[0].strip() != _JSON
+        ):
             raise DecodeError(f"datacontenttype: expected {_JSON}, got {content_type[:60]!r}")
         name, version = event.type, event.messageversion
         data: Any = event.data

@@ -3,13 +3,15 @@
 Contract of the function :func:`lambda_handler` returns, for one invocation:
 
 - The bus is entered once per execution environment, at the first invocation, in an
-  event loop of its own (an anyio blocking portal: a thread running the loop), and stays
-  entered across warm invocations, so a transport's clients and a database's pool are
-  made once, as Lambda advises for SDK clients; :meth:`LambdaFunction.close` leaves it.
-  Each invocation runs in that loop and returns only when its records, their follow-ups
-  and the outbox flush are done: nothing the invocation started is left running when
-  Lambda freezes the process. The bus's own background service (the outbox relay's
-  poll) idles in between: the drain before each return leaves it no round in progress.
+  event loop of its own, and stays entered across warm invocations, so a transport's
+  clients and a database's pool are made once, as Lambda advises for SDK clients;
+  :meth:`LambdaFunction.close` leaves it. On asyncio that loop is driven on the calling
+  thread and does not run between invocations; on trio it runs in a thread of its own
+  (:mod:`messagebus.aws_lambda._loop`). Each invocation runs in that loop and returns
+  only when its records, their follow-ups and the outbox flush are done: nothing the
+  invocation started is left running when Lambda freezes the process. The bus's own
+  background service (the outbox relay's poll) idles in between: the drain before each
+  return leaves it no round in progress.
 - Each record is decoded (see :mod:`messagebus.aws_lambda._records` for the shapes) and
   handed to :meth:`MessageBus.handle_delivered`, exactly as a
   :class:`~messagebus.Worker` hands a delivery: routing, middleware, idempotency, retry
@@ -49,7 +51,8 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
   again), so messages committed by this invocation's handlers leave now, not at the next
   one, and no delivery is left half done when Lambda freezes the process.
 - ``concurrency`` above 1 runs that many records at once: records of a standard queue
-  each on their own, FIFO groups each in order.
+  each on their own, FIFO groups each in order. At 1 (the default) the records run one
+  after the other in arrival order, with no task per record.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ raises what it raised.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
@@ -66,6 +68,19 @@ class Loop(Protocol):
         ...
 
 
+def _sniffed() -> str | None:
+    """Return the async library sniffio says runs on this thread (trio sets it), if any.
+
+    anyio asks sniffio, when it is installed (trio brings it), which library it runs on,
+    and sniffio answers from this thread before asking asyncio.
+    """
+    sniffio = sys.modules.get("sniffio")
+    if sniffio is None:
+        return None
+    name: str | None = sniffio.thread_local.name
+    return name
+
+
 class ResidentLoop:
     """An asyncio loop driven on the calling thread, one turn (or more) a call."""
 
@@ -93,7 +108,7 @@ class ResidentLoop:
             await asyncio.wait((entered, host_task), return_when=asyncio.FIRST_COMPLETED)
 
         with self._lock:
-            host_task = self._host = loop.create_task(host())
+            host_task = self._host = loop.create_task(host(), context=contextvars.Context())
             self._drive(loop, entering())
             if host_task.done():  # entering failed: the host has ended with its error
                 self._host = None
@@ -127,10 +142,10 @@ class ResidentLoop:
         """Run ``loop`` until ``awaitable`` is done; on a helper thread if this one runs one.
 
         A thread already running an event loop (an async test calling the entry point
-        directly) cannot drive a second one: the call goes to a thread of its own then,
-        the rare path.
+        directly) cannot drive a second one, and under trio anyio would take the loop
+        for trio's: the call goes to a thread of its own then, the rare path.
         """
-        if asyncio._get_running_loop() is None:
+        if asyncio._get_running_loop() is None and _sniffed() is None:
             return self._turns(loop, awaitable)
         outcome: list[Any] = []
 
@@ -151,7 +166,13 @@ class ResidentLoop:
 
     def _turns(self, loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
         """Run ``loop`` until ``awaitable`` is done: one turn when it never waits."""
-        task = asyncio.ensure_future(awaitable, loop=loop)
+        if asyncio.iscoroutine(awaitable):
+            # A context of its own, not the caller's: an invocation sees no context
+            # variable of whoever called (an async library's own, which would tell anyio
+            # it runs on that library), as in the loop's own thread.
+            task: asyncio.Future[T] = loop.create_task(awaitable, context=contextvars.Context())
+        else:
+            task = asyncio.ensure_future(awaitable, loop=loop)
         # A batch whose handlers never wait (in-memory stores, no I/O) ends in its task's
         # first step: one turn of the loop, stopped right after it, is then the whole
         # call, a third cheaper than run_until_complete's own set-up. Anything the turn

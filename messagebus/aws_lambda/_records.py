@@ -225,14 +225,28 @@ def _name_of(arn: object) -> str:
 def _sqs(record: Mapping[str, Any]) -> Record:
     attributes = record.get("attributes") or _NO_ATTRIBUTES
     count = attributes.get("ApproximateReceiveCount")
+    item_id = record["messageId"]
+    arn = record.get("eventSourceARN")
+    # A batch's records share their queue: its name is read from the ARN once.
+    queue = _QUEUES.get(arn) if type(arn) is str else None
+    if queue is None:
+        queue = _name_of(arn)
+        if type(arn) is str and len(_QUEUES) < _KNOWN_QUEUES:
+            _QUEUES[arn] = queue
     return Record(  # positional: once per record, keywords cost a third more
         "sqs",
-        str(record["messageId"]),
-        _name_of(record.get("eventSourceARN")),
+        item_id if type(item_id) is str else str(item_id),
+        queue,
         attributes.get("MessageGroupId"),
         1 if count is None or count == "1" else int(count),
         record.get("body", ""),
     )
+
+
+_QUEUES: dict[str, str] = {}
+"""Queue names by ARN, of the queues this function has read from (a handful)."""
+
+_KNOWN_QUEUES = 64
 
 
 _NO_ATTRIBUTES: Mapping[str, Any] = {}
