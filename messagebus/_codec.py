@@ -377,7 +377,7 @@ class WireCodec:
             message: Message = converter.structure(untyped, message_type)
             return message
         try:
-            plan = self._plan(message_type)
+            plan = self._plans.get(message_type) or self._plan(message_type)
         except (TypeError, NameError) as exc:
             raise DecodeError(f"{message_type.__qualname__} cannot be decoded: {exc}") from exc
         message = plan.decoder.decode(data)

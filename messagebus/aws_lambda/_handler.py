@@ -57,7 +57,7 @@ Contract of the function :func:`lambda_handler` returns, for one invocation:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -67,12 +67,17 @@ import structlog
 
 from messagebus._deadline import deadline
 from messagebus._envelope import Envelope
-from messagebus._errors import BatchFailedError, InvalidArgumentError, TransportError
+from messagebus._errors import (
+    BatchFailedError,
+    DecodeError,
+    InvalidArgumentError,
+    TransportError,
+)
 from messagebus._messages import Message
 from messagebus._received import Received, receiving
 from messagebus._redelivery import Redelivery, collecting, send_copies
 from messagebus.aws_lambda._loop import Loop, PortalLoop, ResidentLoop
-from messagebus.aws_lambda._records import Record, Unreadable, records_of
+from messagebus.aws_lambda._records import TEXT_SOURCES, Record, Unreadable, records_of
 from messagebus.aws_lambda._router import EventRouter
 from messagebus.dead_letters import DeadLetter
 
@@ -316,7 +321,20 @@ class _Batch:
         None to set this record's own.
         """
         bus = self.bus
-        for content in record.contents(bus.codec, self.router):
+        codec = bus.codec
+        payload = record.payload
+        contents: Sequence[Envelope[Message] | Unreadable]
+        if type(payload) is str and record.source in TEXT_SOURCES:
+            # The usual case, our envelope as the whole body: decoded straight from the
+            # text. Anything else (a wrapping, a foreign event, a body that is not an
+            # envelope) fails that and is read by Record.contents, which says what it is.
+            try:
+                contents = (codec.decode(payload),)
+            except DecodeError:
+                contents = record.contents(codec, self.router)
+        else:
+            contents = record.contents(codec, self.router)
+        for content in contents:
             if isinstance(content, Unreadable):
                 letter = DeadLetter.from_undecodable(
                     content.text.encode(), record.queue, content.error
