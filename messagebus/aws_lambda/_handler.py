@@ -168,13 +168,19 @@ class LambdaFunction:
     def __call__(self, event: Any, context: LambdaContext) -> dict[str, Any] | None:
         """Handle one invocation's ``event``; return the partial batch response for SQS."""
         answer, records = records_of(event)
-        loop = self._running()
+        loop = self._loop
+        if loop is None:
+            loop = self._running()
         outcomes = loop.run(self._batch.run, records, context, loop.move_on_after)
-        failed = [
-            record.item_id or "?"
-            for record, done in zip(records, outcomes, strict=True)
-            if not done
-        ]
+        failed = (
+            [
+                record.item_id or "?"
+                for record, done in zip(records, outcomes, strict=True)
+                if not done
+            ]
+            if _FAILED in outcomes
+            else []
+        )
         if answer == "none":
             if failed:
                 raise BatchFailedError(failed)
@@ -193,16 +199,15 @@ class LambdaFunction:
             loop.leave()
 
     def _running(self) -> Loop:
-        loop = self._loop
-        if loop is None:
-            self._batch.router.check(self._batch.bus.registry)
-            loop = ResidentLoop() if self._backend == "asyncio" else PortalLoop(self._backend)
-            self._loop = loop
-            try:
-                loop.enter(self._batch.bus)
-            except BaseException:
-                self.close()
-                raise
+        """Enter the bus in a new loop (the first call, or the first after :meth:`close`)."""
+        self._batch.router.check(self._batch.bus.registry)
+        loop = ResidentLoop() if self._backend == "asyncio" else PortalLoop(self._backend)
+        self._loop = loop
+        try:
+            loop.enter(self._batch.bus)
+        except BaseException:
+            self.close()
+            raise
         return loop
 
 

@@ -118,6 +118,8 @@ class ResidentLoop:
         loop = self._loop
         assert loop is not None, "run before enter"
         with self._lock:
+            if asyncio._get_running_loop() is None and _sniffed() is None:
+                return self._turns(loop, function(*args))  # _drive's usual case, inline
             return self._drive(loop, function(*args))
 
     def move_on_after(self, delay: float) -> AbstractContextManager[object]:
