@@ -119,7 +119,7 @@ class ResidentLoop:
         assert loop is not None, "run before enter"
         with self._lock:
             if asyncio._get_running_loop() is None and _sniffed() is None:
-                return self._turns(loop, function(*args))  # _drive's usual case, inline
+                return self._turns(loop, function(*args))  # _drive's usual case, inlined
             return self._drive(loop, function(*args))
 
     def move_on_after(self, delay: float) -> AbstractContextManager[object]:
@@ -176,10 +176,11 @@ class ResidentLoop:
         else:
             task = asyncio.ensure_future(awaitable, loop=loop)
         # A batch whose handlers never wait (in-memory stores, no I/O) ends in its task's
-        # first step: one turn of the loop, stopped right after it, is then the whole
-        # call, a third cheaper than run_until_complete's own set-up. Anything the turn
-        # scheduled (a done callback) runs at the start of the next call's turn.
-        loop.call_soon(loop.stop)
+        # first step: one turn of the loop is then the whole call, a third cheaper than
+        # run_until_complete's own set-up. stop() before run_forever() is that turn, as
+        # asyncio documents: one poll of the selector, the callbacks ready, and out.
+        # Anything the turn scheduled (a done callback) runs at the next call's turn.
+        loop.stop()
         loop.run_forever()
         if task.done():
             return task.result()
