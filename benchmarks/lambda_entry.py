@@ -8,7 +8,8 @@ CloudEvents envelopes of one event type, with a no-op subscriber, and reports re
 per second (best of ``--runs``), measured in one run:
 
 - ``entry point``: ``lambda_handler(bus)`` (decode, route, middleware, partial batch
-  response, the outbox-free drain, through its portal thread), idempotency off, or on
+  response, the deadline, the outbox-free drain, in its resident asyncio loop),
+  idempotency off, or on
   with :class:`~messagebus.middleware.IdempotencyMiddleware` on the in-memory store.
 - ``powertools``: the combination Python teams write by hand today: Powertools'
   ``BatchProcessor`` + ``process_partial_response``, a record handler that parses the body

@@ -12,8 +12,7 @@ nothing else; outside any :func:`deadline`, :func:`time_left` is None (no limit)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 
 __all__ = ["capped_lease", "deadline", "time_left"]
@@ -26,14 +25,23 @@ _SHORTEST_LEASE = 1.0
 """A lease is never capped below this: a claim made with no time left still holds briefly."""
 
 
-@contextmanager
-def deadline(remaining: Callable[[], float]) -> Iterator[None]:
-    """Run the block with ``remaining()`` telling the seconds left to it."""
-    token = _REMAINING.set(remaining)
-    try:
-        yield
-    finally:
-        _REMAINING.reset(token)
+class deadline:  # used as a function: ``with deadline(remaining):``
+    """Run the block with ``remaining()`` telling the seconds left to it.
+
+    A class rather than a generator function: the Lambda entry point enters it once per
+    invocation, where a generator's context manager costs several times as much.
+    """
+
+    __slots__ = ("_remaining", "_token")
+
+    def __init__(self, remaining: Callable[[], float]) -> None:
+        self._remaining = remaining
+
+    def __enter__(self) -> None:
+        self._token = _REMAINING.set(self._remaining)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _REMAINING.reset(self._token)
 
 
 def time_left() -> float | None:

@@ -7,8 +7,6 @@ none. Tracing reads it for the destination and the messaging system of a process
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 
 import attrs
@@ -40,11 +38,20 @@ def received_from() -> Received | None:
     return _current.get()
 
 
-@contextmanager
-def receiving(received: Received) -> Iterator[None]:
-    """Make ``received`` what :func:`received_from` returns inside the block (and its tasks)."""
-    token = _current.set(received)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+class receiving:  # used as a function: ``with receiving(received):``
+    """Make ``received`` what :func:`received_from` returns inside the block (and its tasks).
+
+    A class rather than a generator function: it is entered once per delivery, and a
+    generator's context manager costs several times as much (benchmarks/lambda_entry.py).
+    """
+
+    __slots__ = ("_received", "_token")
+
+    def __init__(self, received: Received) -> None:
+        self._received = received
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._received)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)

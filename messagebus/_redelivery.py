@@ -15,8 +15,7 @@ Outside :func:`collecting` (a ``send`` whose caller waits, an in-process publish
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from contextvars import ContextVar
 
 import attrs
@@ -45,19 +44,30 @@ class Redelivery:
 _requests: ContextVar[list[Redelivery] | None] = ContextVar("messagebus.redeliveries", default=None)
 
 
-@contextmanager
-def collecting(*, enabled: bool = True) -> Iterator[list[Redelivery]]:
+class collecting:  # used as a function: ``with collecting() as requests``
     """Collect the redeliveries that handler runs in this block ask for.
 
+    ``with collecting() as requests:`` gives the list they are appended to.
     ``enabled=False`` refuses them (a queue that cannot delay a message, such as an
     SQS FIFO queue): the retry middleware then waits in-process.
+
+    A class rather than a generator function: it is entered once per delivery, and a
+    generator's context manager costs several times as much (benchmarks/lambda_entry.py).
     """
-    requests: list[Redelivery] = []
-    token = _requests.set(requests if enabled else None)
-    try:
-        yield requests
-    finally:
-        _requests.reset(token)
+
+    __slots__ = ("_enabled", "_requests", "_token")
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._requests: list[Redelivery] = []
+
+    def __enter__(self) -> list[Redelivery]:
+        requests = self._requests
+        self._token = _requests.set(requests if self._enabled else None)
+        return requests
+
+    def __exit__(self, *exc_info: object) -> None:
+        _requests.reset(self._token)
 
 
 def defer(handler: str, envelope: Envelope[Message], delay: float) -> bool:

@@ -14,10 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
-from messagebus import BatchFailedError, Command, Context, Envelope, Event, MessageBus
+from messagebus import (
+    BatchFailedError,
+    Command,
+    Context,
+    Envelope,
+    Event,
+    MessageBus,
+    TransportError,
+)
 from messagebus.extension import Received, received_from
 from messagebus.middleware import RetryMiddleware
 from messagebus.retry import FixedBackoff, RetryPolicy
@@ -394,6 +403,67 @@ class TestWarmInvocations:
             assert app.bus.running
         function.close()
         assert not app.bus.running
+        assert app.seen == [1, 2]
+
+
+class RefusedOnce(InMemoryTransport):
+    """An in-memory transport that cannot be opened the first time (a cold start's outage)."""
+
+    refused = False
+
+    async def __aenter__(self) -> InMemoryTransport:
+        if not self.refused:
+            self.refused = True
+            raise TransportError("the broker is not there yet")
+        return await super().__aenter__()
+
+
+class TestTheLoop:
+    """Where an invocation runs: the loop kept between calls, whoever calls."""
+
+    def test_a_bus_that_cannot_be_entered_fails_the_call_and_the_next_enters_it(
+        self, backend: Any
+    ) -> None:
+        """The error of entering reaches Lambda; the next invocation starts afresh."""
+        app = make_app(transport=RefusedOnce(MemoryBroker()))
+        function = lambda_handler(app.bus, backend=backend)
+        event = sqs_event(sqs_record(app.body(PostPublished(1))))
+        with pytest.raises(TransportError, match="not there yet"):
+            function(event, app.context)
+        assert not app.bus.running
+        assert failures(function(event, app.context)) == []
+        assert app.seen == [1]
+
+    async def test_a_call_from_a_thread_running_an_event_loop_is_served(
+        self, anyio_backend: str
+    ) -> None:
+        """An async caller that calls the function directly blocks, but is answered."""
+        app = make_app()
+        function = lambda_handler(app.bus)
+        for post in (1, 2):
+            response = function(sqs_event(sqs_record(app.body(PostPublished(post)))), app.context)
+            assert failures(response) == []
+        assert app.seen == [1, 2]
+
+    def test_a_record_that_waits_is_still_cut_off_at_the_margin(self, backend: Any) -> None:
+        """The first record waits (the deadline's timer starts then); the second hangs."""
+        app = make_app()
+        hung: list[int] = []
+
+        @app.bus.subscriber(PostPublished, name="slow")
+        async def slow(event: PostPublished) -> None:
+            await anyio.lowlevel.checkpoint()
+            if event.post_id == 2:
+                hung.append(2)
+                await anyio.Event().wait()  # never set: only the deadline ends this
+
+        context = FakeContext(timeout_ms=1_050)
+        records = [sqs_record(app.body(PostPublished(n)), message_id=f"m-{n}") for n in (1, 2)]
+        response = lambda_handler(app.bus, backend=backend, margin=1.0)(
+            sqs_event(*records), context
+        )
+        assert hung == [2]
+        assert failures(response) == ["m-2"]
         assert app.seen == [1, 2]
 
 
