@@ -22,6 +22,7 @@ from messagebus import (
 from messagebus.extension import CallNext, IdempotencyStore
 from messagebus.idempotency import (
     Claimed,
+    Completed,
     InMemoryIdempotencyStore,
     PostgresIdempotencyStore,
     SQLiteIdempotencyStore,
@@ -373,6 +374,17 @@ class TestResults:
         results = [await send(IndexPost(1), idempotency_key="k") for _ in range(2)]
         assert results == [None, None]
         assert runs == [1]
+
+    async def test_none_is_stored_in_the_msgspec_form(self) -> None:
+        """A None result is stored as msgspec writes it ("2:null"): every version reads it."""
+        store = InMemoryIdempotencyStore()
+        middleware = IdempotencyMiddleware(store)
+        bus = MessageBus(middleware=[middleware])
+        bus.handler(IndexPost, lambda command: None, name="index")
+        send: Any = bus.send
+        await send(IndexPost(1), idempotency_key="k")
+        digest = middleware.fingerprint_of(Envelope(IndexPost(1)))
+        assert await store.claim("index", "k", digest, 1.0) == Completed("2:null")
 
     async def test_undeclared_result_comes_back_as_json_data(self) -> None:
         """A command without Command[R] gets its result back as plain JSON data."""
