@@ -410,7 +410,7 @@ class WireCodec:
         message = plan.decoder.decode(data)
         if plan.decode_check is not None:
             plan.decode_check(_ANY.decode(data), "data")
-        elif message_type.__message_name__ not in self._known:
+        else:
             self._known.learn(message_type)  # its next bodies take one pass
         return message
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -104,6 +104,7 @@ class TestAgreement:
         registry = MessageRegistry()
         registry.add(Order)
         codec = WireCodec(registry, converter=make_converter())
+        assert codec.converter is not None
         for _ in range(2):
             assert codec.decode(codec.encode(ORDER)) == ORDER
         assert codec._known.decoder is None
@@ -198,6 +199,8 @@ class TestSameOutcome:
             assert decoded._timestamp_ns == envelope._timestamp_ns
             assert decoded == envelope
             assert decoded.replace(attempt=2) == envelope.replace(attempt=2)
+        decoded._timestamp_ns += 1000  # settable like any envelope's
+        assert decoded.timestamp == envelope.timestamp + timedelta(microseconds=1)
 
     json_values = st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
