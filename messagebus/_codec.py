@@ -67,6 +67,7 @@ from messagebus._errors import (
     EncodeError,
     InvalidArgumentError,
 )
+from messagebus._known_types import KnownTypes, TypedEvent
 from messagebus._messages import Message
 from messagebus._registry import MessageRegistry
 from messagebus._wire_types import (
@@ -162,10 +163,16 @@ class WireCodec:
             raise InvalidArgumentError(f"source must be a non-empty string, not {source!r}")
         self.registry = registry
         self.source = source
-        self.converter = converter
+        self._converter = converter
         self._custom: dict[type[Any], CustomType] = {}
         self._plans: dict[type[Any], _Plan] = {}
+        self._known = KnownTypes(self._dec_hook)
         self._encoder = msgspec.json.Encoder(enc_hook=self._enc_hook, decimal_format="string")
+
+    @property
+    def converter(self) -> cattrs.Converter | None:
+        """The cattrs converter given at construction, or None (the strict rules)."""
+        return self._converter
 
     # -- custom types --------------------------------------------------------------------
 
@@ -199,6 +206,7 @@ class WireCodec:
             raise InvalidArgumentError(f"{python_type.__qualname__} already has codec hooks")
         self._custom[python_type] = CustomType(python_type, encode, decode, dict(schema or {}))
         self._plans.clear()  # decoders built before did not know it
+        self._known.forget()
 
     @property
     def custom_types(self) -> Mapping[type[Any], CustomType]:
@@ -248,7 +256,7 @@ class WireCodec:
             raise EncodeError(f"cannot encode {type(message).__qualname__} as JSON: {exc}") from exc
 
     def _data(self, message: Message) -> Any:
-        converter = self.converter
+        converter = self._converter
         if converter is not None:
             try:
                 data = converter.unstructure(message)
@@ -304,6 +312,28 @@ class WireCodec:
                 CloudEvents 1.0 object, names a type or version this registry does not
                 have, or its data does not fit the type. The message names the field.
         """
+        known = self._known.decoder
+        if known is not None:
+            # One pass for a type seen before; on any refusal the full path below
+            # decodes again and names the fault (messagebus/_known_types.py).
+            try:
+                typed: TypedEvent | None = known.decode(body)
+            except Exception:  # noqa: BLE001 (not an error yet: the full path decides)
+                typed = None
+            if typed is not None:
+                if typed.headers is not None:
+                    return self._finish(typed, typed.data)
+                return wire_envelope(
+                    typed.data,
+                    message_id=typed.id,
+                    correlation_id=typed.correlationid,
+                    causation_id=typed.causationid,
+                    timestamp=typed.time,
+                    headers=None,
+                    idempotency_key=typed.idempotencykey,
+                    group_key=typed.groupkey,
+                    attempt=typed.attempt,
+                )
         try:
             event = _EVENT.decode(body)
         except msgspec.ValidationError as exc:
@@ -323,13 +353,7 @@ class WireCodec:
         return self.decode(body)
 
     def _envelope(self, event: _Event) -> Envelope[Message]:
-        content_type = event.datacontenttype
-        if (
-            content_type is not None
-            and content_type != _JSON  # the usual value, told apart without parsing it
-            and content_type.partition(";")[0].strip() != _JSON
-        ):
-            raise DecodeError(f"datacontenttype: expected {_JSON}, got {content_type[:60]!r}")
+        _check_content_type(event.datacontenttype)
         name, version = event.type, event.messageversion
         data: Any = event.data
         message_type = self.registry.resolve(name, version)
@@ -349,6 +373,9 @@ class WireCodec:
             raise
         except Exception as exc:  # a validator's or hook's failure is the body's
             raise DecodeError(f"{name} v{version}: data does not fit the type: {exc!r}") from exc
+        return self._finish(event, message)
+
+    def _finish(self, event: _Event | TypedEvent, message: Message) -> Envelope[Message]:
         headers = None
         if event.headers is not None:
             try:
@@ -370,7 +397,7 @@ class WireCodec:
         )
 
     def _message(self, message_type: type[Message], data: msgspec.Raw | bytes) -> Message:
-        converter = self.converter
+        converter = self._converter
         if converter is not None:
             try:
                 untyped = _ANY.decode(data)
@@ -385,6 +412,8 @@ class WireCodec:
         message = plan.decoder.decode(data)
         if plan.decode_check is not None:
             plan.decode_check(_ANY.decode(data), "data")
+        else:
+            self._known.learn(message_type)  # its next bodies take one pass
         return message
 
     def _upcast(
@@ -404,6 +433,15 @@ class WireCodec:
             return message_type, version, msgspec.json.encode(data)
         except Exception as exc:  # an upcaster's failure is this body's failure to decode
             raise DecodeError(f"{name} v{version}: upcasting failed: {exc!r}") from exc
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if (
+        content_type is not None
+        and content_type != _JSON  # the usual value, told apart without parsing it
+        and content_type.partition(";")[0].strip() != _JSON
+    ):
+        raise DecodeError(f"datacontenttype: expected {_JSON}, got {content_type[:60]!r}")
 
 
 def _with_extensions(body: bytes | str) -> _Event:

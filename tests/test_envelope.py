@@ -33,6 +33,28 @@ class TestMessageIds:
         ids = [new_message_id() for _ in range(10_000)]
         assert len(set(ids)) == len(ids)
 
+    def test_each_millisecond_its_own(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The timestamp's text, kept for its millisecond, changes with the millisecond."""
+        import messagebus._ids
+
+        for millis in (0x0193_B1C4_1D2E, 0x0193_B1C4_1D2E, 0x0193_B1C4_1D2F, 0xFFFF_FFFF_FFFF, 5):
+            monkeypatch.setattr(messagebus._ids, "time_ns", lambda m=millis: m * 1_000_000 + 999)
+            made = new_message_id()
+            assert UUID7.fullmatch(made)
+            assert int(made.replace("-", "")[:12], 16) == millis
+
+    def test_random_bits_all_vary(self) -> None:
+        """Each of the 74 random bits takes both values (none is stuck by the layout)."""
+        fixed = (0xF << 76) | (0x3 << 62)  # the version and variant bits
+        seen_one, seen_zero = 0, 0
+        for _ in range(2_000):
+            value = int(new_message_id().replace("-", ""), 16) & ((1 << 80) - 1) & ~fixed
+            seen_one |= value
+            seen_zero |= ~value
+        random_bits = ((1 << 80) - 1) & ~fixed
+        assert seen_one & random_bits == random_bits
+        assert seen_zero & random_bits == random_bits
+
 
 class TestEnvelope:
     """Envelope metadata, made lazily and stable once made."""

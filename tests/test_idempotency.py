@@ -22,6 +22,7 @@ from messagebus import (
 from messagebus.extension import CallNext, IdempotencyStore
 from messagebus.idempotency import (
     Claimed,
+    Completed,
     InMemoryIdempotencyStore,
     PostgresIdempotencyStore,
     SQLiteIdempotencyStore,
@@ -156,6 +157,41 @@ class TestFingerprints:
         )
         envelope = Envelope(ChargeCard(5))
         assert a.fingerprint_of(envelope) == b.fingerprint_of(envelope)
+
+    @pytest.mark.parametrize(
+        "subject",
+        [None, lambda message: {"a": message.amount}, lambda message: ["amounts", {1, "a"}]],
+        ids=["whole message", "a dict", "not msgspec's (a mixed set)"],
+    )
+    async def test_the_in_memory_path_records_fingerprint_of(self, subject: Any) -> None:
+        """The fast path's inline hash is fingerprint_of's value, whatever the subject."""
+        store = InMemoryIdempotencyStore()
+        middleware = IdempotencyMiddleware(store, fingerprint=subject)
+        bus = MessageBus(middleware=[middleware])
+        bus.handler(ChargeCard, lambda command: Receipt(command.amount), name="charge")
+        await bus.send(ChargeCard(5), idempotency_key="k")
+        digest = middleware.fingerprint_of(Envelope(ChargeCard(5)))
+        outcome = await store.claim("charge", "k", digest, 1.0)
+        assert type(outcome) is Completed
+
+    async def test_a_subclass_message_has_its_own_fingerprint(self) -> None:
+        """A message of a subclass of the handler's type is hashed with its own name."""
+
+        @attrs.frozen
+        class BigCharge(ChargeCard, name="payments.card.charge.big"):
+            pass
+
+        store = InMemoryIdempotencyStore()
+        middleware = IdempotencyMiddleware(store)
+        bus = MessageBus(middleware=[middleware])
+        bus.handler(ChargeCard, lambda command: Receipt(command.amount), name="charge")
+        route = bus._commands[ChargeCard]  # a subclass reaches the handler only by hand
+        chain: Any = route.first
+        envelope = Envelope(BigCharge(5), idempotency_key="k")
+        await chain(envelope, route.then)
+        digest = middleware.fingerprint_of(envelope)
+        assert digest != middleware.fingerprint_of(Envelope(ChargeCard(5)))
+        assert type(await store.claim("charge", "k", digest, 1.0)) is Completed
 
     def test_what_msgspec_cannot_encode_takes_the_cattrs_form(self) -> None:
         """A fingerprint msgspec cannot write falls back to the earlier, unprefixed form."""
@@ -373,6 +409,17 @@ class TestResults:
         results = [await send(IndexPost(1), idempotency_key="k") for _ in range(2)]
         assert results == [None, None]
         assert runs == [1]
+
+    async def test_none_is_stored_in_the_msgspec_form(self) -> None:
+        """A None result is stored as msgspec writes it ("2:null"): every version reads it."""
+        store = InMemoryIdempotencyStore()
+        middleware = IdempotencyMiddleware(store)
+        bus = MessageBus(middleware=[middleware])
+        bus.handler(IndexPost, lambda command: None, name="index")
+        send: Any = bus.send
+        await send(IndexPost(1), idempotency_key="k")
+        digest = middleware.fingerprint_of(Envelope(IndexPost(1)))
+        assert await store.claim("index", "k", digest, 1.0) == Completed("2:null")
 
     async def test_undeclared_result_comes_back_as_json_data(self) -> None:
         """A command without Command[R] gets its result back as plain JSON data."""

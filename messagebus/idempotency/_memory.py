@@ -24,7 +24,9 @@ _FINGERPRINT, _TOKEN, _EXPIRES_AT, _RESULT = range(4)
 """A record is a list ``[fingerprint, token, expires_at, result]``: ``expires_at`` is the
 lease's end while in progress, the TTL's end once completed; ``result`` is None while in
 progress. A list, not an attrs instance: one is made per claim, and a list literal is a
-fraction of an instance's cost (the middleware's fast path, :meth:`claim_now`)."""
+fraction of an instance's cost (the middleware's fast path, :meth:`claim_now`). Not a
+tuple replaced on completion either: measured 0.4 us slower per dispatch, though the
+garbage collector untracks tuples of strings and floats."""
 
 
 class InMemoryIdempotencyStore:
@@ -70,10 +72,11 @@ class InMemoryIdempotencyStore:
         """
         now = self._clock()
         records = self._records
-        record = records.get((scope, key))
+        scoped = (scope, key)
+        record = records.get(scoped)
         if record is None or record[_EXPIRES_AT] <= now:
             token = str(next(self._tokens))
-            records[scope, key] = [fingerprint, token, now + lease, None]
+            records[scoped] = [fingerprint, token, now + lease, None]
             return token
         return live_outcome(fingerprint, record[_FINGERPRINT], record[_RESULT], record[_EXPIRES_AT])
 

@@ -55,6 +55,7 @@ _RESULT = "2:"
 """The prefix of results stored as msgspec JSON (see _Results)."""
 
 _RESULTS = msgspec.json.Encoder(decimal_format="string")
+_NULL = _RESULT + "null"
 
 
 def default_key(envelope: Envelope[Message]) -> str:
@@ -233,11 +234,15 @@ class IdempotencyMiddleware:
         if self.inbox:
             return in_unit_of_work
         if type(store) is InMemoryIdempotencyStore:
-            return self._in_memory(store, scope, results)
+            return self._in_memory(store, scope, results, handler.message_type)
         return deduplicate
 
     def _in_memory(
-        self, store: InMemoryIdempotencyStore, scope: str, results: _Results
+        self,
+        store: InMemoryIdempotencyStore,
+        scope: str,
+        results: _Results,
+        message_type: type[Message],
     ) -> Middleware:
         """Return ``deduplicate`` for the in-memory store, without its coroutines.
 
@@ -245,7 +250,9 @@ class IdempotencyMiddleware:
         store's synchronous :meth:`~InMemoryIdempotencyStore.claim_now` and
         :meth:`~InMemoryIdempotencyStore.complete_now` (two coroutines and a
         :class:`~messagebus.idempotency.Claimed` fewer), the default key and the
-        fingerprint read inline. Anything but a new claim goes the general way.
+        fingerprint (:meth:`fingerprint_of`'s value) computed inline, the JSON of the
+        type's name and version written once. Anything but a new claim goes the general
+        way.
         """
         claim_now, complete_now, release_now = (
             store.claim_now,
@@ -253,9 +260,15 @@ class IdempotencyMiddleware:
             store.release_now,
         )
         key_of = None if self.key is default_key else self.key
-        fingerprint_of, lease, ttl = self.fingerprint_of, self.lease, self.ttl
+        subject_of, fingerprint_of = self.fingerprint, self.fingerprint_of
+        lease, ttl = self.lease, self.ttl
         encode, decode, settle = results.encode, results.decode, self._settle
         log = get_logger("messagebus") if self.logger is None else self.logger
+        # What fingerprint_of encodes, [name, version, subject], up to the subject.
+        head = (
+            _ENCODER.encode((message_type.__message_name__, message_type.__message_version__))[:-1]
+            + b","
+        )
 
         async def deduplicate(envelope: Envelope[Message], call_next: CallNext) -> Any:
             key = (
@@ -263,7 +276,17 @@ class IdempotencyMiddleware:
                 if key_of is None
                 else key_of(envelope) or default_key(envelope)
             )
-            digest = fingerprint_of(envelope)
+            message = envelope.message
+            if type(message) is message_type:
+                subject = message if subject_of is None else subject_of(message)
+                try:
+                    body = _ENCODER.encode(subject)
+                except (TypeError, ValueError):  # msgspec.EncodeError is a ValueError
+                    digest = fingerprint_of(envelope)  # which falls back to the cattrs form
+                else:
+                    digest = _FINGERPRINT + _sha256(head + body + b"]").hexdigest()
+            else:  # a subclass: its own name and version
+                digest = fingerprint_of(envelope)
             token = claim_now(scope, key, digest, lease)
             if not isinstance(token, str):
                 if type(token) is Completed:  # a duplicate: the common case after a claim
@@ -430,6 +453,8 @@ class _Results:
     def encode(self, result: Any) -> str:
         """Return ``result`` as stored text."""
         if self._decoder is not None:
+            if result is None:  # what most commands and every event handler return
+                return _NULL
             try:
                 return _RESULT + _RESULTS.encode(result).decode()
             except (TypeError, ValueError):  # msgspec.EncodeError is a ValueError
