@@ -321,19 +321,7 @@ class WireCodec:
             except Exception:  # noqa: BLE001 (not an error yet: the full path decides)
                 typed = None
             if typed is not None:
-                if typed.headers is not None:
-                    return self._finish(typed, typed.data)
-                return wire_envelope(
-                    typed.data,
-                    message_id=typed.id,
-                    correlation_id=typed.correlationid,
-                    causation_id=typed.causationid,
-                    timestamp=typed.time,
-                    headers=None,
-                    idempotency_key=typed.idempotencykey,
-                    group_key=typed.groupkey,
-                    attempt=typed.attempt,
-                )
+                return self._finish(typed, typed.data)
         try:
             event = _EVENT.decode(body)
         except msgspec.ValidationError as exc:
