@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -53,6 +54,28 @@ class Calls:
         return run
 
 
+async def race(
+    connection: SQLiteConnection,
+    calls: Calls,
+    first_then_again: Callable[[], Coroutine[Any, Any, None]],
+    waiter: Callable[[Callable[[sqlite3.Connection], None]], Coroutine[Any, Any, None]],
+) -> None:
+    """Run ``first_then_again`` with a waiter queued behind its first call; check the order.
+
+    The first call holds the connection until the waiter is queued; then it ends, and
+    ``first_then_again`` comes back at once, in the same turn as the hand-over.
+    """
+    async with anyio.create_task_group() as group:
+        group.start_soon(first_then_again)
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(waiter, calls.call("waiter"))
+        await anyio.wait_all_tasks_blocked()
+        calls.first_may_leave.set()
+    await connection.aclose()
+    assert calls.overlapping == []
+    assert calls.entered == ["first", "waiter", "again"]
+
+
 class TestOneThreadAtATime:
     async def test_a_caller_back_at_once_waits_behind_the_waiter(self, tmp_path: Path) -> None:
         """A task that calls again right after its call ends queues behind the waiter."""
@@ -64,15 +87,7 @@ class TestOneThreadAtATime:
             await connection.run(calls.call("first"))
             await connection.run(calls.call("again"))
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(first_then_again)
-            await anyio.wait_all_tasks_blocked()
-            group.start_soon(connection.run, calls.call("waiter"))
-            await anyio.wait_all_tasks_blocked()
-            calls.first_may_leave.set()
-        await connection.aclose()
-        assert calls.overlapping == []
-        assert calls.entered == ["first", "waiter", "again"]
+        await race(connection, calls, first_then_again, connection.run)
 
     async def test_a_transaction_holds_out_a_caller_back_at_once(self, tmp_path: Path) -> None:
         """A task beginning again right after its transaction ends queues behind the waiter.
@@ -94,12 +109,4 @@ class TestOneThreadAtATime:
             async with connection.transaction() as held:
                 await held.run(calls.call("again"))
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(transaction_then_again)
-            await anyio.wait_all_tasks_blocked()
-            group.start_soon(connection.write, calls.call("waiter"))
-            await anyio.wait_all_tasks_blocked()
-            calls.first_may_leave.set()
-        await connection.aclose()
-        assert calls.overlapping == []
-        assert calls.entered == ["first", "waiter", "again"]
+        await race(connection, calls, transaction_then_again, connection.write)
