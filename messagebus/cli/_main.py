@@ -53,8 +53,8 @@ def cli() -> None:
 @click.option(
     "--database",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="keep the demo's posts, outbox and dead letters in this SQLite file "
-    "(default: a temporary one)",
+    help="keep the demo's posts, outbox, dead letters, idempotency records and processes "
+    "in this SQLite file (default: a temporary one)",
 )
 @click.option(
     "--transport",
