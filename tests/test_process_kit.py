@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 from messagebus import Envelope, Event, InvalidArgumentError, MessageBus
-from messagebus.demo._billing import (
+from messagebus.demo import (
     PAYMENT_WINDOW,
     Billing,
     CancelUnpaidSubscription,
