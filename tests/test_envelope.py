@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -43,17 +47,80 @@ class TestMessageIds:
             assert UUID7.fullmatch(made)
             assert int(made.replace("-", "")[:12], 16) == millis
 
-    def test_random_bits_all_vary(self) -> None:
-        """Each of the 74 random bits takes both values (none is stuck by the layout)."""
-        fixed = (0xF << 76) | (0x3 << 62)  # the version and variant bits
+    def test_random_bits_all_vary(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Each of a batch's 62 random bits takes both values (none is stuck by the layout)."""
+        import messagebus._ids
+
+        fixed = (0xF << 76) | (0x3 << 62) | 0xFFF  # the version, variant and counter bits
         seen_one, seen_zero = 0, 0
-        for _ in range(2_000):
-            value = int(new_message_id().replace("-", ""), 16) & ((1 << 80) - 1) & ~fixed
-            seen_one |= value
+        for millis in range(1, 2_001):  # a millisecond, hence a batch, per id
+            monkeypatch.setattr(messagebus._ids, "time_ns", lambda m=millis: m * 1_000_000)
+            value = int(new_message_id().replace("-", ""), 16) & ((1 << 80) - 1)
+            assert value & 0xFFF == 0  # a batch's first id
+            seen_one |= value & ~fixed
             seen_zero |= ~value
         random_bits = ((1 << 80) - 1) & ~fixed
         assert seen_one & random_bits == random_bits
         assert seen_zero & random_bits == random_bits
+
+    def test_one_millisecond_counts_in_order(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Ids of one millisecond count up, past the 12-bit counter's 4,096 too."""
+        import messagebus._ids
+
+        monkeypatch.setattr(messagebus._ids, "time_ns", lambda: 0x0193_B1C4_1D2E * 1_000_000)
+        ids = [new_message_id() for _ in range(3 * 4096 + 5)]
+        values = [int(made.replace("-", ""), 16) for made in ids]
+        assert all(UUID7.fullmatch(made) for made in ids)
+        assert ids == sorted(ids)
+        assert len(set(ids)) == len(ids)
+        # Within a batch the counter adds one; the next batch's random bits add one.
+        assert values[1] - values[0] == 1
+        assert (values[4096] >> 12) - (values[4095] >> 12) == 1
+        assert values[4096] & 0xFFF == 0
+
+    def test_random_bits_that_overflow_are_drawn_again(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A batch whose random bits are all ones cannot add one: the next batch redraws."""
+        import messagebus._ids
+
+        draws = iter([(1 << 62) - 1, 5])
+        monkeypatch.setattr(messagebus._ids, "time_ns", lambda: 0x0193_B1C4_1D2F * 1_000_000)
+        monkeypatch.setattr(messagebus._ids, "getrandbits", lambda bits: next(draws))
+        ids = [new_message_id() for _ in range(4097)]
+        assert UUID7.fullmatch(ids[4096])
+        assert int(ids[4096].replace("-", ""), 16) & ((1 << 62) - 1) == 5 << 12
+        assert len(set(ids)) == len(ids)
+
+    def test_a_forked_child_starts_its_own_batch(self, tmp_path: Path) -> None:
+        """A child forked mid-batch does not continue its parent's counter."""
+        script = tmp_path / "fork_ids.py"
+        script.write_text(
+            textwrap.dedent(
+                """
+                import os, sys
+                import messagebus._ids as ids
+
+                ids.time_ns = lambda: 0x0193_B1C4_1D2E * 1_000_000  # one millisecond
+                first = ids.new_message_id()
+                read, write = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    os.write(write, ids.new_message_id().encode())
+                    os._exit(0)
+                os.waitpid(pid, 0)
+                child = os.read(read, 100).decode()
+                print(first, ids.new_message_id(), child)
+                """
+            )
+        )
+        completed = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, check=True
+        )
+        first, parent, child = completed.stdout.split()
+        assert len({first, parent, child}) == 3
+        assert child.endswith("000")  # the first id of a batch of its own
+        assert child[:33] != first[:33]  # with random bits of its own
 
 
 class TestEnvelope:
