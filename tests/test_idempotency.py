@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,6 +25,7 @@ from messagebus.idempotency import (
     Claimed,
     Completed,
     InMemoryIdempotencyStore,
+    Mismatch,
     PostgresIdempotencyStore,
     SQLiteIdempotencyStore,
 )
@@ -53,9 +55,7 @@ class Untyped(Command, name="test.untyped"):  # type: ignore[type-arg]
     n: int
 
 
-def payments(
-    store: InMemoryIdempotencyStore | None = None, **options: Any
-) -> tuple[MessageBus, list[int]]:
+def payments(store: IdempotencyStore | None = None, **options: Any) -> tuple[MessageBus, list[int]]:
     """A bus whose ChargeCard handler records every charge it makes."""
     middleware = IdempotencyMiddleware(
         store or InMemoryIdempotencyStore(), sleep=yield_only, clock=lambda: 0.0, **options
@@ -159,20 +159,51 @@ class TestFingerprints:
         assert a.fingerprint_of(envelope) == b.fingerprint_of(envelope)
 
     @pytest.mark.parametrize(
-        "subject",
-        [None, lambda message: {"a": message.amount}, lambda message: ["amounts", {1, "a"}]],
-        ids=["whole message", "a dict", "not msgspec's (a mixed set)"],
+        ("subject", "kept_as"),
+        [
+            (None, "text"),
+            (lambda message: {"a": message.amount}, "text"),
+            (lambda message: {"long": "x" * 64, "a": message.amount}, "hash"),
+            (lambda message: ["amounts", {message.amount, "a"}], "hash"),  # cattrs form
+        ],
+        ids=["whole message", "a dict", "longer than _INLINE", "not msgspec's (a mixed set)"],
     )
-    async def test_the_in_memory_path_records_fingerprint_of(self, subject: Any) -> None:
-        """The fast path's inline hash is fingerprint_of's value, whatever the subject."""
+    async def test_the_in_memory_path_keeps_fingerprint_of_or_its_text(
+        self, subject: Any, kept_as: str
+    ) -> None:
+        """The fast path keeps fingerprint_of's value, or for short data the text it hashes.
+
+        Either way a duplicate is recognised, another payload under the key refused, and
+        the store takes the text and its hash as one fingerprint.
+        """
         store = InMemoryIdempotencyStore()
         middleware = IdempotencyMiddleware(store, fingerprint=subject)
         bus = MessageBus(middleware=[middleware])
-        bus.handler(ChargeCard, lambda command: Receipt(command.amount), name="charge")
-        await bus.send(ChargeCard(5), idempotency_key="k")
+        ran: list[int] = []
+
+        def charge(command: ChargeCard) -> Receipt:
+            ran.append(command.amount)
+            return Receipt(command.amount)
+
+        bus.handler(ChargeCard, charge, name="charge")
+        assert await bus.send(ChargeCard(5), idempotency_key="k") == Receipt(5)
+        outcome = await store.claim("charge", "k", "another", 1.0)
+        assert isinstance(outcome, Mismatch)
         digest = middleware.fingerprint_of(Envelope(ChargeCard(5)))
-        outcome = await store.claim("charge", "k", digest, 1.0)
-        assert type(outcome) is Completed
+        kept = outcome.fingerprint
+        if kept_as == "text":
+            assert kept.startswith('["payments.card.charge",1,')
+            assert "2:" + hashlib.sha256(kept.encode()).hexdigest() == digest
+        else:
+            assert kept == digest
+        # A claim with fingerprint_of's value meets the record as its own, in either form.
+        assert type(await store.claim("charge", "k", digest, 1.0)) is Completed
+        other = middleware.fingerprint_of(Envelope(ChargeCard(6)))
+        assert type(await store.claim("charge", "k", other, 1.0)) is Mismatch
+        assert await bus.send(ChargeCard(5), idempotency_key="k") == Receipt(5)
+        assert ran == [5]
+        with pytest.raises(IdempotencyKeyReused):
+            await bus.send(ChargeCard(6), idempotency_key="k")
 
     async def test_a_subclass_message_has_its_own_fingerprint(self) -> None:
         """A message of a subclass of the handler's type is hashed with its own name."""
@@ -203,9 +234,15 @@ class TestFingerprints:
         )
         assert odd.fingerprint_of(envelope) == odd.legacy_fingerprint_of(envelope)
 
-    async def test_a_record_claimed_by_an_earlier_version_still_deduplicates(self) -> None:
-        """Completed under the cattrs fingerprint: a duplicate gets its result, no run."""
-        store = InMemoryIdempotencyStore()
+    async def test_a_record_claimed_by_an_earlier_version_still_deduplicates(
+        self, real_store: IdempotencyStore
+    ) -> None:
+        """Completed under the cattrs fingerprint: a duplicate gets its result, no run.
+
+        On the stores that outlive a process (the in-memory store never holds a record of
+        an earlier messagebus, and its fast path does not look for one).
+        """
+        store = real_store
         middleware = IdempotencyMiddleware(store)
         legacy = middleware.legacy_fingerprint_of(Envelope(ChargeCard(5)))
         claimed = await store.claim("charge", "order-42", legacy, 60.0)
@@ -215,9 +252,11 @@ class TestFingerprints:
         assert await bus.send(ChargeCard(5), idempotency_key="order-42") == Receipt(77)
         assert charges == []
 
-    async def test_an_earlier_record_of_another_payload_is_still_a_reuse(self) -> None:
+    async def test_an_earlier_record_of_another_payload_is_still_a_reuse(
+        self, real_store: IdempotencyStore
+    ) -> None:
         """The cattrs form is compared too: another payload under the key is refused."""
-        store = InMemoryIdempotencyStore()
+        store = real_store
         legacy = IdempotencyMiddleware(store).legacy_fingerprint_of(Envelope(ChargeCard(9)))
         claimed = await store.claim("charge", "order-42", legacy, 60.0)
         assert isinstance(claimed, Claimed)

@@ -1,6 +1,6 @@
 """Idempotency: at-least-once delivery, effectively-once handling."""
 
-from messagebus.idempotency._memory import InMemoryIdempotencyStore
+from messagebus.idempotency._memory import InMemoryIdempotencyStore, ScopeRecords
 from messagebus.idempotency._postgres import PostgresIdempotencyStore
 from messagebus.idempotency._sqlite import SQLiteIdempotencyStore
 from messagebus.idempotency._store import (
@@ -20,4 +20,5 @@ __all__ = [
     "Mismatch",
     "PostgresIdempotencyStore",
     "SQLiteIdempotencyStore",
+    "ScopeRecords",
 ]

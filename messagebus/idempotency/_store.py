@@ -8,6 +8,7 @@ unit of work's), so that they commit or roll back with the caller's own writes.
 
 from __future__ import annotations
 
+from hashlib import sha256
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -15,6 +16,7 @@ import attrs
 from messagebus._errors import InboxConfigurationError
 
 __all__ = [
+    "HASHED",
     "ClaimOutcome",
     "Claimed",
     "Completed",
@@ -67,6 +69,14 @@ class Mismatch:
 ClaimOutcome = Claimed | Completed | InProgress | Mismatch
 
 
+HASHED = "2:"
+"""The prefix of a fingerprint that is the SHA-256 (hex) of a canonical JSON text.
+
+``IdempotencyMiddleware.fingerprint_of`` makes them; its fast path on the in-memory
+store may pass the text itself instead, while it is no longer than its hash (a JSON text
+starts with ``[``). :func:`live_outcome` takes the two forms as one."""
+
+
 def live_outcome(
     fingerprint: str,
     stored_fingerprint: str,
@@ -75,9 +85,12 @@ def live_outcome(
 ) -> Completed | InProgress | Mismatch:
     """Return what a claim with ``fingerprint`` sees of a live record (not expired).
 
-    ``result`` is None while the record is in progress. For the stores.
+    ``result`` is None while the record is in progress. A canonical JSON text and its
+    hashed fingerprint (:data:`HASHED`) are the same fingerprint. For the stores.
     """
-    if stored_fingerprint != fingerprint:
+    if stored_fingerprint != fingerprint and not _text_and_its_hash(
+        fingerprint, stored_fingerprint
+    ):
         return Mismatch(stored_fingerprint)
     if result is None:
         return InProgress(lease_expires_at)
@@ -171,3 +184,13 @@ class InboxStore(IdempotencyStore, Protocol):
         self, connection: Any, scope: str, key: str, token: str, result: str, *, ttl: float
     ) -> None:
         """Record the claim's result like :meth:`complete`, in the caller's transaction."""
+
+
+def _text_and_its_hash(first: str, second: str) -> bool:
+    """Tell whether one fingerprint is a JSON text and the other its hashed form."""
+    text, hashed = (first, second) if first.startswith("[") else (second, first)
+    return (
+        text.startswith("[")
+        and hashed.startswith(HASHED)
+        and HASHED + sha256(text.encode()).hexdigest() == hashed
+    )
