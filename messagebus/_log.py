@@ -63,44 +63,71 @@ def _value(value: object) -> str:
 _TO_LOGGING: list[Processor] = [structlog.stdlib.filter_by_level, _to_logging]
 
 
-def _chosen(name: str) -> Any:
-    """Return the logger for ``name`` by the application's configuration now."""
-    if structlog.is_configured():
-        return structlog.get_logger(name)
-    return structlog.stdlib.BoundLogger(logging.getLogger(name), _TO_LOGGING, {})
-
-
 class LibraryLogger:
-    """A library logger whose destination is chosen when it logs; see the module."""
+    """A library logger whose destination is chosen when it logs; see the module.
 
-    __slots__ = ("name",)
+    Under structlog it keeps one ``structlog.get_logger(name)`` proxy, as an
+    application's module-level logger would: so the application's
+    ``cache_logger_on_first_use`` applies to the library's lines too (a new proxy per
+    line would build and bind a logger per line, even for a line its level filters
+    out). Under :mod:`logging`, a line below the logger's level is dropped before
+    anything is built.
+    """
+
+    __slots__ = ("_proxy", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._proxy: Any = None
+
+    def _chosen(self, level: int) -> Any:
+        """Return the logger a line at ``level`` goes to now; None if logging drops it."""
+        if structlog.is_configured():
+            proxy = self._proxy
+            if proxy is None:
+                proxy = self._proxy = structlog.get_logger(self.name)
+            return proxy
+        logger = logging.getLogger(self.name)
+        if not logger.isEnabledFor(level):
+            return None
+        return structlog.stdlib.BoundLogger(logger, _TO_LOGGING, {})
 
     def bind(self, **values: Any) -> Any:
         """Return the logger chosen now, with ``values`` bound (kept: choose no more)."""
-        return _chosen(self.name).bind(**values)
+        if structlog.is_configured():
+            return structlog.get_logger(self.name).bind(**values)
+        logger = logging.getLogger(self.name)
+        return structlog.stdlib.BoundLogger(logger, _TO_LOGGING, {}).bind(**values)
 
     def debug(self, event: str, **values: Any) -> None:
         """Log ``event`` at debug."""
-        _chosen(self.name).debug(event, **values)
+        logger = self._chosen(logging.DEBUG)
+        if logger is not None:
+            logger.debug(event, **values)
 
     def info(self, event: str, **values: Any) -> None:
         """Log ``event`` at info."""
-        _chosen(self.name).info(event, **values)
+        logger = self._chosen(logging.INFO)
+        if logger is not None:
+            logger.info(event, **values)
 
     def warning(self, event: str, **values: Any) -> None:
         """Log ``event`` at warning."""
-        _chosen(self.name).warning(event, **values)
+        logger = self._chosen(logging.WARNING)
+        if logger is not None:
+            logger.warning(event, **values)
 
     def error(self, event: str, **values: Any) -> None:
         """Log ``event`` at error."""
-        _chosen(self.name).error(event, **values)
+        logger = self._chosen(logging.ERROR)
+        if logger is not None:
+            logger.error(event, **values)
 
     def exception(self, event: str, **values: Any) -> None:
         """Log ``event`` at error with the exception being handled."""
-        _chosen(self.name).exception(event, **values)
+        logger = self._chosen(logging.ERROR)
+        if logger is not None:
+            logger.exception(event, **values)
 
 
 def get_logger(name: str = "messagebus") -> LibraryLogger:

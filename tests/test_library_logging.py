@@ -121,6 +121,27 @@ class TestWithoutStructlogConfigured:
         await flaky_bus(1).publish(PostPublished(1, "t"))
         assert kept.records == []
 
+    def test_a_line_below_the_level_builds_no_logger(
+        self, kept: Kept, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The level is checked first: nothing is built for a line logging would drop."""
+        built: list[object] = []
+        bound_logger = structlog.stdlib.BoundLogger
+
+        def counted(*args: Any) -> Any:
+            built.append(args)
+            return bound_logger(*args)
+
+        monkeypatch.setattr(structlog.stdlib, "BoundLogger", counted)
+        logging.getLogger("messagebus").setLevel(logging.WARNING)
+        log = get_logger("messagebus")
+        log.debug("dropped")
+        log.info("dropped")
+        assert built == []
+        log.warning("kept")
+        assert len(built) == 1
+        assert kept.lines() == ["kept"]
+
     async def test_exceptions_go_as_exc_info(self, kept: Kept) -> None:
         """A failure line hands its exception to logging, for the application's formatter."""
         bus = flaky_bus(5, logging_first=True)
@@ -187,6 +208,31 @@ class TestWithStructlogConfigured:
         (line,) = [e for e in configured.entries if e["event"] == "retrying handler"]
         assert (line["handler"], line["attempt"], line["log_level"]) == ("index", 1, "info")
         assert handler.records == []
+
+    def test_the_applications_logger_cache_applies(self, unconfigured: None) -> None:
+        """With ``cache_logger_on_first_use``, the library binds its logger once, not per line.
+
+        As the application's own module-level loggers do; a filtered-out line then costs
+        a method call.
+        """
+        made: list[object] = []
+        filtering = structlog.make_filtering_bound_logger(logging.WARNING)
+
+        class Counted(filtering):  # type: ignore[valid-type,misc]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                made.append(self)
+                super().__init__(*args, **kwargs)
+
+        kept = LogCapture()
+        structlog.configure(
+            processors=[kept], wrapper_class=Counted, cache_logger_on_first_use=True
+        )
+        log = get_logger("messagebus")
+        for _ in range(3):
+            log.info("dropped by level")
+            log.warning("kept")
+        assert len(made) == 1
+        assert [entry["event"] for entry in kept.entries] == ["kept"] * 3
 
     def test_the_library_configures_nothing(self, unconfigured: None) -> None:
         """Logging a library line configures neither structlog nor logging."""
