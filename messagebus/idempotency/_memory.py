@@ -110,37 +110,49 @@ class InMemoryIdempotencyStore:
 class ScopeRecords:
     """One scope's records in an :class:`InMemoryIdempotencyStore`, claimed synchronously.
 
-    The claim is the record itself: :meth:`complete` writes into it, and :meth:`release`
+    The claim is the record itself: :attr:`complete` writes into it, and :attr:`release`
     deletes it only while it is still the key's record. A holder whose lease ended and
     whose key was claimed again (or cleaned up) then writes into a record no longer in
     the store, which nothing reads: the new holder's record is untouched, as a token
     check would have it.
+
+    The three operations are functions made per scope, not methods: a closure reads
+    the scope's dictionary and clock faster than a method reads them from ``self``.
+
+    Attributes:
+        claim: ``claim(key, fingerprint, lease)``: claim ``key`` for ``lease`` seconds
+            (a new :data:`Record`), or report who has it.
+        complete: ``complete(record, result, ttl)``: record the claim's result, to be
+            returned to duplicates for ``ttl`` seconds.
+        release: ``release(key, record)``: delete the claim (the handler failed), if it
+            is still the key's record.
     """
 
-    __slots__ = ("_clock", "_records")
+    __slots__ = ("claim", "complete", "release")
+
+    claim: Callable[[str, str, float], Record | Completed | InProgress | Mismatch]
+    complete: Callable[[Record, str, float], None]
+    release: Callable[[str, Record], None]
 
     def __init__(self, records: dict[str, Record], clock: Callable[[], float]) -> None:
-        self._records = records
-        self._clock = clock
+        def claim(
+            key: str, fingerprint: str, lease: float
+        ) -> Record | Completed | InProgress | Mismatch:
+            now = clock()
+            record = records.get(key)
+            if record is None or record[_EXPIRES_AT] <= now:
+                record = records[key] = [fingerprint, None, now + lease, None]
+                return record
+            return live_outcome(
+                fingerprint, record[_FINGERPRINT], record[_RESULT], record[_EXPIRES_AT]
+            )
 
-    def claim(
-        self, key: str, fingerprint: str, lease: float
-    ) -> Record | Completed | InProgress | Mismatch:
-        """Claim ``key`` for ``lease`` seconds (a new :data:`Record`), or report who has it."""
-        now = self._clock()
-        records = self._records
-        record = records.get(key)
-        if record is None or record[_EXPIRES_AT] <= now:
-            record = records[key] = [fingerprint, None, now + lease, None]
-            return record
-        return live_outcome(fingerprint, record[_FINGERPRINT], record[_RESULT], record[_EXPIRES_AT])
+        def complete(record: Record, result: str, ttl: float) -> None:
+            record[_RESULT] = result
+            record[_EXPIRES_AT] = clock() + ttl
 
-    def complete(self, record: Record, result: str, ttl: float) -> None:
-        """Record the claim's result, to be returned to duplicates for ``ttl`` seconds."""
-        record[_RESULT] = result
-        record[_EXPIRES_AT] = self._clock() + ttl
+        def release(key: str, record: Record) -> None:
+            if records.get(key) is record:
+                del records[key]
 
-    def release(self, key: str, record: Record) -> None:
-        """Delete the claim (the handler failed), if it is still the key's record."""
-        if self._records.get(key) is record:
-            del self._records[key]
+        self.claim, self.complete, self.release = claim, complete, release
