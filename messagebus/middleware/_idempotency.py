@@ -273,10 +273,8 @@ class IdempotencyMiddleware:
         encode, decode, settle = results.encode, results.decode, self._settle
         log = get_logger("messagebus") if self.logger is None else self.logger
         # What fingerprint_of encodes, [name, version, subject], up to the subject.
-        head = (
-            _ENCODER.encode((message_type.__message_name__, message_type.__message_version__))[:-1]
-            + b","
-        )
+        name, version = message_type.__message_name__, message_type.__message_version__
+        inline = len(_ENCODER.encode((name, version, None))) - len(b"null") + _INLINE
 
         async def deduplicate(envelope: Envelope[Message], call_next: CallNext) -> Any:
             key = (
@@ -288,15 +286,14 @@ class IdempotencyMiddleware:
             if type(message) is message_type:
                 subject = message if subject_of is None else subject_of(message)
                 try:
-                    body = _ENCODER.encode(subject)
+                    text = _ENCODER.encode((name, version, subject))
                 except (TypeError, ValueError):  # msgspec.EncodeError is a ValueError
                     digest = fingerprint_of(envelope)  # which falls back to the cattrs form
                 else:
-                    text = head + body + b"]"
                     # The text itself while no longer than its hash (see _INLINE).
                     digest = (
                         text.decode()
-                        if len(body) <= _INLINE
+                        if len(text) <= inline
                         else _FINGERPRINT + _sha256(text).hexdigest()
                     )
             else:  # a subclass: its own name and version
