@@ -195,6 +195,7 @@ class TestMistakes:
             ("no_such_module:bus", "cannot import no_such_module"),
             ("tests.cli_app:missing", "no attribute 'missing'"),
             ("tests.cli_app:not_a_bus", "is not a MessageBus"),
+            ("tests.cli_app:make_bus_for", "needs arguments (service)"),
         ],
     )
     def test_bad_app(self, cli: Cli, store_path: Path, app_spec: str, message: str) -> None:
@@ -204,6 +205,7 @@ class TestMistakes:
         )
         assert status == 2
         assert message in err
+        assert "Traceback" not in err
 
     def test_missing_store_option(self, cli: Cli) -> None:
         """Without --store (or its variable) the command says what is missing."""

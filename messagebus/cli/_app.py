@@ -9,6 +9,7 @@ then from the installed packages.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from typing import Any
@@ -66,7 +67,28 @@ def load_bus(spec: str, param_hint: str = "--app") -> MessageBus:
     """Import ``module:attribute`` and return the bus it names (or a factory makes)."""
     found = load_object(spec, param_hint)
     if not isinstance(found, MessageBus) and callable(found):
+        needed = _required_parameters(found)
+        if needed:
+            raise click.BadParameter(
+                f"{spec!r} is a function that needs arguments ({', '.join(needed)}); name a "
+                "MessageBus or a function that makes one without arguments",
+                param_hint=param_hint,
+            )
         found = found()
     if not isinstance(found, MessageBus):
         raise click.BadParameter(f"{spec!r} is not a MessageBus", param_hint=param_hint)
     return found
+
+
+def _required_parameters(factory: Any) -> list[str]:
+    """Return the names of the parameters ``factory()`` would miss; [] if unknown."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin or a C callable without a signature
+        return []
+    return [
+        name
+        for name, parameter in signature.parameters.items()
+        if parameter.default is inspect.Parameter.empty
+        and parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
