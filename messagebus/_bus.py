@@ -29,6 +29,7 @@ import anyio
 import anyio.abc
 
 from messagebus import _scheduled as scheduled
+from messagebus._clock import Clock
 from messagebus._codec import WireCodec
 from messagebus._dispatch._dispatcher import Dispatcher
 from messagebus._envelope import Envelope
@@ -123,6 +124,10 @@ class MessageBus(Dispatcher):
         outgoing: functions ``(envelope) -> envelope`` applied, in order, to every
             envelope as it leaves the process (handed to the transport, or written to
             the outbox), for metadata such as a trace context header.
+        clock: what the bus's own services wait by: the outbox relay's polling, its
+            cleanups and its sleep until the next scheduled row is due (anyio's clock by
+            default). Give a test's :class:`~messagebus.testing.FakeClock`, the one the
+            outbox was made with, and advancing it delivers what fell due.
 
     Attributes:
         registry: the message types this bus knows (every handled type is added).
@@ -150,6 +155,7 @@ class MessageBus(Dispatcher):
         outbox: OutboxStore | None = None,
         event_log: EventLog | None = None,
         outgoing: Iterable[Callable[[Envelope[Message]], Envelope[Message]]] = (),
+        clock: Clock | None = None,
     ) -> None:
         if fanout not in ("sequential", "concurrent"):
             raise InvalidArgumentError(
@@ -182,6 +188,7 @@ class MessageBus(Dispatcher):
         self._resources = AsyncExitStack()
         self.outbox = outbox
         self.event_log = event_log
+        self._clock = clock
         self.relay: OutboxRelay | None = None
         self._staging: StagingOutlet | None = None
         self._set_outlet(self._compose_outlets(router, tuple(outgoing)))
@@ -205,7 +212,7 @@ class MessageBus(Dispatcher):
                 handle=self.handle_delivered,
                 outbox=outbox,
             )
-            self.relay = OutboxRelay(outbox, staging.deliver)
+            self.relay = OutboxRelay(outbox, staging.deliver, clock=self._clock)
             outbox.on_commit(self.relay.notify)
             self._add_service(self.relay.run)
             self._staging = outlet = staging

@@ -18,6 +18,7 @@ from messagebus import (
     MessageBus,
     MessageKindError,
     NoHandlerError,
+    testing,
 )
 from messagebus.middleware import UnitOfWorkMiddleware
 from messagebus.postgres import PostgresDatabase
@@ -47,9 +48,9 @@ class Remind(IndexPost, name="test.schedule.remind"):
 class Shop:
     """A bus on the test's database with a fake clock, recording what its handlers see."""
 
-    def __init__(self, db: Database, clock: FakeClock, **options: Any) -> None:
-        self.clock = clock
-        self.bus = MessageBus(outbox=db.make(clock=clock), service="shop", **options)
+    def __init__(self, db: Database, stores_clock: Any, **options: Any) -> None:
+        self.clock = stores_clock
+        self.bus = MessageBus(outbox=db.make(clock=stores_clock), service="shop", **options)
         self.seen: list[tuple[Any, dict[str, str], str]] = []
         self.arrived = anyio.Event()
         self.bus.handler(IndexPost, self.record)
@@ -141,6 +142,27 @@ class TestBusSchedule:
         async with shop.bus:
             await shop.wait_for(1)
         assert shop.messages == [IndexPost(1)]
+
+
+class TestRunningBusOnAFakeClock:
+    """MessageBus(clock=...): the running bus's relay waits by the fake clock."""
+
+    async def test_advancing_the_clock_delivers_what_fell_due(self, db: Database) -> None:
+        """No flush by hand: the relay sleeps until the due time on the clock, then delivers."""
+        clock = testing.FakeClock()
+        shop = Shop(db, clock, clock=clock)
+        start = clock.time()
+        async with shop.bus:
+            await shop.bus.schedule(IndexPost(1), delay=60)
+            await shop.bus.schedule(IndexPost(2), delay=3600)
+            await clock.advance(59)
+            assert shop.seen == []
+            await clock.advance(1)
+            await shop.wait_for(1)
+            await clock.advance(3540)
+            await shop.wait_for(2)
+        assert shop.messages == [IndexPost(1), IndexPost(2)]
+        assert clock.time() == start + 3600
 
 
 class TestArguments:

@@ -63,7 +63,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import attrs
-import structlog
 
 from messagebus._deadline import deadline
 from messagebus._envelope import Envelope
@@ -73,6 +72,7 @@ from messagebus._errors import (
     InvalidArgumentError,
     TransportError,
 )
+from messagebus._log import get_logger
 from messagebus._messages import Message
 from messagebus._received import Received, receiving
 from messagebus._redelivery import Redelivery, collecting, send_copies
@@ -137,7 +137,9 @@ def lambda_handler(
         router: the rules that bind records which are not our envelope (S3, DynamoDB
             Streams, other EventBridge sources) to the bus's event types; without it,
             such records are dead letters.
-        logger: a structlog logger for the entry point's own lines.
+        logger: a structlog logger for the entry point's own lines; if None, the
+            library's (see :mod:`messagebus._log`: the application's structlog if it
+            configured one, else :mod:`logging`).
 
     Raises:
         InvalidArgumentError: ``margin`` is negative or ``concurrency`` below 1.
@@ -146,7 +148,7 @@ def lambda_handler(
         raise InvalidArgumentError(
             f"margin must be >= 0 and concurrency >= 1: {margin!r}, {concurrency!r}"
         )
-    log = structlog.get_logger("messagebus.aws_lambda") if logger is None else logger
+    log = get_logger("messagebus.aws_lambda") if logger is None else logger
     batch = _Batch(bus, margin, concurrency, log, EventRouter() if router is None else router)
     return LambdaFunction(batch, raise_on_batch_failure, backend)
 
