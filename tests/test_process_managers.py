@@ -290,6 +290,8 @@ class TestRaces:
         assert record is not None
         assert record.version == 1
         assert shop.events(OrderAccepted) == [OrderAccepted("o-1")]
+        # The losers' conflicts were run again and found the instance: none dead-lettered.
+        assert len(await shop.bus.dead_letters.list()) == 0
 
     async def test_concurrent_updates_are_serialised(self, shop: Shop) -> None:
         await shop.bus.publish(OrderPlaced("o-1"))
