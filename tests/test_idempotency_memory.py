@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import attrs
 import pytest
 
 from messagebus.idempotency import (
@@ -12,18 +11,9 @@ from messagebus.idempotency import (
     InProgress,
     Mismatch,
 )
+from tests.test_idempotency import Clock
 
 pytestmark = pytest.mark.anyio
-
-
-@attrs.define
-class Now:
-    """A wall clock the test moves by hand."""
-
-    value: float = 1_000.0
-
-    def __call__(self) -> float:
-        return self.value
 
 
 class TestScopeRecords:
@@ -31,7 +21,7 @@ class TestScopeRecords:
 
     def test_claim_complete_duplicate(self) -> None:
         """Claimed, then in progress for others; completed, the result for duplicates."""
-        records = InMemoryIdempotencyStore(clock=Now()).scope("charge")
+        records = InMemoryIdempotencyStore(clock=Clock(1_000.0)).scope("charge")
         claimed = records.claim("k", "fp", 30.0)
         assert type(claimed) is list
         assert records.claim("k", "fp", 30.0) == InProgress(1_030.0)
@@ -41,7 +31,7 @@ class TestScopeRecords:
 
     def test_a_released_claim_can_be_claimed_again(self) -> None:
         """Releasing deletes the record: the next claim is a new one."""
-        records = InMemoryIdempotencyStore(clock=Now()).scope("charge")
+        records = InMemoryIdempotencyStore(clock=Clock(1_000.0)).scope("charge")
         claimed = records.claim("k", "fp", 30.0)
         assert type(claimed) is list
         records.release("k", claimed)
@@ -49,10 +39,10 @@ class TestScopeRecords:
 
     def test_a_holder_past_its_lease_cannot_touch_the_new_claim(self) -> None:
         """The late holder's completion and release leave the new holder's record alone."""
-        now = Now()
+        now = Clock(1_000.0)
         records = InMemoryIdempotencyStore(clock=now).scope("charge")
         late = records.claim("k", "fp", 30.0)
-        now.value += 30.0
+        now.now += 30.0
         current = records.claim("k", "fp", 30.0)
         assert type(late) is list
         assert type(current) is list
@@ -65,7 +55,7 @@ class TestScopeRecords:
 
     async def test_scopes_share_the_async_methods_records(self) -> None:
         """One record seen by both ways in; scopes are separate; a fast claim has no token."""
-        store = InMemoryIdempotencyStore(clock=Now())
+        store = InMemoryIdempotencyStore(clock=Clock(1_000.0))
         claimed = store.scope("charge").claim("k", "fp", 30.0)
         assert type(claimed) is list
         assert await store.claim("charge", "k", "fp", 30.0) == InProgress(1_030.0)
@@ -79,13 +69,13 @@ class TestScopeRecords:
 
     async def test_cleanup_counts_across_scopes(self) -> None:
         """Expired records of every scope go, at most ``limit`` per call."""
-        now = Now()
+        now = Clock(1_000.0)
         store = InMemoryIdempotencyStore(clock=now)
         for scope in ("a", "b", "c"):
             for key in ("1", "2"):
                 assert type(store.scope(scope).claim(key, "fp", 10.0)) is list
         assert type(store.scope("c").claim("live", "fp", 100.0)) is list
-        now.value += 10.0
+        now.now += 10.0
         assert await store.cleanup(4) == 4
         assert await store.cleanup(4) == 2
         assert await store.cleanup(4) == 0
