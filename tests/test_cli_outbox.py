@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import anyio
+import attrs
 import pytest
 
 from messagebus.outbox import OutboxMessage, PostgresOutbox, Settlement, SQLiteOutbox
@@ -58,13 +59,35 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 class TestStatus:
     """outbox status counts the rows."""
 
+    def test_scheduled_rows_are_counted_apart(self, cli: Cli, tmp_path: Path) -> None:
+        """A row not due yet is scheduled, not pending, in text and in JSON."""
+        path = tmp_path / "outbox.sqlite3"
+        due = time.time() + 3600
+
+        async def fill() -> None:
+            async with SQLiteOutbox(path) as store, store.transaction() as transaction:
+                transaction.add([attrs.evolve(message("later"), due_at=due), message("now")])
+
+        anyio.run(fill)
+        status, out, _ = cli("outbox", "status", "--store", str(path))
+        assert status == 0
+        assert out.splitlines()[:5] == [
+            "pending: 1",
+            "in flight: 0",
+            "dead: 0",
+            "sent: 0",
+            "scheduled: 1",
+        ]
+        status, out, _ = cli("outbox", "status", "--store", str(path), "--json")
+        assert (json.loads(out)["scheduled"], json.loads(out)["pending"]) == (1, 1)
+
     def test_text(self, cli: Cli, store_url: str) -> None:
         """One count a line, then the oldest pending row's age."""
         status, out, _ = cli("outbox", "status", "--store", store_url)
         assert status == 0
         lines = out.splitlines()
-        assert lines[:4] == ["pending: 2", "in flight: 0", "dead: 1", "sent: 1"]
-        assert re.fullmatch(r"oldest pending: 6\d\.\d s ago", lines[4])
+        assert lines[:5] == ["pending: 2", "in flight: 0", "dead: 1", "sent: 1", "scheduled: 0"]
+        assert re.fullmatch(r"oldest pending: 6\d\.\d s ago", lines[5])
 
     def test_json(self, cli: Cli, store_url: str) -> None:
         """--json: one object, for monitoring."""
@@ -76,6 +99,7 @@ class TestStatus:
             "in_flight": 0,
             "dead": 1,
             "sent": 1,
+            "scheduled": 0,
             "oldest_pending_age": None,
         }
         assert 60 <= counts["oldest_pending_age"] < 120

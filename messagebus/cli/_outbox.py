@@ -59,7 +59,7 @@ def outbox() -> None:
     "--check", is_flag=True, help="exit with status 3 when there are dead rows (for alerting)"
 )
 def status(url: str, as_json: bool, check: bool) -> None:
-    """Count the rows: pending, in flight, dead, sent; and the oldest pending's age."""
+    """Count the rows: pending, in flight, dead, sent, scheduled; the oldest pending's age."""
     counts = _with_store(url, lambda store: store.status(), read_only=True)
     if as_json:
         click.echo(json.dumps(_counts(counts)))
@@ -69,6 +69,7 @@ def status(url: str, as_json: bool, check: bool) -> None:
         click.echo(f"in flight: {counts.in_flight}")
         click.echo(f"dead: {counts.dead}")
         click.echo(f"sent: {counts.sent}")
+        click.echo(f"scheduled: {counts.scheduled}")
         click.echo("oldest pending: " + ("none" if age is None else f"{age:.1f} s ago"))
     if check and counts.dead:
         raise _CheckFailed(f"check failed: {counts.dead} dead row(s)")
@@ -136,6 +137,7 @@ def _counts(counts: OutboxStatus) -> dict[str, Any]:
         "in_flight": counts.in_flight,
         "dead": counts.dead,
         "sent": counts.sent,
+        "scheduled": counts.scheduled,
         "oldest_pending_age": counts.oldest_pending_age,
     }
 
