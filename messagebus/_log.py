@@ -66,27 +66,22 @@ _TO_LOGGING: list[Processor] = [structlog.stdlib.filter_by_level, _to_logging]
 class LibraryLogger:
     """A library logger whose destination is chosen when it logs; see the module.
 
-    Under structlog it keeps one ``structlog.get_logger(name)`` proxy, as an
-    application's module-level logger would: so the application's
-    ``cache_logger_on_first_use`` applies to the library's lines too (a new proxy per
-    line would build and bind a logger per line, even for a line its level filters
-    out). Under :mod:`logging`, a line below the logger's level is dropped before
-    anything is built.
+    Under :mod:`logging`, a line below the logger's level is dropped before anything is
+    built. Under structlog, each line asks ``structlog.get_logger(name)`` afresh, so a
+    later configuration (``capture_logs`` in a test included) is always followed; a
+    proxy kept per logger would freeze the configuration of its first line whenever the
+    application caches loggers (``cache_logger_on_first_use``).
     """
 
-    __slots__ = ("_proxy", "name")
+    __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._proxy: Any = None
 
     def _chosen(self, level: int) -> Any:
         """Return the logger a line at ``level`` goes to now; None if logging drops it."""
         if structlog.is_configured():
-            proxy = self._proxy
-            if proxy is None:
-                proxy = self._proxy = structlog.get_logger(self.name)
-            return proxy
+            return structlog.get_logger(self.name)
         logger = logging.getLogger(self.name)
         if not logger.isEnabledFor(level):
             return None

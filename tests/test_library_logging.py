@@ -209,30 +209,16 @@ class TestWithStructlogConfigured:
         assert (line["handler"], line["attempt"], line["log_level"]) == ("index", 1, "info")
         assert handler.records == []
 
-    def test_the_applications_logger_cache_applies(self, unconfigured: None) -> None:
-        """With ``cache_logger_on_first_use``, the library binds its logger once, not per line.
-
-        As the application's own module-level loggers do; a filtered-out line then costs
-        a method call.
-        """
-        made: list[object] = []
-        filtering = structlog.make_filtering_bound_logger(logging.WARNING)
-
-        class Counted(filtering):  # type: ignore[valid-type,misc]
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                made.append(self)
-                super().__init__(*args, **kwargs)
-
-        kept = LogCapture()
-        structlog.configure(
-            processors=[kept], wrapper_class=Counted, cache_logger_on_first_use=True
-        )
+    def test_a_logger_that_logged_follows_a_later_configuration(self, unconfigured: None) -> None:
+        """Even with the application's loggers cached, a new configuration gets the lines."""
+        first, second = LogCapture(), LogCapture()
+        structlog.configure(processors=[first], cache_logger_on_first_use=True)
         log = get_logger("messagebus")
-        for _ in range(3):
-            log.info("dropped by level")
-            log.warning("kept")
-        assert len(made) == 1
-        assert [entry["event"] for entry in kept.entries] == ["kept"] * 3
+        log.warning("one")
+        structlog.configure(processors=[second], cache_logger_on_first_use=True)
+        log.warning("two")
+        assert [entry["event"] for entry in first.entries] == ["one"]
+        assert [entry["event"] for entry in second.entries] == ["two"]
 
     def test_the_library_configures_nothing(self, unconfigured: None) -> None:
         """Logging a library line configures neither structlog nor logging."""
