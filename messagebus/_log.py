@@ -78,21 +78,18 @@ class LibraryLogger:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def _chosen(self, level: int) -> Any:
-        """Return the logger a line at ``level`` goes to now; None if logging drops it."""
+    def _chosen(self, level: int | None = None) -> Any:
+        """Return the logger a line goes to now; None if logging drops a line at ``level``."""
         if structlog.is_configured():
             return structlog.get_logger(self.name)
         logger = logging.getLogger(self.name)
-        if not logger.isEnabledFor(level):
+        if level is not None and not logger.isEnabledFor(level):
             return None
         return structlog.stdlib.BoundLogger(logger, _TO_LOGGING, {})
 
     def bind(self, **values: Any) -> Any:
         """Return the logger chosen now, with ``values`` bound (kept: choose no more)."""
-        if structlog.is_configured():
-            return structlog.get_logger(self.name).bind(**values)
-        logger = logging.getLogger(self.name)
-        return structlog.stdlib.BoundLogger(logger, _TO_LOGGING, {}).bind(**values)
+        return self._chosen().bind(**values)
 
     def debug(self, event: str, **values: Any) -> None:
         """Log ``event`` at debug."""
