@@ -79,15 +79,16 @@ class TestDeadLetters:
     """list, show, replay and purge against an SQLite store."""
 
     def test_list(self, cli: Cli, store_path: Path) -> None:
-        """One line per letter, oldest first; filters narrow it."""
+        """A header, then one line per letter, oldest first; filters narrow it."""
         status, out, err = cli("dead-letters", "list", "--store", str(store_path))
         assert status == 0
-        lines = out.splitlines()
-        assert len(lines) == 2
-        assert "index  blog.post.published  x1  builtins.ConnectionError" in lines[0]
+        header, *rows = out.splitlines()
+        assert header.split() == ["id", "last", "failure", "handler", "type", "attempts", "error"]
+        assert [row.split()[0] for row in rows] == ids(cli, store_path)
+        assert "index    blog.post.published         1  builtins.ConnectionError" in rows[0]
         assert err.strip() == "2 dead letter(s)"
         status, out, _ = cli("dead-letters", "list", "--store", str(store_path), "--limit", "1")
-        assert len(out.splitlines()) == 1
+        assert len(out.splitlines()) == 2
         status, out, _ = cli(
             "dead-letters", "list", "--store", f"sqlite:///{store_path}", "--type", "nope"
         )
@@ -98,7 +99,7 @@ class TestDeadLetters:
         store = str(store_path)
         since = ("--since", "2000-01-01T00:00Z")
         status, out, _ = cli("dead-letters", "list", "--store", store, *since)
-        assert (status, len(out.splitlines())) == (0, 2)
+        assert (status, len(out.splitlines())) == (0, 3)  # the header and two letters
         until = ("--until", "2000-01-01T00:00Z")
         status, out, _ = cli("dead-letters", "list", "--store", store, *until)
         assert (status, out) == (0, "")
@@ -112,13 +113,27 @@ class TestDeadLetters:
         assert "time zone" in err
 
     def test_show(self, cli: Cli, store_path: Path) -> None:
-        """The record, its message as JSON and the traceback."""
+        """The record as aligned key-value lines, its message as JSON and the traceback."""
         first = ids(cli, store_path)[0]
         status, out, _ = cli("dead-letters", "show", first, "--store", str(store_path))
         assert status == 0
-        assert f"id: {first}" in out
+        record = out.split("\n\n")[0].splitlines()
+        assert record[0] == f"id               {first}"
+        assert record[-1] == "error            builtins.ConnectionError: search cluster timed out"
+        assert [line[:17].rstrip() for line in record] == [
+            "id",
+            "handler",
+            "message type",
+            "message id",
+            "correlation id",
+            "attempts",
+            "first failed at",
+            "last failed at",
+            "error",
+        ]
+        assert "\nmessage\n{\n" in out
         assert '"type": "blog.post.published"' in out
-        assert "ConnectionError: search cluster timed out" in out
+        assert "\n\nTraceback (most recent call last):" in out
 
     def test_replay(self, cli: Cli, store_path: Path) -> None:
         """Fixed, the letter replays through the app's bus and is gone."""

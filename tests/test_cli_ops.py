@@ -310,7 +310,7 @@ class TestJsonAndCheck:
 
         anyio.run(make, False)
         status, out, _ = cli("outbox", "status", "--store", str(path), "--check")
-        assert (status, out.splitlines()[2]) == (0, "dead: 0")
+        assert (status, out.splitlines()[2]) == (0, "dead            0")
         anyio.run(make, True)
         status, out, err = cli("outbox", "status", "--store", str(path), "--check", "--json")
         assert (status, json.loads(out)["dead"]) == (3, 1)

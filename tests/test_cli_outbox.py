@@ -72,22 +72,28 @@ class TestStatus:
         status, out, _ = cli("outbox", "status", "--store", str(path))
         assert status == 0
         assert out.splitlines()[:5] == [
-            "pending: 1",
-            "in flight: 0",
-            "dead: 0",
-            "sent: 0",
-            "scheduled: 1",
+            "pending         1",
+            "in flight       0",
+            "dead            0",
+            "sent            0",
+            "scheduled       1",
         ]
         status, out, _ = cli("outbox", "status", "--store", str(path), "--json")
         assert (json.loads(out)["scheduled"], json.loads(out)["pending"]) == (1, 1)
 
     def test_text(self, cli: Cli, store_url: str) -> None:
-        """One count a line, then the oldest pending row's age."""
+        """One count a line, then the oldest pending row's age, the values aligned."""
         status, out, _ = cli("outbox", "status", "--store", store_url)
         assert status == 0
         lines = out.splitlines()
-        assert lines[:5] == ["pending: 2", "in flight: 0", "dead: 1", "sent: 1", "scheduled: 0"]
-        assert re.fullmatch(r"oldest pending: 6\d\.\d s ago", lines[5])
+        assert lines[:5] == [
+            "pending         2",
+            "in flight       0",
+            "dead            1",
+            "sent            1",
+            "scheduled       0",
+        ]
+        assert re.fullmatch(r"oldest pending  6\d\.\d s ago", lines[5])
 
     def test_json(self, cli: Cli, store_url: str) -> None:
         """--json: one object, for monitoring."""
@@ -114,17 +120,20 @@ class TestStatus:
 
         anyio.run(create)
         status, out, _ = cli("outbox", "status", "--store", f"sqlite:///{path}")
-        assert (status, out.splitlines()[-1]) == (0, "oldest pending: none")
+        assert (status, out.splitlines()[-1]) == (0, "oldest pending  none")
 
 
 class TestList:
     """outbox list shows the dead rows."""
 
     def test_text(self, cli: Cli, store_url: str) -> None:
-        """Id, destination, attempts and the last error; the count on stderr."""
+        """A header, then id, destination, attempts and the last error; the count on stderr."""
         status, out, err = cli("outbox", "list", "--store", store_url)
         assert status == 0
-        assert out.splitlines() == ["d-1  queue:billing  x1  SendError: refused"]
+        assert out.splitlines() == [
+            "id   destination    attempts  last error",
+            "d-1  queue:billing         1  SendError: refused",
+        ]
         assert err.strip() == "1 dead message(s)"
 
     def test_json(self, cli: Cli, store_url: str) -> None:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import anyio
 import click
 import pytest
+from click.testing import CliRunner, Result
+from structlog.testing import capture_logs
 
+from messagebus import MessageBus
+from messagebus.cli import cli
 from messagebus.cli._table import (
     KEPT,
     Cell,
@@ -18,6 +27,11 @@ from messagebus.cli._table import (
     render_table,
     terminal_width,
 )
+from messagebus.dead_letters import SQLiteDeadLetterStore
+from messagebus.outbox import SQLiteOutbox
+from tests.conftest import Cli
+from tests.messages import PostPublished
+from tests.test_cli_outbox import seed
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -139,3 +153,174 @@ class TestPairs:
     def test_counts(self, cell: Cell, expected: Cell) -> None:
         """Zero is dim; an alarming count that is not zero is red and bold."""
         assert cell == expected
+
+
+LONG = "search cluster timed out after 30 s waiting for a healthy node in eu-west-1"
+
+
+@pytest.fixture
+def dead(tmp_path: Path) -> str:
+    """An SQLite store of two dead letters of handlers with names of different lengths."""
+    path = tmp_path / "dead.sqlite3"
+    bus = MessageBus()
+
+    @bus.subscriber(PostPublished, name="index")
+    async def index(event: PostPublished) -> None:
+        raise ConnectionError(LONG)
+
+    @bus.subscriber(PostPublished, name="notify-followers")
+    async def notify(event: PostPublished) -> None:
+        raise ValueError("no such user")
+
+    async def fail() -> None:
+        async with SQLiteDeadLetterStore(path) as store:
+            bus.dead_letters = store
+            with capture_logs():
+                await bus.publish(PostPublished(1, "one"))
+
+    anyio.run(fail)
+    return str(path)
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> str:
+    """An SQLite outbox with two pending rows, one dead and one sent (see ``seed``)."""
+    path = tmp_path / "outbox.sqlite3"
+
+    async def fill() -> None:
+        async with SQLiteOutbox(path) as store:
+            await seed(store)
+
+    anyio.run(fill)
+    return str(path)
+
+
+def invoke(*argv: str, color: bool = False, env: dict[str, str] | None = None) -> Result:
+    """Run the command with click's runner, stdout apart from stderr (on click 8.1 too)."""
+    apart: dict[str, Any] = {}
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        apart["mix_stderr"] = False  # click < 8.2 mixes stderr into stdout by default
+    result = CliRunner(**apart).invoke(cli, list(argv), color=color, env=env)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+class TestCommandsOffATerminal:
+    """Piped or captured: no escape codes, columns aligned, nothing cut."""
+
+    def test_dead_letters_list(self, dead: str) -> None:
+        """The header's columns start where each row's do; the long error is whole."""
+        header, *rows = invoke("dead-letters", "list", "--store", dead).stdout.splitlines()
+        assert ANSI.search(header + "".join(rows)) is None
+        assert header.split("  ")[0] == "id"
+        columns = starts(header)
+        assert len(columns) == 6
+        end = header.index("attempts") + len("attempts")
+        for row in rows:
+            # Every left-aligned column starts after a gap; attempts end under theirs.
+            for start in columns[1:4] + columns[5:]:
+                assert row[start - 2 : start] == "  "
+                assert row[start] != " "
+            assert row[end - 1].isdigit()
+            assert row[end : end + 2] == "  "
+        assert any(row.endswith(f"builtins.ConnectionError: {LONG}") for row in rows)
+        assert {row.split()[3] for row in rows} == {"index", "notify-followers"}
+
+    def test_outbox_status(self, outbox: str) -> None:
+        """Aligned key-value lines, plain."""
+        out = invoke("outbox", "status", "--store", outbox).stdout
+        assert ANSI.search(out) is None
+        assert out.splitlines()[:5] == [
+            "pending         2",
+            "in flight       0",
+            "dead            1",
+            "sent            1",
+            "scheduled       0",
+        ]
+
+    def test_the_count_stays_on_stderr(self, outbox: str) -> None:
+        """The count line is not part of the table."""
+        result = invoke("outbox", "list", "--store", outbox)
+        assert result.stderr == "1 dead message(s)\n"
+        assert "dead message" not in result.stdout
+
+
+class TestCommandsInColour:
+    """With colour (a terminal, or color=True): styles; NO_COLOR turns them off."""
+
+    def test_dead_letters_list(self, dead: str) -> None:
+        """A bold header, yellow ids, red errors; unstyled, the same text as without."""
+        out = invoke("dead-letters", "list", "--store", dead, color=True).stdout
+        first = click.unstyle(out).splitlines()[1]
+        first_id = first.split()[0]
+        assert out.startswith(click.style("id".ljust(len(first_id)), bold=True))
+        assert click.style(first_id, fg="yellow") in out
+        assert click.style(f"builtins.ConnectionError: {LONG}", fg="red") in out
+        assert click.unstyle(out) == invoke("dead-letters", "list", "--store", dead).stdout
+
+    def test_outbox_status(self, outbox: str) -> None:
+        """Dead rows red and bold, zero counts dim."""
+        out = invoke("outbox", "status", "--store", outbox, color=True).stdout
+        lines = out.splitlines()
+        assert lines[2] == click.style("dead          ", bold=True) + "  " + click.style(
+            "1", fg="red", bold=True
+        )
+        assert lines[1].endswith(click.style("0", dim=True))
+
+    @pytest.mark.parametrize(
+        ("no_color", "coloured"), [("1", False), ("", True)], ids=["NO_COLOR=1", "NO_COLOR="]
+    )
+    def test_no_color(self, outbox: str, no_color: str, coloured: bool) -> None:
+        """NO_COLOR set and not empty: plain text even where colour would show."""
+        out = invoke(
+            "outbox", "status", "--store", outbox, color=True, env={"NO_COLOR": no_color}
+        ).stdout
+        assert (ANSI.search(out) is not None) is coloured
+
+
+class TestCommandsOnATerminal:
+    """On a terminal the long last column is cut to its width; key-value blocks never are."""
+
+    @pytest.fixture
+    def columns(self, monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+        """Make stdout a terminal this wide, as the table reads it (isatty, then COLUMNS)."""
+
+        def terminal(width: int) -> None:
+            monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+            monkeypatch.setenv("COLUMNS", str(width))
+
+        return terminal
+
+    def rows(self, cli: Cli, dead: str) -> list[str]:
+        status, out, _ = cli("dead-letters", "list", "--store", dead)
+        assert status == 0
+        return click.unstyle(out).splitlines()
+
+    def test_cut_to_the_width(self, cli: Cli, dead: str, columns: Callable[[int], None]) -> None:
+        """The long error ends in an ellipsis at the terminal's edge; a short one is whole."""
+        whole = {line.split()[0]: line for line in self.rows(cli, dead)}
+        columns(150)
+        lines = self.rows(cli, dead)
+        assert all(len(line) <= 150 for line in lines)
+        long, short = sorted(lines[1:], key=lambda line: "ConnectionError" not in line)
+        assert len(long) == 150
+        assert long == whole[long.split()[0]][:149] + "…"
+        assert short == whole[short.split()[0]]
+        assert short.endswith("builtins.ValueError: no such user")
+
+    def test_narrow_terminal(self, cli: Cli, dead: str, columns: Callable[[int], None]) -> None:
+        """Narrower than the other columns: the error keeps its first KEPT characters."""
+        columns(80)
+        for row in self.rows(cli, dead)[1:]:
+            error = row.rpartition("  ")[2]
+            assert error.startswith("builtins.")
+            assert len(error) == KEPT + 1
+            assert error.endswith("…")
+
+    def test_records_are_whole(self, cli: Cli, dead: str, columns: Callable[[int], None]) -> None:
+        """dead-letters show is the whole record: its error is never cut."""
+        (letter,) = [line.split()[0] for line in self.rows(cli, dead)[1:] if "Connection" in line]
+        columns(40)
+        status, out, _ = cli("dead-letters", "show", letter, "--store", dead)
+        assert status == 0
+        assert f"builtins.ConnectionError: {LONG}\n" in click.unstyle(out)

@@ -117,7 +117,13 @@ class TestLintCommand:
         """Findings are printed and the exit status is 1; --allow silences them."""
         status, out, err = cli("lint", "--app", "tests.test_naming:misnamed")
         assert status == 1
-        assert out.count("PostEvent:") == 2
+        assert out.splitlines() == [
+            "class      which       name             problem",
+            "PostEvent  class name  PostEvent        should end in a past-tense verb: an event "
+            "is a fact (for example PostPublished)",
+            "PostEvent  wire name   blog.post.event  should end in a past-tense verb (for "
+            "example blog.post.published)",
+        ]
         assert "2 naming finding(s)" in err
         status, _, _ = cli("lint", "--app", "tests.test_naming:misnamed", "--allow", "PostEvent")
         assert status == 0

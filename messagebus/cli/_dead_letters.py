@@ -13,6 +13,7 @@ import click
 from messagebus.cli._app import APP, load_bus
 from messagebus.cli._moments import moment_option
 from messagebus.cli._stores import open_dead_letter_store
+from messagebus.cli._table import Cell, Column, echo_pairs, echo_table, ident, problem
 from messagebus.dead_letters import DeadLetter
 from messagebus.extension import DeadLetterStore
 
@@ -80,17 +81,25 @@ def list_letters(  # click passes options by name
         ),
         read_only=True,
     )
-    for letter in letters:
-        if as_json:
+    if as_json:
+        for letter in letters:
             click.echo(json.dumps(_summary(letter)))
-        else:
-            click.echo(
-                f"{letter.id}  {letter.last_failed_at:%Y-%m-%d %H:%M:%S}  "
-                f"{letter.handler}  {letter.message_type}  x{letter.attempts}  "
-                f"{letter.error_type}: {letter.error_message}"
-            )
-    if not as_json:
-        click.echo(f"{len(letters)} dead letter(s)", err=True)
+        return
+    echo_table(
+        ["id", "last failure", "handler", "type", Column("attempts", right=True), "error"],
+        [
+            [
+                ident(letter.id),
+                f"{letter.last_failed_at:%Y-%m-%d %H:%M:%S}",
+                letter.handler,
+                letter.message_type,
+                str(letter.attempts),
+                problem(f"{letter.error_type}: {letter.error_message}"),
+            ]
+            for letter in letters
+        ],
+    )
+    click.echo(f"{len(letters)} dead letter(s)", err=True)
 
 
 @dead_letters.command()
@@ -110,10 +119,18 @@ def show(url: str, dead_letter_id: str, as_json: bool) -> None:
         }
         click.echo(json.dumps(whole))
         return
-    for key, value in _summary(letter).items():
-        click.echo(f"{key}: {value}")
-    click.echo("message:")
+    # The --json fields, spelt as words: one list of fields for both outputs.
+    styles: dict[str, Callable[[str], Cell]] = {"id": ident, "error": problem}
+    echo_pairs(
+        [
+            (key.replace("_", " "), styles.get(key, Cell)(str(value)))
+            for key, value in _summary(letter).items()
+        ]
+    )
+    click.echo()
+    click.echo(click.style("message", bold=True))
     click.echo(json.dumps(json.loads(letter.body), indent=2))
+    click.echo()
     click.echo(letter.traceback.rstrip())
 
 

@@ -8,6 +8,7 @@ import click
 
 from messagebus._naming import lint_names
 from messagebus.cli._app import APP, load_bus
+from messagebus.cli._table import echo_table, problem
 
 __all__ = ["lint"]
 
@@ -26,8 +27,8 @@ def lint(app: str, allow: tuple[str, ...], as_json: bool) -> None:
     Exits 1 when a name reads as the wrong kind of message; each finding says why.
     """
     findings = lint_names(load_bus(app).registry, allow=allow)
-    for finding in findings:
-        if as_json:
+    if as_json:
+        for finding in findings:
             row = {
                 "message_type": finding.message_type.__message_name__,
                 "class": finding.message_type.__qualname__,
@@ -36,8 +37,21 @@ def lint(app: str, allow: tuple[str, ...], as_json: bool) -> None:
                 "problem": finding.problem,
             }
             click.echo(json.dumps(row))
-        else:
-            click.echo(str(finding))
+    else:
+        echo_table(
+            ["class", "which", "name", "problem"],
+            [
+                [
+                    finding.message_type.__qualname__,
+                    finding.which,
+                    finding.name,
+                    problem(finding.problem),
+                ]
+                for finding in findings
+            ],
+            # The problem says how to fix the name: a terminal wraps it, never cuts it.
+            fit=False,
+        )
     if findings:
         raise click.ClickException(f"{len(findings)} naming finding(s)")
     click.echo("message names read right")

@@ -2,11 +2,14 @@
 
 Every subcommand explains itself with ``--help``. A mistake of the user's (a bad
 argument, an unknown id, an unreachable store, a failed replay) prints a one-line reason
-and exits with status 1 (2 for bad usage), never a traceback.
+and exits with status 1 (2 for bad usage), never a traceback. Text for a reader is
+styled on a terminal and plain otherwise (:mod:`messagebus.cli._table`), and plain
+wherever ``NO_COLOR`` is set and not empty; ``--json`` output is never styled.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,8 +48,14 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     callback=_show_version,
     help="Show the version and exit.",
 )
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Commands to exactly one handler, events to every subscriber: tools for messagebus."""
+    # https://no-color.org: click does not read NO_COLOR itself. Subcommands' contexts
+    # are made after this runs and inherit the setting; a colour the caller chose
+    # (main(color=...)) stands.
+    if os.environ.get("NO_COLOR") and ctx.color is None:
+        ctx.color = False
 
 
 @cli.command()

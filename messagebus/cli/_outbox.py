@@ -11,6 +11,7 @@ import click
 
 from messagebus.cli._app import APP, load_bus
 from messagebus.cli._stores import open_outbox_store
+from messagebus.cli._table import Column, count, echo_pairs, echo_table, ident, muted, problem
 from messagebus.extension import OutboxStore
 from messagebus.outbox import OutboxEntry, OutboxStatus
 
@@ -65,12 +66,16 @@ def status(url: str, as_json: bool, check: bool) -> None:
         click.echo(json.dumps(_counts(counts)))
     else:
         age = counts.oldest_pending_age
-        click.echo(f"pending: {counts.pending}")
-        click.echo(f"in flight: {counts.in_flight}")
-        click.echo(f"dead: {counts.dead}")
-        click.echo(f"sent: {counts.sent}")
-        click.echo(f"scheduled: {counts.scheduled}")
-        click.echo("oldest pending: " + ("none" if age is None else f"{age:.1f} s ago"))
+        echo_pairs(
+            [
+                ("pending", count(counts.pending)),
+                ("in flight", count(counts.in_flight)),
+                ("dead", count(counts.dead, alarming=True)),
+                ("sent", count(counts.sent)),
+                ("scheduled", count(counts.scheduled)),
+                ("oldest pending", muted("none") if age is None else f"{age:.1f} s ago"),
+            ]
+        )
     if check and counts.dead:
         raise _CheckFailed(f"check failed: {counts.dead} dead row(s)")
 
@@ -84,16 +89,24 @@ def status(url: str, as_json: bool, check: bool) -> None:
 def list_dead(url: str, limit: int, as_json: bool) -> None:
     """List the dead (parked) rows, in commit order."""
     entries = _with_store(url, lambda store: store.list("dead", limit=limit), read_only=True)
-    for entry in entries:
-        row = _row(entry)
-        if as_json:
+    rows = [_row(entry) for entry in entries]
+    if as_json:
+        for row in rows:
             click.echo(json.dumps(row))
-        else:
-            click.echo(
-                f"{row['id']}  {row['destination']}  x{row['attempts']}  {row['last_error']}"
-            )
-    if not as_json:
-        click.echo(f"{len(entries)} dead message(s)", err=True)
+        return
+    echo_table(
+        ["id", "destination", Column("attempts", right=True), "last error"],
+        [
+            [
+                ident(row["id"]),
+                row["destination"],
+                str(row["attempts"]),
+                problem(row["last_error"] or ""),
+            ]
+            for row in rows
+        ],
+    )
+    click.echo(f"{len(rows)} dead message(s)", err=True)
 
 
 @outbox.command()

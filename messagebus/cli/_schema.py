@@ -42,7 +42,7 @@ def _check(saved: Path, current: Mapping[str, Any], compare: Compare) -> None:
     except (ValueError, KeyError, TypeError) as exc:
         raise click.ClickException(f"{saved}: {exc}") from exc
     for change in changes:
-        click.echo(f"breaking: {change}")
+        click.echo(f"{click.style('breaking:', fg='red', bold=True)} {change}")
     if changes:
         raise click.ClickException(f"{len(changes)} breaking change(s) against {saved}")
     click.echo(f"no breaking changes against {saved}")
