@@ -1,12 +1,17 @@
-"""`messagebus bench`: the dispatch benchmark from the checkout, as a table and a chart."""
+"""`messagebus bench`: the dispatch benchmark from the checkout, as a table and a chart.
+
+Offered only where the checkout's benchmarks/dispatch.py is found (TestOffered).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from messagebus.cli import _bench
 from tests.conftest import Cli
@@ -85,10 +90,87 @@ class TestBenchMistakes:
         assert status == 2
         assert "S9; choose from S1, S2" in err
 
-    def test_no_checkout(self, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        """Without the repository's benchmarks/ the command says it needs a checkout."""
+    def test_called_directly_without_a_checkout(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The command itself, run without the script (messagebus would not offer it)."""
+        monkeypatch.setattr(_bench, "find_script", lambda: None)
+        result = CliRunner().invoke(_bench.bench, list(TINY[1:]))
+        assert result.exit_code == 1
+        assert _bench.WHY_NOT in result.output
+
+
+def listed(help_text: str) -> list[str]:
+    """The command names `messagebus --help` lists."""
+    commands = help_text.split("Commands:\n", 1)[1]
+    return [line.split()[0] for line in commands.splitlines() if line.startswith("  ")]
+
+
+class TestOffered:
+    """`bench` is a command in a checkout only; elsewhere it is not one at all."""
+
+    @pytest.fixture
+    def checks(self, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], list[int]]:
+        """Make the finder find the script or not; return the list of its calls."""
+        calls: list[int] = []
+
+        def finder(found: bool) -> list[int]:
+            def find_script() -> Path | None:
+                calls.append(1)
+                return Path("benchmarks/dispatch.py") if found else None
+
+            monkeypatch.setattr(_bench, "find_script", find_script)
+            return calls
+
+        return finder
+
+    def test_offered_in_a_checkout(self, cli: Cli, checks: Callable[[bool], list[int]]) -> None:
+        """The finder finds the script: listed in the help, and runs (its --help here)."""
+        checks(True)
+        status, out, _ = cli("--help")
+        assert status == 0
+        assert "bench" in listed(out)
+        status, out, _ = cli("bench", "--help")
+        assert (status, out.startswith("Usage: messagebus bench")) == (0, True)
+
+    def test_not_offered_elsewhere(self, cli: Cli, checks: Callable[[bool], list[int]]) -> None:
+        """No script: not in the help, and `messagebus bench` is no command, saying why."""
+        checks(False)
+        status, out, _ = cli("--help")
+        assert status == 0
+        assert "bench" not in listed(out)
+        assert {"dead-letters", "outbox", "worker"} <= set(listed(out))
+        for argv in (TINY, ("bench", "--help")):
+            status, out, err = cli(*argv)
+            assert (status, out) == (2, "")
+            assert err.splitlines()[-1] == f"Error: No such command 'bench': {_bench.WHY_NOT}"
+
+    def test_never_suggested_elsewhere(self, cli: Cli, checks: Callable[[bool], list[int]]) -> None:
+        """A near miss is not answered with "did you mean 'bench'" where there is none."""
+        checks(False)
+        status, _, err = cli("benc")
+        assert status == 2
+        assert "No such command 'benc'" in err
+        assert "bench" not in err.replace("'benc'", "")
+
+    def test_the_real_finder(
+        self, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Neither beside the package nor here: not offered (the finder, not a stand-in)."""
         monkeypatch.setattr(_bench, "SCRIPT", Path("benchmarks") / "missing.py")
         monkeypatch.chdir(tmp_path)
+        assert _bench.find_script() is None
         status, _, err = cli(*TINY)
-        assert status == 1
-        assert "the benchmark runs from a checkout of the repository" in err
+        assert status == 2
+        assert "No such command 'bench'" in err
+        (tmp_path / "benchmarks").mkdir()
+        (tmp_path / "benchmarks" / "missing.py").touch()
+        assert _bench.find_script() == tmp_path / "benchmarks" / "missing.py"
+
+    def test_decided_lazily(self, cli: Cli, checks: Callable[[bool], list[int]]) -> None:
+        """Other commands never ask the finder; only listing or naming `bench` does."""
+        calls = checks(False)
+        assert cli("--version")[0] == 0
+        assert cli("outbox", "--help")[0] == 0
+        assert cli("lint", "--app", "tests.cli_app:bus")[0] == 0
+        assert calls == []
+        cli("--help")
+        assert calls

@@ -5,8 +5,12 @@ adapters beside it): it measures the bus against the floor and against other lib
 which are no business of the installed package. So the command needs a checkout: it
 finds the script beside the package (an editable install) or in the current directory,
 loads it, and runs its scenarios one by one in this process (the figures are those
-``python benchmarks/dispatch.py`` gives). ``--chart`` draws the ratios to the floor with
-matplotlib (``pip install 'anyio-messagebus[chart]'``).
+``python benchmarks/dispatch.py`` gives). ``--chart`` draws the ratios to the floor
+with matplotlib (``pip install 'anyio-messagebus[chart]'``).
+
+Where there is no script (an installed wheel, anywhere but in a checkout) the command
+is not offered at all: :func:`available` is the check ``messagebus`` asks (see
+:mod:`messagebus.cli._offered`).
 """
 
 from __future__ import annotations
@@ -23,20 +27,28 @@ import structlog
 
 import messagebus
 
-__all__ = ["bench"]
+__all__ = ["WHY_NOT", "available", "bench", "find_script"]
 
 SCRIPT = Path("benchmarks") / "dispatch.py"
+WHY_NOT = (
+    f"the benchmark runs from a checkout of the repository (no {SCRIPT} beside the package or here)"
+)
 
 
-def find_script() -> Path:
-    """Return the checkout's ``benchmarks/dispatch.py``: beside the package, else here."""
+def find_script() -> Path | None:
+    """Return the checkout's ``benchmarks/dispatch.py``: beside the package, else here.
+
+    None when neither has one. Two ``stat`` calls: cheap enough for every ``--help``.
+    """
     for root in (Path(messagebus.__file__).resolve().parent.parent, Path.cwd()):
         if (root / SCRIPT).is_file():
             return root / SCRIPT
-    raise click.ClickException(
-        f"no {SCRIPT} beside the package or here: the benchmark runs from a checkout of "
-        "the repository"
-    )
+    return None
+
+
+def available() -> bool:
+    """Tell whether the benchmark can run here: whether :func:`find_script` finds it."""
+    return find_script() is not None
 
 
 def load_script(path: Path) -> ModuleType:
@@ -86,7 +98,10 @@ def bench(  # click passes options by name
     """
     if chart is not None:
         _pyplot()  # refuse before measuring for minutes
-    script = load_script(find_script())
+    path = find_script()
+    if path is None:  # only when called directly: messagebus does not offer it then
+        raise click.ClickException(WHY_NOT)
+    script = load_script(path)
     unknown = sorted(set(scenarios) - set(script.SCENARIOS))
     if unknown:
         raise click.BadParameter(

@@ -19,9 +19,10 @@ import click
 
 from messagebus._errors import MessageBusError
 from messagebus._version import __version__
-from messagebus.cli._bench import bench
+from messagebus.cli import _bench
 from messagebus.cli._dead_letters import dead_letters
 from messagebus.cli._lint import lint
+from messagebus.cli._offered import OfferingGroup
 from messagebus.cli._outbox import outbox
 from messagebus.cli._schema import asyncapi, schema
 from messagebus.cli._worker import worker
@@ -39,7 +40,7 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     ctx.exit()
 
 
-@click.group()
+@click.group(cls=OfferingGroup)
 @click.option(
     "--version",
     is_flag=True,
@@ -77,7 +78,8 @@ def demo(database: Path | None, transport: str | None) -> None:
     anyio.run(tell_the_story, database, chosen)
 
 
-cli.add_command(bench)
+# Only a checkout has the benchmark: elsewhere `bench` is not a command at all.
+cli.offer(_bench.bench, when=_bench.available, why_not=_bench.WHY_NOT)
 cli.add_command(dead_letters)
 cli.add_command(schema)
 cli.add_command(asyncapi)
