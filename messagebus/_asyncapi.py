@@ -85,9 +85,9 @@ def asyncapi_document(
     fifo = bus.router.queue.fifo
     transport: object = bus.transport  # a NamedTransport too, perhaps
 
-    def address(name: str) -> str:
+    def address(name: str, *, topic: bool) -> str:
         if isinstance(transport, NamedTransport):
-            return transport.address(name, fifo=fifo)
+            return transport.address(name, fifo=fifo, topic=topic)
         return name
 
     registry = MessageRegistry()
@@ -100,9 +100,8 @@ def asyncapi_document(
 
     def channel(kind: str, name: str, description: str) -> str:
         key = _key(f"{kind}.{name}")
-        channels.setdefault(
-            key, {"address": address(name), "description": description, "messages": {}}
-        )
+        where = address(name, topic=kind == "topic")
+        channels.setdefault(key, {"address": where, "description": description, "messages": {}})
         return key
 
     def operation(action: str, key: str, message_type: type[Message]) -> None:

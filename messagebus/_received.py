@@ -19,7 +19,9 @@ class Received:
     """The delivery a handled message arrived with.
 
     Attributes:
-        queue: the queue it was received from, as the transport names it.
+        queue: the queue it was received from, by the broker's name of it where the
+            transport says it (:class:`~messagebus.extension.NamedTransport`), else
+            by its logical name.
         system: the transport's ``messaging.system`` (``"aws_sqs"``; see
             :class:`~messagebus.transports.Capabilities`).
         receive_count: how many times the transport has delivered it, this one included.

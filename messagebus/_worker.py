@@ -58,7 +58,7 @@ from messagebus._redelivery import collecting, send_copies
 from messagebus._retry_policy import ExponentialBackoff
 from messagebus.dead_letters import DeadLetter
 from messagebus.transports._heartbeat import keep_visible
-from messagebus.transports._protocol import Delivery
+from messagebus.transports._protocol import Delivery, NamedTransport
 
 if TYPE_CHECKING:
     from messagebus._bus import MessageBus
@@ -127,6 +127,7 @@ class Worker:
         self._stopping = False
         self._can_delay = True
         self._system = "messagebus"
+        self._address = ""
         self.received = 0
         """Messages received so far."""
         self.acked = 0
@@ -154,6 +155,12 @@ class Worker:
         # A FIFO queue that takes no per-message delay keeps retries in-process.
         self._can_delay = not self.bus.router.queue.fifo or transport.capabilities.fifo_delay
         self._system = transport.capabilities.system
+        # The broker's name of the queue, for telemetry (``messaging.destination.name``).
+        self._address = (
+            transport.address(queue, fifo=self.bus.router.queue.fifo)
+            if isinstance(transport, NamedTransport)
+            else queue
+        )
         visibility = (
             self.bus.router.queue.visibility_timeout
             if self.visibility_timeout is None
@@ -236,7 +243,8 @@ class Worker:
                     beating = anyio.CancelScope()
                     handlers.start_soon(self._beat, beating, delivery, visibility)
                     try:
-                        with receiving(Received(queue, self._system, delivery.receive_count)):
+                        received = Received(self._address, self._system, delivery.receive_count)
+                        with receiving(received):
                             await bus.handle_delivered(envelope)
                     except _NEVER_SENDABLE as error:
                         # Redelivery would repeat the handlers' side effects and fail the

@@ -155,6 +155,18 @@ class TestContent:
             "shop.order.placed.v1",
         ]
 
+    def test_a_wrapped_transport_keeps_its_names(self) -> None:
+        """A transport wrapper (tracing, say) shows the SQS names of the transport inside."""
+        from messagebus.otel import TracedTransport
+
+        inner = SQSTransport(region="eu-west-1", prefix="shop-")
+        bus = asyncapi_app.build(TracedTransport(inner, metrics=False))
+        addresses = {
+            key: channel["address"] for key, channel in asyncapi_document(bus)["channels"].items()
+        }
+        assert addresses["queue.orders"] == "shop-orders"
+        assert addresses["topic.shop-order-placed"] == "shop-shop-order-placed"
+
     def test_a_message(self) -> None:
         """A message: wire name, kind, summary, CloudEvents headers, the payload schema."""
         document = asyncapi_document(orders())

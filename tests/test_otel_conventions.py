@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 
 import anyio
@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from messagebus import Context, DestinationNotFoundError, MessageBus
 from messagebus.extension import Received, received_from
 from messagebus.otel import TraceContextInjector, TracedTransport, TracingMiddleware
-from messagebus.transports import Outgoing
+from messagebus.transports import Outgoing, QueueSpec, Topology, TransportWrapper
 from messagebus.transports.eventbridge import EventBridgeTransport, MemoryEventBridge
 from messagebus.transports.memory import InMemoryTransport, MemoryBroker
 from messagebus.transports.sqs._transport import SQS_CAPABILITIES
@@ -191,6 +191,106 @@ class TestProcessSpans:
         assert span.attributes is not None
         assert span.attributes["messaging.system"] == "kafka"
         assert span.attributes["messaging.destination.name"] == "blog"
+
+
+class Resolving(TransportWrapper):
+    """A named transport that finds its queues on first use, as SQS does.
+
+    Queue ``name`` is ``prod-<name>`` on the broker, and ``prod-<name>.fifo`` once a call
+    found it to be one of ``fifo`` (the transport's names before then are the standard
+    ones, as :meth:`SQSTransport.address <messagebus.transports.sqs.SQSTransport.address>`
+    says).
+    """
+
+    def __init__(self, inner: InMemoryTransport, fifo: frozenset[str] = frozenset()) -> None:
+        super().__init__(inner)
+        self._fifo = fifo
+        self._found: set[str] = set()
+
+    def address(self, name: str, *, fifo: bool | None = None, topic: bool = False) -> str:
+        if fifo is None:
+            fifo = name in self._found
+        return f"prod-{name}" + (".fifo" if fifo else "")
+
+    async def send(self, queue: str, messages: Sequence[Outgoing]) -> None:
+        await super().send(queue, messages)
+        if queue in self._fifo:
+            self._found.add(queue)
+
+
+class TestBrokerNames:
+    """messaging.destination.name is the broker's name of the queue or topic."""
+
+    async def test_spans_and_metrics_name_the_queue_the_call_found(
+        self,
+        provider: TracerProvider,
+        exporter: InMemorySpanExporter,
+        meters: MeterProvider,
+        reader: InMemoryMetricReader,
+    ) -> None:
+        traced = TracedTransport(
+            Resolving(InMemoryTransport(MemoryBroker()), fifo=frozenset({"ledger"})),
+            tracer_provider=provider,
+            meter_provider=meters,
+        )
+        async with traced:
+            await traced.provision(Topology(queues=(QueueSpec("ledger"),)))
+            # The first send finds the queue FIFO: its span is renamed after the call.
+            await traced.send("ledger", [Outgoing(b"{}", "m-1")])
+            (delivery,) = await traced.receive("ledger", wait=0)
+            await delivery.ack()
+        for name in ("send", "receive", "ack"):
+            (span,) = named(exporter, f"{name} prod-ledger.fifo")
+            assert span.attributes is not None
+            assert span.attributes["messaging.destination.name"] == "prod-ledger.fifo"
+        assert [
+            attributes["messaging.destination.name"]
+            for attributes, _ in points(reader, "messaging.client.sent.messages")
+        ] == ["prod-ledger.fifo"]
+        assert {
+            str(attributes["messaging.destination.name"])
+            for attributes, _ in histogram_counts(reader, "messaging.client.operation.duration")
+        } == {"prod-ledger.fifo"}
+
+    async def test_a_process_span_names_the_queue_as_the_broker_does(
+        self, provider: TracerProvider, exporter: InMemorySpanExporter
+    ) -> None:
+        bus = MessageBus(
+            transport=Resolving(InMemoryTransport(MemoryBroker())),
+            service="blog",
+            middleware=[TracingMiddleware(tracer_provider=provider, metrics=False)],
+        )
+        seen: list[Received | None] = []
+        done = anyio.Event()
+
+        @bus.handler(PublishPost)
+        async def publish(command: PublishPost) -> PostId:
+            seen.append(received_from())
+            done.set()
+            return PostId(1)
+
+        async with bus:
+            await bus.provision()
+            async with working(bus):
+                await bus.enqueue(PublishPost("Hello"))
+                with anyio.fail_after(10):
+                    await done.wait()
+        assert seen == [Received(queue="prod-blog", system="messagebus_memory")]
+        (span,) = named(exporter, "process prod-blog")
+        assert span.attributes is not None
+        assert span.attributes["messaging.destination.name"] == "prod-blog"
+
+    def test_eventbridge_topics_are_its_bus_and_queues_the_queue_transports(self) -> None:
+        broker = MemoryBroker()
+        arn = "arn:aws:events:us-east-1:123456789012:event-bus/shop"
+        bridge = EventBridgeTransport(
+            Resolving(InMemoryTransport(broker)), MemoryEventBridge(broker), bus=arn
+        )
+        assert bridge.address("order-placed", topic=True) == "shop"
+        assert bridge.address("orders") == "prod-orders"
+        assert bridge.address("orders", fifo=True) == "prod-orders.fifo"
+        plain = EventBridgeTransport(InMemoryTransport(broker), MemoryEventBridge(broker))
+        assert (plain.address("orders"), plain.address("x", topic=True)) == ("orders", "default")
 
 
 class TestReceivedFrom:

@@ -206,11 +206,20 @@ class TestProvision:
                 topics=(TopicSpec("news", fifo=True),),
             )
         )
-        async with sqs_transport(localstack_endpoint, prefix=transport._names.prefix) as other:
+        prefix = transport._names.prefix
+        async with sqs_transport(localstack_endpoint, prefix=prefix) as other:
             assert isinstance(other, SQSTransport)
+            # Its names before a call looked a queue up are the standard ones; after, the
+            # ones found (what telemetry shows); explicit fifo= names either, always.
+            assert other.address("seq") == f"{prefix}seq"
+            assert other.address("seq", fifo=True) == f"{prefix}seq.fifo"
             assert not (await other._queue("std")).fifo
             assert (await other._queue("seq")).fifo
             assert (await other._topic("news")).fifo
+            assert other.address("seq") == f"{prefix}seq.fifo"
+            assert other.address("std") == f"{prefix}std"
+            assert other.address("news", topic=True) == f"{prefix}news.fifo"
+            assert other.address("news") == f"{prefix}news"  # no queue of that name found
             with pytest.raises(DestinationNotFoundError, match="no SNS topic"):
                 await other.publish("olds", outgoing(1))
 

@@ -24,9 +24,12 @@ Attributes follow OpenTelemetry's messaging semantic conventions:
 - ``messaging.system``: the transport's (``aws_sqs`` for SQS queues, ``aws_sns`` for
   SNS topics, ``aws_eventbridge`` for EventBridge, ``messagebus_memory`` in memory), and
   ``messagebus`` for a message dispatched in-process; a configured value wins.
-- ``messaging.destination.name``: the queue or topic as the transport names it; for a
-  message dispatched in-process, the message type's wire name (the bus is then the
-  intermediary). Span names are ``<operation name> <destination>``.
+- ``messaging.destination.name``: the broker's name of the queue or topic where the
+  transport says it (:class:`~messagebus.extension.NamedTransport`: on SQS
+  ``<prefix><name>`` and ``.fifo``, on EventBridge the bus), else its logical name;
+  in Lambda, the queue or topic of the record's ARN; for a message dispatched
+  in-process, the message type's wire name (the bus is then the intermediary). Span
+  names are ``<operation name> <destination>``.
 - ``messaging.operation.type`` (``create``, ``send``, ``receive``, ``process``,
   ``settle``) and ``messaging.operation.name`` (``publish``, ``send``, ``receive``,
   ``process``, ``ack``, ``nack``); ``messaging.batch.message_count`` on batch calls.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -69,9 +69,13 @@ class TracedTransport(TransportWrapper):
     - ``messaging.client.operation.duration`` (seconds; every operation above),
       ``messaging.client.sent.messages`` and ``messaging.client.consumed.messages``.
 
-    ``messaging.system`` is the transport's own, from its capabilities (``aws_sqs`` for
-    queues, ``aws_sns`` or ``aws_eventbridge`` for topics). A failed call gets ERROR
-    status and a fully qualified ``error.type``, and raises as it would untraced.
+    ``messaging.destination.name`` (and the span names) is the broker's name of the
+    queue or topic where the transport says it
+    (:class:`~messagebus.extension.NamedTransport`: SQS's ``<prefix><name>[.fifo]``,
+    EventBridge's bus), else the logical name. ``messaging.system`` is the transport's
+    own, from its capabilities (``aws_sqs`` for queues, ``aws_sns`` or
+    ``aws_eventbridge`` for topics). A failed call gets ERROR status and a fully
+    qualified ``error.type``, and raises as it would untraced.
 
     Args:
         transport: the transport to trace; its lifecycle is this one's.
@@ -102,19 +106,19 @@ class TracedTransport(TransportWrapper):
     async def send(self, queue: str, messages: Sequence[Outgoing]) -> None:
         """Send through the traced transport, in a ``send <queue>`` span."""
         system = self.inner.capabilities.system
-        with self._operation("send", "send", queue, system, messages):
+        with self._operation("send", "send", queue, system, messages) as where:
             await self.inner.send(queue, messages)
         if self._metrics:
-            self._sent.add(len(messages), _attributes("send", "send", queue, system))
+            self._sent.add(len(messages), _attributes("send", "send", where(), system))
 
     async def publish(self, topic: str, messages: Sequence[Outgoing]) -> None:
         """Publish through the traced transport, in a ``publish <topic>`` span."""
         capabilities = self.inner.capabilities
         system = capabilities.topic_system or capabilities.system
-        with self._operation("publish", "send", topic, system, messages):
+        with self._operation("publish", "send", topic, system, messages, topic=True) as where:
             await self.inner.publish(topic, messages)
         if self._metrics:
-            self._sent.add(len(messages), _attributes("publish", "send", topic, system))
+            self._sent.add(len(messages), _attributes("publish", "send", where(), system))
 
     async def receive(
         self,
@@ -127,10 +131,11 @@ class TracedTransport(TransportWrapper):
         """Receive through the traced transport, in a ``receive <queue>`` span."""
         system = self.inner.capabilities.system
         started = time.perf_counter()
+        destination = self.address(queue)
         span = self._tracer.start_span(
-            f"receive {queue}",
+            f"receive {destination}",
             kind=trace.SpanKind.CONSUMER,
-            attributes=_attributes("receive", "receive", queue, system),
+            attributes=_attributes("receive", "receive", destination, system),
         )
         with trace.use_span(
             span, end_on_exit=True, record_exception=False, set_status_on_exception=False
@@ -143,15 +148,17 @@ class TracedTransport(TransportWrapper):
                     visibility_timeout=visibility_timeout,
                 )
             except Exception as error:
-                self._failed(span, error, _attributes("receive", "receive", queue, system), started)
+                failed = _attributes("receive", "receive", destination, system)
+                self._failed(span, error, failed, started)
                 raise
+            destination = _renamed(span, "receive", destination, self.address(queue))
             for delivery in deliveries:
                 creation = self._creation_context(delivery.body)
                 if creation is not None:
                     span.add_link(creation)
             span.set_attribute(BATCH_COUNT, len(deliveries))
         if self._metrics:
-            attributes = _attributes("receive", "receive", queue, system)
+            attributes = _attributes("receive", "receive", destination, system)
             self._durations.record(time.perf_counter() - started, attributes)
             if deliveries:
                 self._consumed.add(len(deliveries), attributes)
@@ -162,11 +169,19 @@ class TracedTransport(TransportWrapper):
         self,
         name: str,
         kind: str,
-        destination: str,
+        logical: str,
         system: str,
         messages: Sequence[Outgoing],
-    ) -> Iterator[None]:
+        *,
+        topic: bool = False,
+    ) -> Iterator[Callable[[], str]]:
+        """Run the block in a CLIENT span; yield what gives the destination's name after it.
+
+        The broker's name is asked before the call and again after it: the call may
+        have resolved a queue or topic first used now (an SQS FIFO queue's ``.fifo``).
+        """
         started = time.perf_counter()
+        destination = self.address(logical, topic=topic)
         attributes = _attributes(name, kind, destination, system)
         if len(messages) == 1:
             attributes[MESSAGE_ID] = messages[0].message_id
@@ -187,10 +202,12 @@ class TracedTransport(TransportWrapper):
             span, end_on_exit=True, record_exception=False, set_status_on_exception=False
         ):
             try:
-                yield
+                # A closure, so that what it gives after the block is the renamed one.
+                yield lambda: destination
             except Exception as error:
                 self._failed(span, error, _attributes(name, kind, destination, system), started)
                 raise
+            destination = _renamed(span, name, destination, self.address(logical, topic=topic))
         if self._metrics:
             self._durations.record(
                 time.perf_counter() - started,
@@ -227,7 +244,7 @@ class TracedTransport(TransportWrapper):
         self, delivery: Delivery, system: str, name: str, delay: float | None = None
     ) -> None:
         """Ack (``delay`` None) or nack ``delivery`` in a ``settle`` span."""
-        queue = delivery.queue
+        queue = self.address(delivery.queue)
         started = time.perf_counter()
         span = self._tracer.start_span(
             f"{name} {queue}",
@@ -284,6 +301,14 @@ class _TracedDelivery:
 
     async def extend(self, visibility: float) -> None:
         await self._delivery.extend(visibility)
+
+
+def _renamed(span: trace.Span, name: str, was: str, now: str) -> str:
+    """Give ``span`` the destination ``now`` if it is not ``was``; return ``now``."""
+    if now != was:
+        span.update_name(f"{name} {now}")
+        span.set_attribute(DESTINATION, now)
+    return now
 
 
 def _attributes(name: str, kind: str, destination: str, system: str) -> dict[str, AttributeValue]:

@@ -264,10 +264,15 @@ class NamedTransport(Protocol):
     """A transport whose broker knows queues and topics by names of their own.
 
     Optional beside :class:`Transport`: documents that describe a service (its AsyncAPI
-    document) show the broker's names where the transport says what they are, and the
-    logical names otherwise.
+    document) and telemetry (``messaging.destination.name``) show the broker's names
+    where the transport says what they are, and the logical names otherwise.
     """
 
-    def address(self, name: str, *, fifo: bool) -> str:
-        """Return the broker's name of queue or topic ``name`` (SQS: prefix, ``.fifo``)."""
+    def address(self, name: str, *, fifo: bool | None = None, topic: bool = False) -> str:
+        """Return the broker's name of queue (or, ``topic=True``, topic) ``name``.
+
+        ``fifo`` True or False names the FIFO or the standard one (SQS: prefix, then
+        ``.fifo`` or not); None names the one this transport uses: as an earlier call
+        resolved it, else the standard one. Never does I/O.
+        """
         ...

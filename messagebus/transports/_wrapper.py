@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from messagebus.transports._protocol import (
     Capabilities,
     Delivery,
+    NamedTransport,
     Outgoing,
     Topology,
     Transport,
@@ -42,6 +43,16 @@ class TransportWrapper:
     async def provision(self, topology: Topology) -> None:
         """Provision the wrapped transport."""
         await self.inner.provision(topology)
+
+    def address(self, name: str, *, fifo: bool | None = None, topic: bool = False) -> str:
+        """Return the wrapped transport's name of queue or topic ``name``, else ``name``.
+
+        See :class:`~messagebus.extension.NamedTransport`.
+        """
+        inner = self.inner
+        if isinstance(inner, NamedTransport):
+            return inner.address(name, fifo=fifo, topic=topic)
+        return name
 
     async def send(self, queue: str, messages: Sequence[Outgoing]) -> None:
         """Send through the wrapped transport."""

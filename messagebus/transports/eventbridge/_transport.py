@@ -67,6 +67,7 @@ from messagebus.transports._coalesce import SendCollector
 from messagebus.transports._protocol import (
     Capabilities,
     Delivery,
+    NamedTransport,
     Outgoing,
     Topology,
     Transport,
@@ -236,6 +237,19 @@ class EventBridgeTransport:
             topic_system="aws_eventbridge",
             routes_by_type=True,
         )
+
+    def address(self, name: str, *, fifo: bool | None = None, topic: bool = False) -> str:
+        """Return the broker's name of queue or topic ``name``.
+
+        Every topic is the event bus (rules route by type), so a topic's name is the
+        bus's (the name part of an ARN); a queue's is the queue transport's name of it.
+        See :class:`~messagebus.extension.NamedTransport`.
+        """
+        if topic:
+            return self.bus.rsplit("/", 1)[-1]
+        if isinstance(self.queues, NamedTransport):
+            return self.queues.address(name, fifo=fifo)
+        return name
 
     @property
     def events(self) -> EventsClient:

@@ -176,8 +176,15 @@ class SQSTransport:
             for topics whose MaximumMessageSize was left at SNS's default).
     """
 
-    def address(self, name: str, *, fifo: bool) -> str:
-        """Return the SQS or SNS name of queue or topic ``name``: ``<prefix><name>[.fifo]``."""
+    def address(self, name: str, *, fifo: bool | None = None, topic: bool = False) -> str:
+        """Return the SQS or SNS name of queue or topic ``name``: ``<prefix><name>[.fifo]``.
+
+        With ``fifo`` None, the queue or topic as this transport resolved it (standard
+        until a call has looked it up); see :class:`~messagebus.extension.NamedTransport`.
+        """
+        if fifo is None:
+            known = (self._topics if topic else self._queues).get(name)
+            fifo = known is not None and known.fifo
         return self._names.physical(name, fifo=fifo)
 
     def __init__(
