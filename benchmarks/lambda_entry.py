@@ -149,7 +149,9 @@ def powertools(idempotent: bool) -> Callable[[Any, Any], Any]:
     if idempotent:
         store = memory_persistence()
 
-        @idempotent_function(data_keyword_argument="record", persistence_store=store, config=config)
+        @idempotent_function(  # type: ignore[untyped-decorator]  # Powertools' is untyped
+            data_keyword_argument="record", persistence_store=store, config=config
+        )
         def handle_once(record: dict[str, Any]) -> None:
             route(record["body"])
 
@@ -173,12 +175,12 @@ def memory_persistence() -> Any:
     )
     from aws_lambda_powertools.utilities.idempotency.persistence.base import (
         BasePersistenceLayer,
-        DataRecord,
     )
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
-    class MemoryPersistence(BasePersistenceLayer):  # type: ignore[misc]
+    class MemoryPersistence(BasePersistenceLayer):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]  # Powertools' is untyped
             self.records: dict[str, DataRecord] = {}
 
         def _get_record(self, idempotency_key: str) -> DataRecord:
