@@ -309,6 +309,22 @@ class TestFifo:
         assert [n for n in app.seen if n < 10] == [1]
         assert [n for n in app.seen if n >= 10] == [10, 11, 12]
 
+    def test_sns_notifications_in_a_fifo_queue_keep_their_groups(self, backend: Any) -> None:
+        """An SNS FIFO topic's notifications in a FIFO queue: read, and held per group."""
+        app = make_app(middleware=[LATER])
+        app.failing.add(2)
+        records = [
+            sqs_record(
+                sns_notification(app.body(PostPublished(n)), topic="blog-events.fifo"),
+                message_id=f"m-{n}",
+                group=group,
+            )
+            for n, group in [(1, "a"), (10, "b"), (2, "a"), (11, "b"), (3, "a")]
+        ]
+        response = lambda_handler(app.bus, backend=backend)(sqs_event(*records), app.context)
+        assert failures(response) == ["m-2", "m-3"]
+        assert app.seen == [1, 10, 11]
+
     def test_concurrent_groups_keep_their_own_order(self, backend: Any) -> None:
         """With concurrency, each group still runs in order and fails the same way."""
         app = make_app(middleware=[LATER])
@@ -321,6 +337,88 @@ class TestFifo:
         assert failures(handler(sqs_event(*records), app.context)) == ["m-2", "m-3"]
         assert [n for n in app.seen if n < 10] == [1]
         assert [n for n in app.seen if n >= 10] == [10, 11, 12]
+
+
+class TestConcurrency:
+    """concurrency=N: at most N records at once, each lane under the deadline."""
+
+    def test_at_most_n_records_run_at_once_and_n_do(self, backend: Any) -> None:
+        """Each handler waits until a second one runs: with a bound of 2, never a third."""
+        app = make_app()
+        running = 0
+        peak = 0
+        pair = anyio.Event()
+
+        @app.bus.subscriber(PostPublished, name="paired")
+        async def paired(event: PostPublished) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            if running == 2:
+                pair.set()
+            await pair.wait()
+            await anyio.lowlevel.checkpoint()  # let any other lane start, if it may
+            running -= 1
+
+        records = [sqs_record(app.body(PostPublished(n)), message_id=f"m-{n}") for n in range(6)]
+        handler = lambda_handler(app.bus, backend=backend, concurrency=2)
+        assert failures(handler(sqs_event(*records), app.context)) == []
+        assert peak == 2
+        assert sorted(app.seen) == list(range(6))
+
+    def test_lanes_start_no_record_under_the_margin(self, backend: Any) -> None:
+        """Two records run together and use up the time: those waiting for a slot come back.
+
+        Each waits until the other runs, then takes 10 s of a 30 s invocation with 15 s
+        kept back: the next two would start with 10 s left.
+        """
+        app = make_app()
+        running: list[int] = []
+        pair = anyio.Event()
+
+        @app.bus.subscriber(PostPublished, name="slow")
+        async def slow(event: PostPublished) -> None:
+            running.append(event.post_id)
+            if len(running) == 2:
+                pair.set()
+            await pair.wait()
+            app.context.advance(10.0)
+
+        records = [sqs_record(app.body(PostPublished(n)), message_id=f"m-{n}") for n in range(4)]
+        handler = lambda_handler(app.bus, backend=backend, concurrency=2, margin=15.0)
+        response = handler(sqs_event(*records), app.context)
+        assert sorted(running) == [0, 1]
+        assert failures(response) == ["m-2", "m-3"]
+
+
+class Unpublishable(InMemoryTransport):
+    """An in-memory transport whose topics cannot be reached."""
+
+    async def publish(self, topic: str, messages: Any) -> None:
+        raise TransportError(f"topic {topic!r} is unreachable")
+
+
+class TestFollowUpsNotHandedOn:
+    """A record whose follow-ups cannot leave fails, and comes back; the rest carry on."""
+
+    def test_the_record_fails_with_a_warning(
+        self, backend: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        app = make_app(transport=Unpublishable(MemoryBroker()))
+
+        @app.bus.handler(IndexPost)
+        async def index_post(command: IndexPost, ctx: Context[IndexPost]) -> None:
+            if command.post_id == 1:
+                ctx.publish(PostPublished(command.post_id))
+
+        records = [sqs_record(app.body(IndexPost(n)), message_id=f"m-{n}") for n in (1, 2)]
+        with caplog.at_level("WARNING", logger="messagebus"):
+            response = lambda_handler(app.bus, backend=backend)(sqs_event(*records), app.context)
+        assert failures(response) == ["m-1"]
+        (line,) = [r for r in caplog.records if r.name == "messagebus.aws_lambda"]
+        assert line.levelname == "WARNING"
+        assert "follow-ups not handed on" in line.getMessage()
+        assert "is unreachable" in line.getMessage()
 
 
 class TestDeadline:

@@ -312,9 +312,11 @@ class _Batch:
         """Handle ``lane``'s records in order; stop at the first failure or the deadline."""
         copies = self._can_copy()
         for index in lane:
-            if context.get_remaining_time_in_millis() <= self.margin * 1000:
-                return  # not started: failed, it comes back
             async with limiter:
+                # Asked once the record has its slot: a lane may wait long for one, and
+                # the deadline is about when a record starts, not when it queued.
+                if context.get_remaining_time_in_millis() <= self.margin * 1000:
+                    return  # not started: failed, it comes back
                 outcomes[index] = await self._one(records[index], copies, None)
             if not outcomes[index]:
                 return  # the later records of a FIFO group wait behind this one
