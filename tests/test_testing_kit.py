@@ -161,6 +161,21 @@ class TestBusRecorder:
             (PostPublished(3, "direct"), "publish-post"),
         ]
 
+    async def test_record_outgoing_sees_an_enqueued_command_as_sent(self) -> None:
+        """bus.enqueue from outside any handler: sent, by no handler, and asserted so."""
+        bus = MessageBus(transport=InMemoryTransport(), service="blog", outgoing=[record_outgoing])
+        bus.handler(PublishPost, lambda command: PostId(1))
+        async with bus:
+            await bus.provision()
+            with BusRecorder(bus) as recorder:
+                await bus.enqueue(PublishPost("later"))
+        envelope = recorder.assert_sent(PublishPost, title="later")
+        assert [(r.kind, r.handler) for r in recorder.records] == [("sent", None)]
+        assert recorder.sent == [envelope]
+        recorder.assert_nothing_published()
+        with pytest.raises(AssertionError, match="1 message recorded"):
+            recorder.assert_nothing_sent()
+
 
 class TestReplace:
     """A handler or subscriber swapped for one block, then put back."""

@@ -75,7 +75,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, assert_type
 
 from messagebus import Command, Context, Event, Message, MessageBus
-from messagebus.testing import replace_handler, replace_subscriber
+from messagebus.testing import BusHarness, replace_handler, replace_subscriber
 from snippet_messages import (
     ChargeCard, ChargeCardAbroad, IndexPost, PostEdited, PostPublished, Receipt, Refund,
     SignedReceipt,
@@ -173,6 +173,11 @@ async def fake(command: ChargeCard) -> Receipt:
 with replace_handler(bus, ChargeCard, fake):
     pass
 bus.replace_handler(Refund, lambda command: 2)()
+
+
+def in_a_harness(harness: BusHarness) -> None:
+    with harness.replace_handler(ChargeCard, fake):
+        pass
 """,
     "good_subscribers": """
 @bus.subscriber(PostPublished)
@@ -300,6 +305,13 @@ with replace_handler(bus, ChargeCard, wrong):  # E: arg-type: Argument 3 to "rep
     pass
 with replace_subscriber(bus, PostPublished, "notify", edited):  # E: arg-type: Argument 4
     pass
+
+
+def in_a_harness(harness: BusHarness) -> None:
+    with harness.replace_handler(ChargeCard, wrong):  # E: arg-type: Argument 2 to "replace_handler"
+        pass
+    with harness.replace_subscriber(PostPublished, "notify", edited):  # E: arg-type: Argument 3
+        pass
 """,
 }
 

@@ -14,7 +14,7 @@ docs/testing.md); without pytest, ``BusHarness.running(bus, clock)`` does the sa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from messagebus._bus import MessageBus
 from messagebus._envelope import Envelope
 from messagebus._errors import InvalidArgumentError
+from messagebus._handler_types import CommandClass, CommandHandler, EventSubscriber
 from messagebus._messages import Command, Event, Message, wire_name
 from messagebus.dead_letters import DeadLetter
 from messagebus.process import ProcessManager, ProcessStore
@@ -34,6 +35,9 @@ from messagebus.testing._replace import replace_handler, replace_subscriber
 __all__ = ["BusHarness"]
 
 S = TypeVar("S")
+C = TypeVar("C", bound=Command[Any])
+E = TypeVar("E", bound=Event)
+R = TypeVar("R")
 
 
 class BusHarness:
@@ -139,13 +143,13 @@ class BusHarness:
         return ProcessUnderTest(self, manager, store)
 
     def replace_handler(
-        self, command_type: type[Command[Any]], fn: Callable[..., Any]
+        self, command_type: CommandClass[C, R], fn: CommandHandler[C, R]
     ) -> AbstractContextManager[None]:
-        """:func:`~messagebus.testing.replace_handler` on this bus."""
+        """:func:`~messagebus.testing.replace_handler` on this bus (type-checked alike)."""
         return replace_handler(self.bus, command_type, fn)
 
     def replace_subscriber(
-        self, event_type: type[Event], name: str, fn: Callable[..., Any]
+        self, event_type: type[E], name: str, fn: EventSubscriber[E]
     ) -> AbstractContextManager[None]:
         """:func:`~messagebus.testing.replace_subscriber` on this bus."""
         return replace_subscriber(self.bus, event_type, name, fn)
