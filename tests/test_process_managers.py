@@ -429,3 +429,102 @@ class TestStateCodec:
 @attrs.define
 class Floats:
     value: float
+
+
+@attrs.define
+class AlwaysBeaten:
+    """A process store on which another message always starts the instance first."""
+
+    inner: Any
+    attempts: int = 0
+
+    @property
+    def database(self) -> object:
+        return self.inner.database
+
+    def load_in(self, connection: Any, process: str, key: str) -> Any:
+        return self.inner.load_in(connection, process, key)
+
+    def start_in(self, *args: Any, **kwargs: Any) -> bool:
+        self.attempts += 1
+        return False
+
+
+class TestStoredStateVersions:
+    """A deployed process's stored state meets the next version of its code."""
+
+    async def test_a_stored_old_state_is_upcast_and_saved_at_the_new_version(
+        self, tmp_path: Path
+    ) -> None:
+        database = SQLiteDatabase(tmp_path / "shop.sqlite3")
+        old_bus = MessageBus(outbox=database.outbox(), service="shop")
+        old = ProcessManager("test.versions", OrderState)
+
+        @old.starts(OrderPlaced, correlate=lambda event: event.order_id)
+        async def placed(event: OrderPlaced, process: Process[OrderState]) -> OrderState:
+            return OrderState(event.order_id, items=3)
+
+        old.register(old_bus, store=database.processes(), inbox=database.idempotency())
+        async with database, old_bus:
+            await old_bus.publish(OrderPlaced("o-1"))
+
+        # The next deployment: a new process on the same file.
+        database = SQLiteDatabase(tmp_path / "shop.sqlite3")
+        new_bus = MessageBus(outbox=database.outbox(), service="shop")
+        new = ProcessManager(
+            "test.versions",
+            OrderStateV2,
+            version=2,
+            upcasters={1: lambda data: {"order_id": data["order_id"], "lines": data["items"]}},
+        )
+
+        @new.handles(ItemAdded, correlate=lambda event: event.order_id)
+        async def added(
+            state: OrderStateV2, event: ItemAdded, process: Process[OrderStateV2]
+        ) -> None:
+            state.lines += 1
+
+        store = database.processes()
+        new.register(new_bus, store=store, inbox=database.idempotency())
+        async with database, new_bus:
+            before = await store.get("test.versions", "o-1")
+            assert before is not None
+            assert before.state_version == 1
+            await new_bus.publish(ItemAdded("o-1"))
+            after = await store.get("test.versions", "o-1")
+        assert after is not None
+        assert (after.state_version, after.version) == (2, 2)
+        assert after.state is not None
+        assert '"lines":4' in after.state
+
+
+class TestConflictsExhausted:
+    """A message that loses its race max_conflicts times fails like any other error."""
+
+    async def test_the_conflict_is_raised_after_max_conflicts_runs(self, tmp_path: Path) -> None:
+        from messagebus import ProcessConflictError
+
+        database = SQLiteDatabase(tmp_path / "shop.sqlite3")
+        bus = MessageBus(outbox=database.outbox(), service="shop")
+        orders = ProcessManager("test.beaten", OrderState, max_conflicts=3)
+        started: list[str] = []
+
+        @orders.starts(OrderPlaced, correlate=lambda event: event.order_id)
+        async def placed(event: OrderPlaced, process: Process[OrderState]) -> OrderState:
+            started.append(event.order_id)
+            process.publish(OrderAccepted(event.order_id))
+            return OrderState(event.order_id)
+
+        store = AlwaysBeaten(database.processes())
+        beaten: Any = store  # the parts of a ProcessStore a start uses
+        orders.register(bus, store=beaten, inbox=database.idempotency())
+        accepted: list[Event] = []
+        bus.subscriber(OrderAccepted, accepted.append, name="record")
+        async with database, bus:
+            await bus.publish(OrderPlaced("o-1"))
+            assert bus.relay is not None
+            await bus.relay.drain()
+            (letter,) = await bus.dead_letters.list()
+        assert (store.attempts, started) == (3, ["o-1"] * 3)
+        assert letter.error_type.endswith(ProcessConflictError.__name__)
+        assert accepted == []  # the runs that lost kept nothing they published
