@@ -115,7 +115,7 @@ class TestReadOnly:
     """list, show and status never create tables; they say when there is nothing to read."""
 
     def test_sqlite_file_without_tables(self, cli: Cli, tmp_path: Path) -> None:
-        """An SQLite file without the tables is an error, and stays without tables."""
+        """An SQLite file without the tables is an error for every command; none made."""
         path = tmp_path / "other.sqlite3"
         with sqlite3.connect(path) as connection:
             connection.execute("CREATE TABLE unrelated (x integer)")
@@ -124,11 +124,14 @@ class TestReadOnly:
             ("dead-letters", "show", "x", "--store", str(path)),
             ("outbox", "status", "--store", str(path)),
             ("outbox", "list", "--store", str(path)),
+            ("outbox", "requeue", "x", "--store", str(path)),
+            ("dead-letters", "purge", "--yes", "--store", str(path)),
+            ("dead-letters", "replay", "x", "--app", "tests.cli_app:bus", "--store", str(path)),
         ):
             status, _, err = cli(*argv)
             assert status == 1, argv
             assert "table" in err
-            assert "nothing to read" in err
+            assert "nothing to read or change" in err
             assert len(err.strip().splitlines()) == 1
         with sqlite3.connect(path) as connection:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
@@ -144,10 +147,12 @@ class TestReadOnly:
             ("dead-letters", "list", "--store", url),
             ("outbox", "status", "--store", url),
             ("outbox", "list", "--store", url),
+            ("outbox", "requeue", "x", "--store", url),
+            ("dead-letters", "purge", "--yes", "--store", url),
         ):
             status, _, err = cli(*argv)
             assert status == 1, argv
-            assert "nothing to read" in err
+            assert "nothing to read or change" in err
         with psycopg.connect(postgres_dsn) as connection:
             count = connection.execute(
                 sql.SQL("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s"),
@@ -188,6 +193,42 @@ class TestPostgresErrors:
         assert err.startswith("Error: cannot use PostgreSQL: ")
         assert reason in err
         assert len(err.strip().splitlines()) == 1
+
+    @pytest.mark.parametrize(
+        ("dsn", "reason"),
+        [
+            ("postgresql://root@127.0.0.1:1/test", "Connection refused"),
+            ("postgresql://root@127.0.0.1:5432/no_such_database_here", "does not exist"),
+        ],
+    )
+    def test_the_applications_own_database(
+        self,
+        *,
+        cli: Cli,
+        postgres_dsn: str,
+        dsn: str,
+        reason: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """An app whose outbox is on an unusable PostgreSQL: one line, no pool retries."""
+        module = f"pg_app_{abs(hash(dsn))}"
+        (tmp_path / f"{module}.py").write_text(
+            "from messagebus import MessageBus\n"
+            "from messagebus.config import database_from_env\n"
+            "bus = MessageBus(outbox=database_from_env().outbox())\n"
+        )
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("MESSAGEBUS_DATABASE", dsn)
+        started = time.monotonic()
+        status, _, err = cli("outbox", "flush", "--app", f"{module}:bus")
+        assert time.monotonic() - started < 10
+        assert status == 1
+        assert err.startswith("error: StoreUnavailableError: cannot reach PostgreSQL: ")
+        assert reason in err
+        assert len(err.strip().splitlines()) == 1
+        assert [r for r in caplog.records if r.name.startswith("psycopg")] == []
 
     def test_missing_extra(self, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without psycopg: a ConfigurationError with the install command, no traceback."""

@@ -9,8 +9,13 @@ Contract:
 
 - Given a DSN, it makes its own :class:`psycopg_pool.ConnectionPool` (one to
   ``max_size`` connections, four by default), opened by the first call in a worker
-  thread and closed by :meth:`~PostgresPool.aclose`. Given a pool, it borrows connections from it as
-  they come (autocommit or not, any row factory) and never opens or closes it.
+  thread and closed by :meth:`~PostgresPool.aclose`. Before it opens, one connection
+  is tried with a :data:`CONNECT_TIMEOUT`: an unreachable server, a misspelt host or
+  database or a refused login raises :class:`~messagebus.StoreUnavailableError` with
+  PostgreSQL's reason at once (the pool alone would retry for 30 s, logging each
+  attempt, and end in a ``PoolTimeout`` that names no reason); the next call tries
+  again. Given a pool, it borrows connections from it as they come (autocommit or not,
+  any row factory) and never opens or closes it.
 - At most as many calls run in threads as the pool has connections; the rest queue in
   the event loop.
 - Before a call, once across threads, the stores' pending table set-ups
@@ -43,6 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from messagebus._errors import StoreUnavailableError
 from messagebus._sql._database import SharedDatabase
 from messagebus._sql._schema import VERSION_TABLE, SetUps, check_version
 from messagebus._sql._transaction import HeldTransaction
@@ -54,7 +60,10 @@ if TYPE_CHECKING:
 # psycopg is imported inside the functions below (hence the PLC0415 waivers): it is an
 # optional extra, and importing messagebus must work without it.
 
-__all__ = ["PostgresPool", "create_table", "qualified"]
+__all__ = ["CONNECT_TIMEOUT", "PostgresPool", "create_table", "qualified"]
+
+CONNECT_TIMEOUT = 5
+"""Seconds the first connection of a pool made from a DSN may take (libpq's minimum: 2)."""
 
 _T = TypeVar("_T")
 
@@ -185,6 +194,8 @@ class PostgresPool(SharedDatabase):
         with self._setup_lock:
             if not self._ready:
                 if self._owns_pool:
+                    assert isinstance(self.dsn_or_pool, str)
+                    _reach(self.dsn_or_pool)
                     self._pool.open()
                 self._ready = True
         if self.set_ups:
@@ -193,6 +204,21 @@ class PostgresPool(SharedDatabase):
     def _set_up_one(self, set_up: Callable[[Connection[Any]], None]) -> None:
         with self._pool.connection() as connection, connection.transaction():
             set_up(connection)
+
+
+def _reach(dsn: str) -> None:
+    """Connect to ``dsn`` once, within :data:`CONNECT_TIMEOUT`; say why if it fails.
+
+    Raises:
+        StoreUnavailableError: PostgreSQL could not be reached or refused the connection.
+    """
+    import psycopg  # noqa: PLC0415
+
+    try:
+        psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT).close()
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise StoreUnavailableError(f"cannot reach PostgreSQL: {reason}") from exc
 
 
 def qualified(schema: str | None, name: str) -> sql.Identifier:

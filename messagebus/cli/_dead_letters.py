@@ -31,10 +31,8 @@ STORE = click.option(
 )
 
 
-def _with_store(
-    url: str, work: Callable[[DeadLetterStore], Awaitable[T]], *, read_only: bool = False
-) -> T:
-    store = open_dead_letter_store(url, read_only=read_only)
+def _with_store(url: str, work: Callable[[DeadLetterStore], Awaitable[T]]) -> T:
+    store = open_dead_letter_store(url)
 
     async def run() -> T:
         async with store:
@@ -79,7 +77,6 @@ def list_letters(  # click passes options by name
         lambda store: store.list(
             message_type=message_type, handler=handler, since=since, until=until, limit=limit
         ),
-        read_only=True,
     )
     if as_json:
         for letter in letters:
@@ -108,7 +105,7 @@ def list_letters(  # click passes options by name
 @JSON
 def show(url: str, dead_letter_id: str, as_json: bool) -> None:
     """Show one dead letter: its message, its error and traceback."""
-    letter = _with_store(url, lambda store: store.get(dead_letter_id), read_only=True)
+    letter = _with_store(url, lambda store: store.get(dead_letter_id))
     if letter is None:
         raise click.ClickException(f"no dead letter has id {dead_letter_id!r}")
     if as_json:

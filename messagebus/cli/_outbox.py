@@ -36,10 +36,8 @@ class _CheckFailed(click.ClickException):
     exit_code = 3
 
 
-def _with_store(
-    url: str, work: Callable[[OutboxStore], Awaitable[T]], *, read_only: bool = False
-) -> T:
-    store = open_outbox_store(url, read_only=read_only)
+def _with_store(url: str, work: Callable[[OutboxStore], Awaitable[T]]) -> T:
+    store = open_outbox_store(url)
 
     async def run() -> T:
         async with store:
@@ -61,7 +59,7 @@ def outbox() -> None:
 )
 def status(url: str, as_json: bool, check: bool) -> None:
     """Count the rows: pending, in flight, dead, sent, scheduled; the oldest pending's age."""
-    counts = _with_store(url, lambda store: store.status(), read_only=True)
+    counts = _with_store(url, lambda store: store.status())
     if as_json:
         click.echo(json.dumps(_counts(counts)))
     else:
@@ -88,7 +86,7 @@ def status(url: str, as_json: bool, check: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 def list_dead(url: str, limit: int, as_json: bool) -> None:
     """List the dead (parked) rows, in commit order."""
-    entries = _with_store(url, lambda store: store.list("dead", limit=limit), read_only=True)
+    entries = _with_store(url, lambda store: store.list("dead", limit=limit))
     rows = [_row(entry) for entry in entries]
     if as_json:
         for row in rows:

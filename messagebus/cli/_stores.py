@@ -9,11 +9,11 @@ refused: there would be nothing to inspect.
 
 Contract:
 
-- Read-only commands (``read_only=True``: list, show, status) never create tables: the
-  store's table set-up is replaced by a check that the table is there (and not of a
-  newer layout than this messagebus knows); a missing table is a one-line error.
-  Commands that change rows (requeue, purge, replay) set the table up as the
-  application would.
+- No command creates tables, whether it reads rows (list, show, status) or changes them
+  (requeue, purge, replay): the store's table set-up is replaced by a check that the
+  table is there (and not of a newer layout than this messagebus knows); a missing
+  table is a one-line error. A command pointed at the wrong database changes nothing
+  there, and with no table there is nothing to read or change anyway.
 - A PostgreSQL DSN is tried once, with a 5 s connection timeout, before anything
   else: an unreachable server, a misspelt host or database, a refused login is one
   line (psycopg's reason) within seconds, not the pool's retries until its 30 s
@@ -89,9 +89,7 @@ def _reach(dsn: str) -> None:
         raise click.ClickException(f"cannot use PostgreSQL: {reason}") from None
 
 
-def open_dead_letter_store(
-    url: str, *, read_only: bool = False
-) -> SQLiteDeadLetterStore | PostgresDeadLetterStore:
+def open_dead_letter_store(url: str) -> SQLiteDeadLetterStore | PostgresDeadLetterStore:
     """Return the dead letter store ``url`` names (not yet opened); see the module."""
     location = _location(url)
     store: SQLiteDeadLetterStore | PostgresDeadLetterStore = (
@@ -99,19 +97,17 @@ def open_dead_letter_store(
         if isinstance(location, Path)
         else PostgresDeadLetterStore(location)
     )
-    if read_only:
-        _only_check(store, "messagebus_dead_letters", DEAD_LETTERS_VERSION, "dead letter")
+    _only_check(store, "messagebus_dead_letters", DEAD_LETTERS_VERSION, "dead letter")
     return store
 
 
-def open_outbox_store(url: str, *, read_only: bool = False) -> SQLiteOutbox | PostgresOutbox:
+def open_outbox_store(url: str) -> SQLiteOutbox | PostgresOutbox:
     """Return the outbox ``url`` names (not yet opened); see the module."""
     location = _location(url)
     store: SQLiteOutbox | PostgresOutbox = (
         SQLiteOutbox(location) if isinstance(location, Path) else PostgresOutbox(location)
     )
-    if read_only:
-        _only_check(store, "messagebus_outbox", OUTBOX_VERSION, "outbox")
+    _only_check(store, "messagebus_outbox", OUTBOX_VERSION, "outbox")
     return store
 
 
@@ -141,7 +137,7 @@ def _checker(table: str, version: int, what: str, *, sqlite: bool) -> Callable[[
             marker = "%s"
         if not exists:
             raise click.ClickException(
-                f"no {what} table ({table}) in this database: nothing to read (the "
+                f"no {what} table ({table}) in this database: nothing to read or change (the "
                 "application creates it when it first runs; is this the right database?)"
             )
         row = connection.execute(
