@@ -127,6 +127,22 @@ class TestWorkerCommand:
         assert transport.broker is named.broker
         named.broker.queue("cli-jobs")  # provisioned: the queue exists on the named broker
 
+    def test_in_memory_the_queue_is_made_without_provision(self, cli: Cli) -> None:
+        """Nothing outside the worker's process can make an in-memory queue: it does."""
+        status, _, _ = cli(
+            "worker",
+            "--app",
+            "tests.worker_app:make_bus",
+            "--transport",
+            "memory://test-cli-worker-unprovisioned",
+            "--ready-hook",
+            "tests.worker_app:remember_and_stop",
+        )
+        assert status == 0
+        named = transport_from_url("memory://test-cli-worker-unprovisioned")
+        assert isinstance(named, InMemoryTransport)
+        named.broker.queue("cli-jobs")  # raises when there is no such queue
+
 
 class TestWorkerMistakes:
     """Mistakes are one line and exit 2, before anything runs."""

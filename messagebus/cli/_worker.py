@@ -14,6 +14,9 @@ lose its messages when it stops, without a trace. Memory chosen explicitly
 (``--transport memory://``, ``MESSAGEBUS_TRANSPORT=memory://``, or a bus constructed
 with an in-memory transport) runs.
 
+On an in-memory transport the worker provisions the service's queues and topics itself,
+as ``--provision`` does elsewhere: no other process could.
+
 ``--app`` and ``--concurrency`` default to ``MESSAGEBUS_APP`` and
 ``MESSAGEBUS_CONCURRENCY``.
 
@@ -73,7 +76,12 @@ __all__ = ["worker"]
     show_default=True,
     help="seconds in-flight handlers get to finish after SIGTERM/SIGINT",
 )
-@click.option("--provision", is_flag=True, help="create the service's queues and topics first")
+@click.option(
+    "--provision",
+    is_flag=True,
+    help="create the service's queues and topics first (always done in memory: nothing "
+    "outside this process could)",
+)
 @click.option(
     "--ready-hook",
     "hook",
@@ -119,6 +127,9 @@ def worker(  # click passes options by name
             f"worker); set {DEFAULT_VARIABLE} or --transport (memory:// to run in memory "
             "on purpose)"
         )
+    # An in-memory queue exists only in this process: if the worker does not make it,
+    # nothing can, and the worker would only ever say "no queue" and back off.
+    provision = provision or isinstance(bus.transport, InMemoryTransport)
     on_ready = None if hook is None else load_object(hook, "--ready-hook")
     if on_ready is not None and not callable(on_ready):
         raise click.BadParameter(f"{hook!r} is not callable", param_hint="--ready-hook")
