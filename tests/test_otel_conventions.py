@@ -218,6 +218,26 @@ class Resolving(TransportWrapper):
             self._found.add(queue)
 
 
+async def received_in_a_worker(bus: MessageBus) -> list[Received | None]:
+    """Enqueue a PublishPost for a worker of ``bus``; return what its handler was told."""
+    seen: list[Received | None] = []
+    done = anyio.Event()
+
+    @bus.handler(PublishPost)
+    async def publish(command: PublishPost) -> PostId:
+        seen.append(received_from())
+        done.set()
+        return PostId(1)
+
+    async with bus:
+        await bus.provision()
+        async with working(bus):
+            await bus.enqueue(PublishPost("Hello"))
+            with anyio.fail_after(10):
+                await done.wait()
+    return seen
+
+
 class TestBrokerNames:
     """messaging.destination.name is the broker's name of the queue or topic."""
 
@@ -260,21 +280,7 @@ class TestBrokerNames:
             service="blog",
             middleware=[TracingMiddleware(tracer_provider=provider, metrics=False)],
         )
-        seen: list[Received | None] = []
-        done = anyio.Event()
-
-        @bus.handler(PublishPost)
-        async def publish(command: PublishPost) -> PostId:
-            seen.append(received_from())
-            done.set()
-            return PostId(1)
-
-        async with bus:
-            await bus.provision()
-            async with working(bus):
-                await bus.enqueue(PublishPost("Hello"))
-                with anyio.fail_after(10):
-                    await done.wait()
+        seen = await received_in_a_worker(bus)
         assert seen == [Received(queue="prod-blog", system="messagebus_memory")]
         (span,) = named(exporter, "process prod-blog")
         assert span.attributes is not None
@@ -298,21 +304,7 @@ class TestReceivedFrom:
 
     async def test_in_a_worker_it_is_the_queue_and_the_transports_system(self) -> None:
         bus = MessageBus(transport=InMemoryTransport(MemoryBroker()), service="blog")
-        seen: list[Received | None] = []
-        done = anyio.Event()
-
-        @bus.handler(PublishPost)
-        async def publish(command: PublishPost, ctx: Context[PublishPost]) -> PostId:
-            seen.append(received_from())
-            done.set()
-            return PostId(1)
-
-        async with bus:
-            await bus.provision()
-            async with working(bus):
-                await bus.enqueue(PublishPost("Hello"))
-                with anyio.fail_after(10):
-                    await done.wait()
+        seen = await received_in_a_worker(bus)
         assert seen == [Received(queue="blog", system="messagebus_memory", receive_count=1)]
         assert received_from() is None
 
