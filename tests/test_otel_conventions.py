@@ -174,19 +174,7 @@ class TestProcessSpans:
             service="blog",
             middleware=[TracingMiddleware(tracer_provider=provider, system="kafka")],
         )
-        done = anyio.Event()
-
-        @bus.handler(PublishPost)
-        async def publish(command: PublishPost) -> PostId:
-            done.set()
-            return PostId(1)
-
-        async with bus:
-            await bus.provision()
-            async with working(bus):
-                await bus.enqueue(PublishPost("Hello"))
-                with anyio.fail_after(10):
-                    await done.wait()
+        await received_in_a_worker(bus)
         (span,) = named(exporter, "process blog")
         assert span.attributes is not None
         assert span.attributes["messaging.system"] == "kafka"
