@@ -387,8 +387,9 @@ class TestConcurrency:
         records = [sqs_record(app.body(PostPublished(n)), message_id=f"m-{n}") for n in range(4)]
         handler = lambda_handler(app.bus, backend=backend, concurrency=2, margin=15.0)
         response = handler(sqs_event(*records), app.context)
-        assert sorted(running) == [0, 1]
-        assert failures(response) == ["m-2", "m-3"]
+        # Which two lanes get the slots first is the scheduler's choice (trio's varies).
+        assert len(running) == 2
+        assert failures(response) == [f"m-{n}" for n in range(4) if n not in running]
 
 
 class Unpublishable(InMemoryTransport):
