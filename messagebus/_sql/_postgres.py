@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 # psycopg is imported inside the functions below (hence the PLC0415 waivers): it is an
 # optional extra, and importing messagebus must work without it.
 
-__all__ = ["CONNECT_TIMEOUT", "PostgresPool", "create_table", "qualified"]
+__all__ = ["CONNECT_TIMEOUT", "PostgresPool", "connection_failure", "create_table", "qualified"]
 
 CONNECT_TIMEOUT = 5
 """Seconds the first connection of a pool made from a DSN may take (libpq's minimum: 2)."""
@@ -206,19 +206,25 @@ class PostgresPool(SharedDatabase):
             set_up(connection)
 
 
-def _reach(dsn: str) -> None:
-    """Connect to ``dsn`` once, within :data:`CONNECT_TIMEOUT`; say why if it fails.
+def connection_failure(dsn: str) -> str | None:
+    """Connect to ``dsn`` once, within :data:`CONNECT_TIMEOUT`; return why it failed, if it did.
 
-    Raises:
-        StoreUnavailableError: PostgreSQL could not be reached or refused the connection.
+    The reason is psycopg's (PostgreSQL's), on one line; None when the connection was made.
     """
     import psycopg  # noqa: PLC0415
 
     try:
         psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT).close()
-    except psycopg.OperationalError as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise StoreUnavailableError(f"cannot reach PostgreSQL: {reason}") from exc
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def _reach(dsn: str) -> None:
+    """Raise :class:`~messagebus.StoreUnavailableError` if ``dsn`` cannot be connected to."""
+    reason = connection_failure(dsn)
+    if reason is not None:
+        raise StoreUnavailableError(f"cannot reach PostgreSQL: {reason}")
 
 
 def qualified(schema: str | None, name: str) -> sql.Identifier:

@@ -31,6 +31,7 @@ from typing import Any
 import click
 
 from messagebus._errors import ConfigurationError, InvalidURLError
+from messagebus._sql._postgres import connection_failure
 from messagebus._sql._schema import VERSION_TABLE, SetUps, check_version
 from messagebus._urls import parse_database_url
 from messagebus.dead_letters import PostgresDeadLetterStore, SQLiteDeadLetterStore
@@ -38,10 +39,7 @@ from messagebus.dead_letters._sql import SCHEMA_VERSION as DEAD_LETTERS_VERSION
 from messagebus.outbox import PostgresOutbox, SQLiteOutbox
 from messagebus.outbox._sql import SCHEMA_VERSION as OUTBOX_VERSION
 
-__all__ = ["CONNECT_TIMEOUT", "open_dead_letter_store", "open_outbox_store"]
-
-CONNECT_TIMEOUT = 5
-"""Seconds the first connection to a PostgreSQL DSN may take."""
+__all__ = ["open_dead_letter_store", "open_outbox_store"]
 
 _INSTALL = "pip install 'anyio-messagebus[postgres]'"
 
@@ -76,17 +74,15 @@ def _location(url: str) -> str | Path:
 def _reach(dsn: str) -> None:
     """Connect to ``dsn`` once, briefly; turn failure into one line."""
     try:
-        import psycopg  # noqa: PLC0415  # the optional extra
+        import psycopg  # noqa: F401, PLC0415  # the optional extra
         import psycopg_pool  # noqa: F401, PLC0415  # the stores need it too
     except ImportError as exc:
         raise ConfigurationError(
             f"a postgresql:// store needs the postgres extra: {_INSTALL} ({exc})"
         ) from None
-    try:
-        psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT).close()
-    except psycopg.Error as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise click.ClickException(f"cannot use PostgreSQL: {reason}") from None
+    reason = connection_failure(dsn)
+    if reason is not None:
+        raise click.ClickException(f"cannot use PostgreSQL: {reason}")
 
 
 def open_dead_letter_store(url: str) -> SQLiteDeadLetterStore | PostgresDeadLetterStore:
